@@ -1,0 +1,155 @@
+//! [`ChangeEvent`]: one row change, with the full source position it comes from.
+
+use std::sync::Arc;
+
+use crate::position::{EventPosition, Gtid};
+use crate::schema::TableSchema;
+use crate::value::Value;
+
+/// A row: one value per column of its [`TableSchema`], in column order.
+pub type Row = Vec<Value>;
+
+/// What happened to the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// INSERT (`c`).
+    Create,
+    /// UPDATE (`u`).
+    Update,
+    /// DELETE (`d`).
+    Delete,
+    /// A row read by a snapshot (`r`).
+    Read,
+    /// TRUNCATE TABLE (`t`).
+    Truncate,
+}
+
+impl Op {
+    /// Debezium's one-letter code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Read => "r",
+            Op::Truncate => "t",
+        }
+    }
+
+    /// The op for a Debezium code.
+    pub fn from_code(code: &str) -> Option<Op> {
+        Some(match code {
+            "c" => Op::Create,
+            "u" => Op::Update,
+            "d" => Op::Delete,
+            "r" => Op::Read,
+            "t" => Op::Truncate,
+            _ => return None,
+        })
+    }
+}
+
+/// Debezium's `source.snapshot` marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SnapshotMarker {
+    /// A streamed (binlog) event.
+    #[default]
+    False,
+    /// A row of an initial snapshot.
+    True,
+    /// The first row of an initial snapshot.
+    First,
+    /// The first row of a table within an initial snapshot.
+    FirstInDataCollection,
+    /// The last row of a table within an initial snapshot.
+    LastInDataCollection,
+    /// The last row of an initial snapshot.
+    Last,
+    /// A row of an incremental (on-demand, watermark-based) snapshot.
+    Incremental,
+}
+
+impl SnapshotMarker {
+    /// Debezium's string for the marker.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotMarker::False => "false",
+            SnapshotMarker::True => "true",
+            SnapshotMarker::First => "first",
+            SnapshotMarker::FirstInDataCollection => "first_in_data_collection",
+            SnapshotMarker::LastInDataCollection => "last_in_data_collection",
+            SnapshotMarker::Last => "last",
+            SnapshotMarker::Incremental => "incremental",
+        }
+    }
+
+    /// The marker for a Debezium string.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "false" => SnapshotMarker::False,
+            "true" => SnapshotMarker::True,
+            "first" => SnapshotMarker::First,
+            "first_in_data_collection" => SnapshotMarker::FirstInDataCollection,
+            "last_in_data_collection" => SnapshotMarker::LastInDataCollection,
+            "last" => SnapshotMarker::Last,
+            "incremental" => SnapshotMarker::Incremental,
+            _ => return None,
+        })
+    }
+}
+
+/// Where an event comes from: Debezium's `source` block, minus what the table schema says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceInfo {
+    /// `server_id` of the server that wrote the event (from the binlog event header).
+    pub server_id: u32,
+    /// The GTID of the transaction, when GTIDs are on.
+    pub gtid: Option<Gtid>,
+    /// Binlog file, row index within the rows event, and the event's byte position.
+    pub position: EventPosition,
+    /// Commit time on the source in microseconds since the epoch (binlog timestamps have
+    /// second precision; snapshot rows carry the time they were read).
+    pub ts_us: i64,
+    /// Snapshot marker (`false` for streamed events).
+    pub snapshot: SnapshotMarker,
+    /// Id of the session (connection) that made the change, when known.
+    pub thread: Option<u32>,
+    /// The statement that made the change, when known (`binlog_annotate_row_events` /
+    /// `binlog_rows_query_log_events`).
+    pub query: Option<String>,
+}
+
+/// Debezium's `transaction` block: which transaction an event belongs to and its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionInfo {
+    /// Transaction id: the GTID, or `file:pos` of its BEGIN when GTIDs are off.
+    pub id: Arc<str>,
+    /// 1-based order of this event among all events of the transaction.
+    pub total_order: u64,
+    /// 1-based order of this event among the transaction's events on the same table.
+    pub data_collection_order: u64,
+}
+
+/// One change of one row (or a TRUNCATE of a table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    /// What happened.
+    pub op: Op,
+    /// The table, as it was when the change was made.
+    pub table: Arc<TableSchema>,
+    /// The row before the change (update, delete).
+    pub before: Option<Row>,
+    /// The row after the change (create, update, read).
+    pub after: Option<Row>,
+    /// Where the change comes from.
+    pub source: SourceInfo,
+    /// The transaction it belongs to, when transaction metadata is on.
+    pub transaction: Option<TransactionInfo>,
+}
+
+impl ChangeEvent {
+    /// The row whose primary key identifies the message: `after`, or `before` for deletes.
+    pub fn key_row(&self) -> Option<&Row> {
+        self.after.as_ref().or(self.before.as_ref())
+    }
+}
