@@ -95,6 +95,34 @@ pub enum BigintUnsignedHandling {
     Long,
 }
 
+/// The `[encoding]` section of the config: how messages are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncodingConfig {
+    /// DECIMAL representation: `precise` (Connect Decimal, default), `string` or `double`.
+    #[serde(default)]
+    pub decimal_handling: DecimalHandling,
+    /// BIGINT UNSIGNED representation: `precise` (default, exact) or `long` (Debezium's
+    /// default; wraps values above 2^63-1).
+    #[serde(default)]
+    pub bigint_unsigned_handling: BigintUnsignedHandling,
+    /// Write Kafka Connect's `{"schema":…,"payload":…}` form (`schemas.enable=true`).
+    #[serde(default)]
+    pub schemas: bool,
+}
+
+impl EncodingConfig {
+    /// The codec options for a source called `server_name`.
+    pub fn options(&self, server_name: &str, flavor: Flavor) -> DebeziumOptions {
+        DebeziumOptions {
+            decimal_handling: self.decimal_handling,
+            bigint_unsigned_handling: self.bigint_unsigned_handling,
+            schemas: self.schemas,
+            ..DebeziumOptions::new(server_name, flavor)
+        }
+    }
+}
+
 /// Settings of the codec, shared by every table of one source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DebeziumOptions {

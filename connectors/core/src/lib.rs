@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod debezium;
 pub mod error;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod schema;
 pub mod temporal;
 pub mod value;
 
+pub use config::{Problem, Problems, Secret};
 pub use error::{Error, Result};
 pub use event::{ChangeEvent, Op, Row, SnapshotMarker, SourceInfo, TransactionInfo};
 pub use position::{

@@ -1,1 +1,23 @@
-//! wip
+//! binlake's Kafka side: the `[kafka]` config with client-setting passthrough, the
+//! transactional (idempotent) producer, the `read_committed` consumer and topic admin.
+//!
+//! Architecture invariant: only this crate speaks Kafka. librdkafka is bundled (built from
+//! source by rdkafka's `cmake-build`), so binlake never depends on the distribution's
+//! older librdkafka.
+//!
+//! # Error handling
+//!
+//! Every [`Error`] says whether it is transient ([`Error::is_transient`]): a broker that is
+//! down or restarting is transient, a refused setting or a fenced producer is not.
+
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod error;
+
+pub use client::{TopicSpec, ensure_topic, read_committed_consumer, transactional_producer};
+pub use config::KafkaConfig;
+pub use error::{Error, Result};
+/// rdkafka types callers need to hold producers and consumers.
+pub use rdkafka;

@@ -1,1 +1,17 @@
-//! wip
+//! binlake's MySQL/MariaDB side: the `[source]` config, connections, and what the
+//! primary reports about itself (flavour, binlog settings, current binlog position).
+//!
+//! Architecture invariant: only this crate speaks the MySQL protocol.
+//!
+//! The binlog replication client, event decoding and snapshots build on this crate's
+//! [`SourceConfig`] and [`ServerInfo`].
+
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod server;
+
+pub use config::SourceConfig;
+pub use error::{Error, Result};
+pub use server::{ServerInfo, connect};

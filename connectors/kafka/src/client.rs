@@ -1,0 +1,136 @@
+//! Creating clients: the transactional producer, the `read_committed` consumer, topics.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::KafkaConfig;
+use crate::error::{Error, Result};
+
+/// An idempotent, transactional producer with `transactional.id` = `transactional_id`,
+/// ready for `begin_transaction`. Initialising fences every older producer with the same
+/// id: their open transactions are aborted and their later writes refused.
+pub async fn transactional_producer(
+    cfg: &KafkaConfig,
+    transactional_id: &str,
+) -> Result<FutureProducer> {
+    let mut c = cfg.client_config();
+    c.set("enable.idempotence", "true")
+        .set("transactional.id", transactional_id)
+        .set(
+            "transaction.timeout.ms",
+            cfg.request_timeout.as_millis().max(1000).to_string(),
+        );
+    let producer: FutureProducer = c.create().map_err(|e| Error::Config(e.to_string()))?;
+    let timeout = cfg.request_timeout;
+    // init_transactions blocks the calling thread until the coordinator answers.
+    let producer =
+        tokio::task::spawn_blocking(move || producer.init_transactions(timeout).map(|()| producer))
+            .await
+            .map_err(|e| Error::Client {
+                operation: "init_transactions".into(),
+                reason: e.to_string(),
+                transient: false,
+            })?
+            .map_err(|e| Error::client(format!("init_transactions ({transactional_id})"), &e))?;
+    Ok(producer)
+}
+
+/// A consumer in `group_id` that reads only committed transactional messages, starts at
+/// the earliest offset when the group has none, and never commits offsets by itself.
+pub fn read_committed_consumer(cfg: &KafkaConfig, group_id: &str) -> Result<StreamConsumer> {
+    let mut c = cfg.client_config();
+    c.set("group.id", group_id)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    c.create().map_err(|e| Error::Config(e.to_string()))
+}
+
+/// The shape of a topic binlake writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Replication factor (`-1`: the broker's default).
+    pub replication_factor: i32,
+    /// Topic configs, e.g. `cleanup.policy = compact`.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Creates the topic, or checks that the existing one has the partition count asked for
+/// (a different count changes which partition a key goes to, so it is an error, never
+/// silently used).
+pub async fn ensure_topic(cfg: &KafkaConfig, spec: &TopicSpec) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = cfg
+        .client_config()
+        .create()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let mut topic = NewTopic::new(
+        &spec.name,
+        spec.partitions,
+        TopicReplication::Fixed(spec.replication_factor),
+    );
+    for (k, v) in &spec.configs {
+        topic = topic.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(cfg.request_timeout));
+    let results = admin
+        .create_topics([&topic], &opts)
+        .await
+        .map_err(|e| Error::client(format!("create topic {}", spec.name), &e))?;
+    for r in results {
+        match r {
+            Ok(_) => {
+                tracing::info!(topic = %spec.name, partitions = spec.partitions, "topic created");
+            }
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                let have = partition_count(&admin, &spec.name, cfg.request_timeout).await?;
+                if have != spec.partitions {
+                    return Err(Error::Topic {
+                        topic: spec.name.clone(),
+                        reason: format!(
+                            "exists with {have} partitions but the config asks for {}; keys would map to other partitions than consumers expect. Set the partition count to {have} in the config, or recreate the topic",
+                            spec.partitions
+                        ),
+                    });
+                }
+            }
+            Err((_, code)) => {
+                return Err(Error::client(
+                    format!("create topic {}", spec.name),
+                    &KafkaError::AdminOp(code),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn partition_count(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32> {
+    let md = admin
+        .inner()
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| Error::client(format!("metadata of {topic}"), &e))?;
+    md.topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len() as i32)
+        .ok_or_else(|| Error::Topic {
+            topic: topic.to_string(),
+            reason: "the broker returned no metadata for it".into(),
+        })
+}

@@ -1,0 +1,78 @@
+//! Errors of the Kafka connector.
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Result alias of the Kafka connector.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong talking to Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// librdkafka refused the client settings.
+    #[error("invalid Kafka client settings: {0}; check [kafka] and [kafka.client]")]
+    Config(String),
+    /// A client operation failed.
+    #[error("Kafka {operation} failed: {reason}")]
+    Client {
+        /// What binlake was doing.
+        operation: String,
+        /// librdkafka's message.
+        reason: String,
+        /// Whether retrying may succeed.
+        transient: bool,
+    },
+    /// A topic exists with a shape binlake cannot use as it is.
+    #[error("topic {topic}: {reason}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// What does not match, and what to do.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Wraps a librdkafka error raised while doing `operation`.
+    pub fn client(operation: impl Into<String>, e: &KafkaError) -> Self {
+        let transient = match e.rdkafka_error_code() {
+            Some(code) => is_transient_code(code),
+            None => matches!(e, KafkaError::Canceled | KafkaError::NoMessageReceived),
+        } || matches!(e, KafkaError::Transaction(t) if t.is_retriable());
+        Error::Client {
+            operation: operation.into(),
+            reason: e.to_string(),
+            transient,
+        }
+    }
+
+    /// True when retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Client {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+fn is_transient_code(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::OperationTimedOut
+            | C::RequestTimedOut
+            | C::NetworkException
+            | C::NotCoordinator
+            | C::CoordinatorNotAvailable
+            | C::CoordinatorLoadInProgress
+            | C::LeaderNotAvailable
+            | C::NotLeaderForPartition
+            | C::NotEnoughReplicas
+            | C::NotEnoughReplicasAfterAppend
+            | C::ConcurrentTransactions
+    )
+}

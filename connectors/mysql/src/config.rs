@@ -1,0 +1,118 @@
+//! The `[source]` section: how to reach the primary.
+
+use std::time::Duration;
+
+use binlake_core::{Problems, Secret};
+use mysql_async::{Opts, OptsBuilder};
+use serde::Deserialize;
+
+fn default_port() -> u16 {
+    3306
+}
+
+fn default_server_id() -> u32 {
+    5400
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// The `[source]` section of the config: the MySQL or MariaDB primary to capture.
+///
+/// ```toml
+/// [source]
+/// host = "db.internal"
+/// port = 3306
+/// user = "binlake"
+/// password = "${BINLAKE_MYSQL_PASSWORD}"
+/// server_id = 5400
+/// ```
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Host name or IP address of the primary.
+    pub host: String,
+    /// TCP port of the primary.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// User to connect as. Needs `REPLICATION SLAVE`, `BINLOG MONITOR` (MariaDB) or
+    /// `REPLICATION CLIENT` (MySQL), `SELECT` and `SHOW DATABASES`.
+    pub user: String,
+    /// Password of `user`; use `${ENV_VAR}` to take it from the environment.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// The server id binlake registers with as a replica; must differ from the primary's
+    /// and from every other replica's.
+    #[serde(default = "default_server_id")]
+    pub server_id: u32,
+    /// How long to wait for a connection, e.g. `"10s"`.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("server_id", &self.server_id)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl SourceConfig {
+    /// A config for `user` at `host:port` with defaults for the rest.
+    pub fn new(host: impl Into<String>, port: u16, user: impl Into<String>) -> Self {
+        SourceConfig {
+            host: host.into(),
+            port,
+            user: user.into(),
+            password: None,
+            server_id: default_server_id(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+
+    /// Checks values serde cannot, recording each problem under `path`.
+    pub fn validate(&self, path: &str, problems: &mut Problems) {
+        if self.host.trim().is_empty() {
+            problems.push(path, "host", "must not be empty");
+        }
+        if self.port == 0 {
+            problems.push(path, "port", "must be between 1 and 65535");
+        }
+        if self.user.is_empty() {
+            problems.push(path, "user", "must not be empty");
+        }
+        if self.server_id == 0 {
+            problems.push(
+                path,
+                "server_id",
+                "must be > 0 (0 is refused by the primary for replicas); pick an id no other server or replica uses",
+            );
+        }
+        if self.connect_timeout.is_zero() {
+            problems.push(path, "connect_timeout", "must be > 0, e.g. \"10s\"");
+        }
+    }
+
+    /// `user@host:port`, for logs and messages (never the password).
+    pub fn describe(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
+    }
+
+    /// Connection options for mysql_async.
+    pub(crate) fn opts(&self) -> Opts {
+        OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(self.password.as_ref().map(|p| p.expose().to_string()))
+            .prefer_socket(false)
+            .into()
+    }
+}

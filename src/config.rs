@@ -1,0 +1,521 @@
+//! The config file: TOML with `${ENV_VAR}` substitution, one section per component.
+//!
+//! # Loading
+//!
+//! 1. Parse the TOML (a syntax error stops here, with its line and column).
+//! 2. Replace `${NAME}` in every string value with the environment variable `NAME`
+//!    (`$${` writes a literal `${`). A variable that is not set is a problem at that
+//!    field's path. Substituted values are remembered so that no message repeats them.
+//! 3. Deserialize each section on its own, so a mistake in one section does not hide the
+//!    mistakes in another. Within a section, a field that fails (unknown, wrong type,
+//!    invalid value) is recorded with its path, removed, and the section is deserialized
+//!    again, so every such mistake is reported, not only the first.
+//! 4. Run each section's `validate()` for what serde cannot check.
+//!
+//! Every problem is reported together, each with its field path (`source.port: …`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use binlake_core::debezium::EncodingConfig;
+use binlake_core::{Problem, Problems};
+use binlake_kafka::KafkaConfig;
+use binlake_mysql::SourceConfig;
+use serde::de::DeserializeOwned;
+use toml::{Table, Value};
+
+/// Sections (top-level keys) the config may have.
+const SECTIONS: &[&str] = &["name", "source", "kafka", "encoding"];
+
+/// A loaded, valid config.
+#[derive(Debug)]
+pub struct Config {
+    /// The logical name of this source: Debezium's `topic.prefix` and `source.name`, the
+    /// prefix of every topic, the capture's transactional id.
+    pub name: String,
+    /// The primary to capture.
+    pub source: SourceConfig,
+    /// The Kafka cluster, for `capture` and `materialize`.
+    pub kafka: Option<KafkaConfig>,
+    /// How messages are encoded.
+    pub encoding: EncodingConfig,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS's message.
+        reason: String,
+    },
+    /// The file is not valid TOML.
+    #[error("{path} is not valid TOML: {reason}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        reason: String,
+    },
+    /// The file is TOML but its content has problems.
+    #[error("{path} has {n} problem{s}:\n{problems}", n = problems.0.len(), s = if problems.0.len() == 1 { "" } else { "s" })]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Every problem found.
+        problems: Problems,
+    },
+}
+
+impl Config {
+    /// Reads, substitutes, deserializes and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, &shown, &|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::load`], from text, with `env` standing for the environment.
+    pub fn parse(
+        text: &str,
+        shown: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: shown.to_string(),
+                reason: e.to_string().trim_end().to_string(),
+            })?;
+        let mut loader = Loader::default();
+        for (key, value) in table.iter_mut() {
+            loader.substitute(value, key, env);
+        }
+        for key in table.keys() {
+            if !SECTIONS.contains(&key.as_str()) {
+                loader.problems.push(
+                    "",
+                    key,
+                    format!(
+                        "unknown section or key, expected one of: {}",
+                        SECTIONS.join(", ")
+                    ),
+                );
+            }
+        }
+        let name: Option<String> = loader.required(&mut table, "name");
+        let source: Option<SourceConfig> = loader.required(&mut table, "source");
+        let kafka: Option<KafkaConfig> = loader.optional(&mut table, "kafka");
+        let encoding: EncodingConfig = loader.optional(&mut table, "encoding").unwrap_or_default();
+
+        if let Some(name) = &name {
+            validate_name(name, &mut loader.problems);
+        }
+        if let Some(s) = &source {
+            s.validate("source", &mut loader.problems);
+        }
+        if let Some(k) = &kafka {
+            k.validate("kafka", &mut loader.problems);
+        }
+        match (name, source) {
+            (Some(name), Some(source)) if loader.problems.is_empty() => Ok(Config {
+                name,
+                source,
+                kafka,
+                encoding,
+            }),
+            _ => Err(ConfigError::Invalid {
+                path: shown.to_string(),
+                problems: loader.redacted_problems(),
+            }),
+        }
+    }
+}
+
+/// The name goes into topic names, so it must be a legal Kafka topic-name prefix.
+fn validate_name(name: &str, problems: &mut Problems) {
+    if name.is_empty() || name.len() > 200 {
+        problems.push("", "name", "must be 1 to 200 characters");
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        problems.push(
+            "",
+            "name",
+            format!("`{name}` may use only letters, digits, '.', '_' and '-' (it prefixes Kafka topic names)"),
+        );
+    }
+}
+
+#[derive(Default)]
+struct Loader {
+    problems: Problems,
+    /// Values that came from the environment: never repeated in a message.
+    secrets: BTreeSet<String>,
+}
+
+impl Loader {
+    fn substitute(&mut self, value: &mut Value, path: &str, env: &dyn Fn(&str) -> Option<String>) {
+        match value {
+            Value::String(s) if s.contains('$') => match expand(s, env) {
+                Ok((expanded, used)) => {
+                    self.secrets
+                        .extend(used.into_iter().filter(|v| !v.is_empty()));
+                    *s = expanded;
+                }
+                Err(message) => self.problems.push("", path, message),
+            },
+            Value::Array(items) => {
+                for (i, v) in items.iter_mut().enumerate() {
+                    self.substitute(v, &format!("{path}[{i}]"), env);
+                }
+            }
+            Value::Table(t) => {
+                for (k, v) in t.iter_mut() {
+                    self.substitute(v, &format!("{path}.{}", path_segment(k)), env);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn required<T: DeserializeOwned>(&mut self, table: &mut Table, key: &str) -> Option<T> {
+        match table.remove(key) {
+            Some(v) => self.section(v, key),
+            None => {
+                self.problems.push("", key, "is required");
+                None
+            }
+        }
+    }
+
+    fn optional<T: DeserializeOwned>(&mut self, table: &mut Table, key: &str) -> Option<T> {
+        table.remove(key).and_then(|v| self.section(v, key))
+    }
+
+    /// Deserializes one section, recording and removing each failing field until the rest
+    /// deserializes (or nothing more can be removed).
+    fn section<T: DeserializeOwned>(&mut self, mut value: Value, key: &str) -> Option<T> {
+        for _ in 0..100 {
+            match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(t) => return Some(t),
+                Err(e) => {
+                    let inner = e.inner().to_string();
+                    let segments = segments(e.path());
+                    // serde reports a missing field at the struct that lacks it.
+                    if let Some(field) = missing_field(&inner) {
+                        let mut path = join(key, &segments);
+                        path = join_field(&path, field);
+                        self.problems.0.push(Problem {
+                            path,
+                            message: "is required".into(),
+                        });
+                        return None;
+                    }
+                    self.problems.0.push(Problem {
+                        path: join(key, &segments),
+                        message: inner,
+                    });
+                    if segments.is_empty() || !remove_at(&mut value, &segments) {
+                        return None;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn redacted_problems(&self) -> Problems {
+        let mut out = self.problems.clone();
+        for p in &mut out.0 {
+            for s in &self.secrets {
+                if p.message.contains(s.as_str()) {
+                    p.message = p.message.replace(s.as_str(), "***");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Expands `${NAME}` references; returns the new string and the substituted values.
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(String, Vec<String>), String> {
+    let mut out = String::with_capacity(s.len());
+    let mut used = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| "unclosed `${` (write `$${` for a literal `${`)".to_string())?;
+            let name = &tail[..end];
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!(
+                    "`${{{name}}}` is not a valid environment variable reference"
+                ));
+            }
+            let v = env(name).ok_or_else(|| {
+                format!("environment variable {name} is not set (referenced as ${{{name}}})")
+            })?;
+            out.push_str(&v);
+            used.push(v);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok((out, used))
+}
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn segments(path: &serde_path_to_error::Path) -> Vec<Segment> {
+    use serde_path_to_error::Segment as S;
+    path.iter()
+        .filter_map(|s| match s {
+            S::Map { key } => Some(Segment::Key(key.clone())),
+            S::Seq { index } => Some(Segment::Index(*index)),
+            S::Enum { variant } => Some(Segment::Key(variant.clone())),
+            S::Unknown => None,
+        })
+        .collect()
+}
+
+/// Quotes a key that is not a bare TOML key, as TOML would write it.
+fn path_segment(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+fn join(key: &str, segments: &[Segment]) -> String {
+    let mut s = key.to_string();
+    for seg in segments {
+        match seg {
+            Segment::Key(k) => {
+                s.push('.');
+                s.push_str(&path_segment(k));
+            }
+            Segment::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+fn join_field(path: &str, field: &str) -> String {
+    format!("{path}.{}", path_segment(field))
+}
+
+/// `missing field `user`` → `user`.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+}
+
+/// Removes the value at `segments` from `value`; false when there is nothing there.
+fn remove_at(value: &mut Value, segments: &[Segment]) -> bool {
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut cur = value;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (Segment::Key(k), Value::Table(t)) => t.get_mut(k),
+            (Segment::Index(i), Value::Array(a)) => a.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (Segment::Key(k), Value::Table(t)) => t.remove(k).is_some(),
+        (Segment::Index(i), Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "PASS" => Some("hunter2".into()),
+            "PORT_TEXT" => Some("hunter2".into()),
+            _ => None,
+        }
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::parse(text, "test.toml", &env) {
+            Ok(c) => panic!("expected problems, got {c:?}"),
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.0.iter().map(ToString::to_string).collect()
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    const GOOD: &str = r#"
+name = "shop"
+[source]
+host = "127.0.0.1"
+user = "binlake"
+password = "${PASS}"
+connect_timeout = "5s"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+[kafka.client]
+"sasl.password" = "${PASS}"
+[encoding]
+decimal_handling = "string"
+"#;
+
+    #[test]
+    fn a_good_config_loads_with_secrets_substituted_and_hidden() {
+        let c = Config::parse(GOOD, "t", &env).expect("valid");
+        assert_eq!(
+            c.source.password.as_ref().map(|p| p.expose()),
+            Some("hunter2")
+        );
+        assert_eq!(c.source.port, 3306);
+        assert_eq!(c.source.connect_timeout.as_secs(), 5);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("sasl.password"), "{debug}");
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_path() {
+        let p = problems(
+            r#"
+name = "shop"
+colour = "blue"
+[source]
+host = "db"
+user = "binlake"
+prot = 3306
+port = "high"
+server_id = 0
+[kafka]
+bootstrap_servers = "nohost"
+[encoding]
+decimal_handling = "exact"
+"#,
+        );
+        let joined = p.join("\n");
+        for needle in [
+            "colour: unknown section",
+            "source.prot: unknown field",
+            "source.port: invalid type",
+            "source.server_id: must be > 0",
+            "kafka.bootstrap_servers: `nohost` is not host:port",
+            "encoding.decimal_handling: unknown variant `exact`",
+        ] {
+            assert!(joined.contains(needle), "missing `{needle}` in:\n{joined}");
+        }
+        assert_eq!(p.len(), 6, "{joined}");
+    }
+
+    #[test]
+    fn missing_fields_and_env_vars_are_named() {
+        let p = problems(
+            r#"
+name = "bad name!"
+[source]
+host = "db"
+password = "${NOT_SET}"
+"#,
+        );
+        let joined = p.join("\n");
+        assert!(
+            joined.contains("source.password: environment variable NOT_SET is not set"),
+            "{joined}"
+        );
+        assert!(joined.contains("source.user: is required"), "{joined}");
+        assert!(
+            joined.contains("name: `bad name!` may use only"),
+            "{joined}"
+        );
+        let p = problems("");
+        assert_eq!(p, ["name: is required", "source: is required"]);
+    }
+
+    #[test]
+    fn substituted_values_never_appear_in_messages() {
+        let p = problems(
+            r#"
+name = "shop"
+[source]
+host = "db"
+user = "u"
+port = "${PORT_TEXT}"
+"#,
+        );
+        let joined = p.join("\n");
+        assert!(joined.contains("source.port"), "{joined}");
+        assert!(!joined.contains("hunter2"), "{joined}");
+    }
+
+    #[test]
+    fn reserved_client_settings_are_refused() {
+        let p = problems(
+            r#"
+name = "shop"
+[source]
+host = "db"
+user = "u"
+[kafka]
+bootstrap_servers = "k:9092"
+[kafka.client]
+"transactional.id" = "mine"
+"#,
+        );
+        assert_eq!(
+            p,
+            [
+                r#"kafka.client."transactional.id": is set by binlake: binlake derives it from the config's name"#
+            ]
+        );
+    }
+
+    #[test]
+    fn expansion() {
+        assert_eq!(
+            expand("a${PASS}b$${x}$y", &env).expect("ok").0,
+            "ahunter2b${x}$y"
+        );
+        assert!(expand("${PASS", &env).is_err());
+        assert!(expand("${A-B}", &env).is_err());
+    }
+}
