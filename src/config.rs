@@ -207,7 +207,9 @@ impl Loader {
             match serde_path_to_error::deserialize::<_, T>(value.clone()) {
                 Ok(t) => return Some(t),
                 Err(e) => {
+                    // toml appends "in `field`" on a second line; the path says that already.
                     let inner = e.inner().to_string();
+                    let inner = inner.lines().next().unwrap_or_default().trim().to_string();
                     let segments = segments(e.path());
                     // serde reports a missing field at the struct that lacks it.
                     if let Some(field) = missing_field(&inner) {

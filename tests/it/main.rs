@@ -1,1 +1,12 @@
-//! Integration tests.
+//! Integration tests: one binary, against the real services that `tests/services/*.sh`
+//! start (a private MariaDB and a KRaft Kafka broker). `make test` starts them; to run
+//! these by hand: `tests/services/all.sh start && cargo test --test it`.
+//!
+//! Each test uses its own database, topics and folders, so they run in parallel.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod kafka;
+mod mariadb;
+mod services;
