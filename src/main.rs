@@ -12,6 +12,7 @@
 //! | 2 | invalid usage or an invalid config file (every problem printed with its path) |
 
 mod config;
+mod dump;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,19 @@ enum Command {
         /// The TOML config file.
         config: PathBuf,
     },
+    /// Offline tools for binlog files.
+    Binlog {
+        #[command(subcommand)]
+        command: BinlogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BinlogCommand {
+    /// Decodes binlog files (like mysqlbinlog) and prints one Debezium-envelope JSON change
+    /// event per line on stdout. Needs binlog_row_metadata=FULL binlogs (column names come
+    /// from the table maps).
+    Dump(dump::DumpArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +69,15 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Validate { config } => validate(&config),
+        Command::Binlog {
+            command: BinlogCommand::Dump(args),
+        } => match dump::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

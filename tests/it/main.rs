@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod binlog;
 mod cli;
 mod kafka;
 mod mariadb;

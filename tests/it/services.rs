@@ -18,6 +18,11 @@ pub fn capture_source() -> SourceConfig {
         .unwrap_or(13306);
     let mut cfg = SourceConfig::new("127.0.0.1", port, "binlake");
     cfg.password = Some(binlake_core::Secret::new("binlake"));
+    // Each reader registers as its own replica: the primary drops an older connection
+    // with the same server_id.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    cfg.server_id =
+        100_000 + (std::process::id() % 10_000) * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
     cfg
 }
 

@@ -25,6 +25,39 @@ pub enum Error {
         /// The server's or client's message.
         reason: String,
     },
+    /// The server's settings do not allow capture; each problem says what to change.
+    #[error("{target} cannot be captured as it is configured:\n  - {}", problems.join("\n  - "))]
+    Requirement {
+        /// `user@host:port`.
+        target: String,
+        /// What to change, one entry per setting.
+        problems: Vec<String>,
+    },
+    /// The position to resume from is no longer in the primary's binlog.
+    #[error(
+        "the resume position {position} is no longer in the binlog of {target} (purged): changes after it are lost to binlake. Re-snapshot the tables (snapshot mode `when_needed` does it automatically) and keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days). Server said: {reason}"
+    )]
+    PositionPurged {
+        /// `user@host:port`.
+        target: String,
+        /// The position asked for.
+        position: String,
+        /// The server's message.
+        reason: String,
+    },
+    /// Another replica uses binlake's server id.
+    #[error(
+        "another replica of {target} uses server_id {server_id}: set source.server_id to an id no other server or replica uses"
+    )]
+    ServerIdInUse {
+        /// `user@host:port`.
+        target: String,
+        /// The id in conflict.
+        server_id: u32,
+    },
+    /// A binlog event could not be decoded.
+    #[error("{0}")]
+    Decode(String),
     /// The server answered something binlake does not understand.
     #[error("unexpected answer from {target}: {reason}")]
     Unexpected {
@@ -46,7 +79,11 @@ impl Error {
             Error::Query { reason, .. } => {
                 reason.contains("Lost connection") || reason.contains("broken pipe")
             }
-            Error::Unexpected { .. } => false,
+            Error::Unexpected { .. }
+            | Error::Requirement { .. }
+            | Error::PositionPurged { .. }
+            | Error::ServerIdInUse { .. }
+            | Error::Decode(_) => false,
         }
     }
 }

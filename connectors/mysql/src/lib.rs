@@ -8,9 +8,11 @@
 
 #![warn(missing_docs)]
 
+pub mod binlog;
 mod config;
 mod error;
 mod server;
+pub mod values;
 
 pub use config::SourceConfig;
 pub use error::{Error, Result};

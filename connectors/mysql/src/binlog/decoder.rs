@@ -1,0 +1,1085 @@
+//! The binlog decoder: a sans-I/O state machine from binlog events to [`BinlogItem`]s.
+//!
+//! It is fed events in binlog order, from the replication stream or from files, and calls
+//! back with items: transaction starts, row changes, schema changes and commits. It keeps
+//! no rows: a transaction of ten million rows flows through one rows event at a time.
+//!
+//! # Transactions and positions
+//!
+//! A transaction starts at a GTID event (MySQL's GTID / anonymous GTID, MariaDB's GTID
+//! event) or at `BEGIN`, and ends at XID, `COMMIT`, or, for a DDL statement (MariaDB's
+//! standalone GTID, MySQL's GTID + DDL without BEGIN), right after the statement. Only
+//! [`BinlogItem::Commit`] carries a resume position, so whoever records positions records
+//! transaction boundaries and a restart never begins inside a transaction. The resume
+//! position is both the binlog file:pos after the commit and, when the server uses GTIDs,
+//! the GTID state including this transaction.
+//!
+//! # Error handling
+//!
+//! Anything binlake cannot decode exactly is an error naming the table, the binlog position
+//! and the reason; nothing is skipped silently. Event types binlake does not know are
+//! logged once per type and counted ([`Decoder::unknown_events`]); they carry no row data
+//! in any server version binlake supports.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use binlake_core::{
+    BinlogFilePos, ChangeEvent, EventPosition, Flavor, Gtid, MariaDbGtid, MariaDbGtidPos,
+    MysqlGtid, MysqlGtidSet, Op, ResumePosition, Row, SnapshotMarker, SourceInfo, TableSchema,
+    TransactionInfo, Value,
+};
+use mysql_common::binlog::EventStreamReader;
+use mysql_common::binlog::consts::{BinlogVersion, EventType};
+use mysql_common::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
+
+use super::filter::Filter;
+use super::json;
+use super::mariadb;
+use super::rows::{Cursor, RowError};
+use super::table::{TableDef, table_def};
+
+/// What the decoder produces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BinlogItem {
+    /// A transaction begins.
+    Begin(TxnStart),
+    /// One row changed (or a table was truncated).
+    Change(ChangeEvent),
+    /// A statement changed a schema (CREATE/ALTER/DROP/RENAME/TRUNCATE …).
+    SchemaChange(SchemaChange),
+    /// The current transaction is complete; resuming at `resume` continues after it.
+    Commit(Commit),
+}
+
+/// The start of a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxnStart {
+    /// Transaction id: the GTID, or `file:pos` of its first event.
+    pub id: Arc<str>,
+    /// The GTID, when the server uses them.
+    pub gtid: Option<Gtid>,
+    /// Commit time on the source, µs since the epoch.
+    pub ts_us: i64,
+}
+
+/// The end of a transaction, and where to resume after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    /// Transaction id (as in [`TxnStart`]).
+    pub id: Arc<str>,
+    /// The GTID, when the server uses them.
+    pub gtid: Option<Gtid>,
+    /// Commit time on the source, µs since the epoch.
+    pub ts_us: i64,
+    /// The binlog file and position right after the transaction.
+    pub file_pos: BinlogFilePos,
+    /// The GTID state including this transaction, when GTIDs are on.
+    pub gtid_state: Option<ResumePosition>,
+    /// Number of row changes the transaction produced (after filtering).
+    pub events: u64,
+}
+
+impl Commit {
+    /// The position to resume after this transaction: the GTID state when there is one
+    /// (it survives binlog rotation and failover), else file:pos.
+    pub fn resume(&self) -> ResumePosition {
+        self.gtid_state
+            .clone()
+            .unwrap_or_else(|| ResumePosition::File(self.file_pos.clone()))
+    }
+}
+
+/// A statement that changed a schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaChange {
+    /// Default database of the statement.
+    pub database: String,
+    /// The statement text.
+    pub ddl: String,
+    /// The transaction's GTID, when GTIDs are on.
+    pub gtid: Option<Gtid>,
+    /// Where the statement is in the binlog.
+    pub position: BinlogFilePos,
+    /// Commit time on the source, µs since the epoch.
+    pub ts_us: i64,
+}
+
+/// A decoding failure: definite (the same bytes fail again).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode binlog event at {position}{table}: {reason}")]
+pub struct DecodeError {
+    /// `file:pos` of the event.
+    pub position: String,
+    /// ` (table db.t)`, when the event belongs to a table.
+    pub table: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Looks up a table's current schema when the binlog does not carry it
+/// (`binlog_row_metadata` not FULL).
+pub trait SchemaLookup: Send {
+    /// The schema of `db.table`, if known.
+    fn lookup(&mut self, database: &str, table: &str) -> Option<TableSchema>;
+
+    /// Called with every schema-changing statement, in binlog order, so that a lookup that
+    /// keeps a history stays current. `default_db` is the statement's default database.
+    fn apply_ddl(&mut self, default_db: &str, ddl: &str) {
+        let _ = (default_db, ddl);
+    }
+}
+
+/// No fallback: tables must come with full table-map metadata.
+#[derive(Debug, Default)]
+pub struct NoLookup;
+
+impl SchemaLookup for NoLookup {
+    fn lookup(&mut self, _: &str, _: &str) -> Option<TableSchema> {
+        None
+    }
+}
+
+#[derive(Debug)]
+enum Mapped {
+    /// Filtered out: rows of this table are not decoded.
+    Skipped,
+    Table {
+        def: Arc<TableDef>,
+        /// The table-map event body it was built from, to reuse it when unchanged.
+        raw: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+struct Txn {
+    id: Arc<str>,
+    gtid: Option<Gtid>,
+    ts_us: i64,
+    /// Ends after the next statement (DDL or a standalone event group).
+    standalone: bool,
+    total_order: u64,
+    per_table: HashMap<u64, u64>,
+    thread: Option<u32>,
+    query: Option<String>,
+    events: u64,
+}
+
+/// The decoder. See the module docs.
+pub struct Decoder {
+    flavor: Flavor,
+    filter: Filter,
+    lookup: Box<dyn SchemaLookup>,
+    file: Arc<str>,
+    /// Position of the end of the last event seen.
+    next_pos: u64,
+    fde: Option<mysql_common::binlog::events::FormatDescriptionEvent<'static>>,
+    tables: HashMap<u64, Mapped>,
+    /// The last schema seen per `(db, table)`, for TRUNCATE (which has no table map).
+    by_name: HashMap<(String, String), Arc<TableSchema>>,
+    txn: Option<Txn>,
+    /// A MySQL GTID seen, waiting for the BEGIN or DDL it belongs to.
+    pending_gtid: Option<(Gtid, i64)>,
+    gtid_state: Option<ResumePosition>,
+    unknown: BTreeMap<u8, u64>,
+    verify_checksums: bool,
+    /// `server_id` in the header of the event being fed.
+    server_id: u32,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("flavor", &self.flavor)
+            .field("file", &self.file)
+            .field("next_pos", &self.next_pos)
+            .field("tables", &self.tables.len())
+            .finish_non_exhaustive()
+    }
+}
+
+type Sink<'a> = dyn FnMut(BinlogItem) -> Result<(), DecodeError> + 'a;
+
+impl Decoder {
+    /// A decoder for a server of `flavor`, starting in binlog `file`; `gtid_state` is the
+    /// GTID state at the start (it grows with every commit), `None` without GTIDs.
+    pub fn new(
+        flavor: Flavor,
+        filter: Filter,
+        lookup: Box<dyn SchemaLookup>,
+        file: &str,
+        gtid_state: Option<ResumePosition>,
+    ) -> Self {
+        Decoder {
+            flavor,
+            filter,
+            lookup,
+            file: file.into(),
+            next_pos: 4,
+            fde: None,
+            tables: HashMap::new(),
+            by_name: HashMap::new(),
+            txn: None,
+            pending_gtid: None,
+            gtid_state,
+            unknown: BTreeMap::new(),
+            verify_checksums: true,
+            server_id: 0,
+        }
+    }
+
+    /// Forgets the stream state (tables, open transaction) to start again in `file` with
+    /// `gtid_state`, as after a reconnect; filters, lookup and counters stay.
+    pub fn reset(&mut self, file: &str, gtid_state: Option<ResumePosition>) {
+        self.file = file.into();
+        self.next_pos = 4;
+        self.tables.clear();
+        self.txn = None;
+        self.pending_gtid = None;
+        self.gtid_state = gtid_state;
+    }
+
+    /// Counts of event types that binlake does not know, by type code.
+    pub fn unknown_events(&self) -> &BTreeMap<u8, u64> {
+        &self.unknown
+    }
+
+    /// The binlog file the decoder is in.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// True while inside a transaction.
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    fn err(&self, pos: u64, table: Option<&str>, reason: impl Into<String>) -> DecodeError {
+        DecodeError {
+            position: format!("{}:{}", self.file, pos),
+            table: table.map(|t| format!(" (table {t})")).unwrap_or_default(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Feeds one event; items go to `sink` in order.
+    pub fn feed(&mut self, event: &Event, sink: &mut Sink<'_>) -> Result<(), DecodeError> {
+        let h = event.header();
+        let size = u64::from(h.event_size());
+        let log_pos = u64::from(h.log_pos());
+        // Events inside a transaction payload have no position of their own.
+        let start = if log_pos >= size {
+            log_pos - size
+        } else {
+            self.next_pos
+        };
+        let ty = h.event_type_raw();
+        self.server_id = h.server_id();
+
+        if self.verify_checksums
+            && let (Some(sum), Some(alg)) = (
+                event.checksum(),
+                event.footer().get_checksum_alg().ok().flatten(),
+            )
+                && ty != EventType::FORMAT_DESCRIPTION_EVENT as u8
+                    && u32::from_le_bytes(sum) != event.calc_checksum(alg)
+                {
+                    return Err(self.err(start, None, "checksum mismatch: the event is corrupt"));
+                }
+
+        if (mariadb::QUERY_COMPRESSED_EVENT..=mariadb::DELETE_ROWS_COMPRESSED_EVENT).contains(&ty) {
+            let plain = mariadb::decompress_event(event)
+                .map_err(|e| self.err(start, None, format!("compressed event: {e}")))?;
+            return self.feed(&plain, sink);
+        }
+
+        let result = match ty {
+            mariadb::GTID_EVENT => {
+                let g = mariadb::parse_gtid(event.data())
+                    .map_err(|e| self.err(start, None, format!("MariaDB GTID event: {e}")))?;
+                let gtid = MariaDbGtid {
+                    domain: g.domain_id,
+                    server: h.server_id(),
+                    seq: g.seq_no,
+                };
+                self.begin(
+                    Some(Gtid::MariaDb(gtid)),
+                    start,
+                    ts(h.timestamp()),
+                    g.is_standalone(),
+                    sink,
+                )
+            }
+            mariadb::ANNOTATE_ROWS_EVENT => {
+                if let Some(t) = self.txn.as_mut() {
+                    t.query = Some(mariadb::parse_annotate_rows(event.data()));
+                }
+                Ok(())
+            }
+            mariadb::GTID_LIST_EVENT
+            | mariadb::BINLOG_CHECKPOINT_EVENT
+            | mariadb::START_ENCRYPTION_EVENT => {
+                if ty == mariadb::START_ENCRYPTION_EVENT {
+                    return Err(self.err(start, None, "the binlog is encrypted (encrypt_binlog=ON); binlake reads it through the replication protocol, where the server decrypts it"));
+                }
+                Ok(())
+            }
+            _ => self.feed_known(event, start, sink),
+        };
+        if log_pos > 0 {
+            self.next_pos = log_pos;
+        }
+        result
+    }
+
+    fn feed_known(
+        &mut self,
+        event: &Event,
+        start: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), DecodeError> {
+        let h = event.header();
+        let data = match event.read_data() {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                let ty = h.event_type_raw();
+                let n = self.unknown.entry(ty).or_default();
+                if *n == 0 {
+                    tracing::warn!(event_type = ty, position = %format!("{}:{start}", self.file), "unknown binlog event type, skipped (it carries no row data)");
+                }
+                *n += 1;
+                return Ok(());
+            }
+            Err(e) => return Err(self.err(start, None, format!("{:?}: {e}", h.event_type()))),
+        };
+        match data {
+            EventData::FormatDescriptionEvent(fde) => {
+                self.fde = Some(fde.into_owned());
+                // A new binlog (or a restarted server): table ids start over.
+                self.tables.clear();
+            }
+            EventData::RotateEvent(r) => {
+                let name = r.name_raw();
+                let name = if self.fde.is_none() {
+                    strip_checksum(event, name)
+                } else {
+                    name
+                };
+                self.file = String::from_utf8_lossy(name).as_ref().into();
+                self.next_pos = r.position();
+                return Ok(());
+            }
+            EventData::GtidEvent(g) => {
+                let uuid = uuid::Uuid::from_bytes(g.sid());
+                let gtid = MysqlGtid {
+                    uuid,
+                    tag: g.tag().map(|t| t.to_string().to_ascii_lowercase()),
+                    txn: g.gno(),
+                };
+                let commit_us = g.original_commit_timestamp();
+                let ts_us = if commit_us > 0 {
+                    commit_us as i64
+                } else {
+                    ts(h.timestamp())
+                };
+                self.pending_gtid = Some((Gtid::Mysql(gtid), ts_us));
+            }
+            EventData::AnonymousGtidEvent(_) => self.pending_gtid = None,
+            EventData::QueryEvent(q) => {
+                let sql = q.query();
+                let word = first_word(&sql);
+                if word.eq_ignore_ascii_case("BEGIN") {
+                    let (gtid, ts_us) = match self.pending_gtid.take() {
+                        Some((g, t)) => (Some(g), t),
+                        None => (None, ts(h.timestamp())),
+                    };
+                    if self.txn.is_none() {
+                        self.begin(gtid, start, ts_us, false, sink)?;
+                    }
+                    if let Some(t) = self.txn.as_mut() {
+                        t.standalone = false;
+                        t.thread = Some(q.thread_id());
+                    }
+                } else if word.eq_ignore_ascii_case("COMMIT") {
+                    self.commit(event, sink)?;
+                } else if word.eq_ignore_ascii_case("ROLLBACK") {
+                    // Only non-transactional changes are ever logged before a ROLLBACK;
+                    // they happened, so they stay. The transaction still ends here.
+                    self.commit(event, sink)?;
+                } else {
+                    if self.txn.is_none() {
+                        let (gtid, ts_us) = match self.pending_gtid.take() {
+                            Some((g, t)) => (Some(g), t),
+                            None => (None, ts(h.timestamp())),
+                        };
+                        self.begin(gtid, start, ts_us, true, sink)?;
+                    }
+                    let db = q.schema().into_owned();
+                    let sql = sql.into_owned();
+                    self.statement(&db, sql, start, q.thread_id(), sink)?;
+                    if self.txn.as_ref().is_some_and(|t| t.standalone) {
+                        self.commit(event, sink)?;
+                    }
+                }
+            }
+            EventData::XidEvent(_) => self.commit(event, sink)?,
+            EventData::RowsQueryEvent(q) => {
+                if let Some(t) = self.txn.as_mut() {
+                    t.query = Some(q.query().into_owned());
+                }
+            }
+            EventData::TableMapEvent(tme) => self.table_map(&tme, event.data(), start)?,
+            EventData::RowsEvent(rows) => self.rows(&rows, start, sink)?,
+            EventData::TransactionPayloadEvent(p) => {
+                let reader = p
+                    .decompressed()
+                    .map_err(|e| self.err(start, None, format!("transaction payload: {e}")))?;
+                self.payload(reader, start, sink)?;
+            }
+            EventData::HeartbeatEvent
+            | EventData::PreviousGtidsEvent(_)
+            | EventData::StopEvent
+            | EventData::IntvarEvent(_)
+            | EventData::RandEvent(_)
+            | EventData::UserVarEvent(_)
+            | EventData::IgnorableEvent(_)
+            | EventData::IncidentEvent(_) => {}
+            other => {
+                let ty = h.event_type_raw();
+                let n = self.unknown.entry(ty).or_default();
+                if *n == 0 {
+                    tracing::warn!(event_type = ty, kind = ?std::mem::discriminant(&other), "binlog event type not used by binlake, skipped");
+                }
+                *n += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The events inside a MySQL 8 TRANSACTION_PAYLOAD, read one at a time from the
+    /// decompressing reader: memory is bounded by the largest inner event, not the payload.
+    fn payload(
+        &mut self,
+        mut reader: impl std::io::BufRead,
+        start: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), DecodeError> {
+        let mut inner = EventStreamReader::new(BinlogVersion::Version4);
+        loop {
+            match inner.read_decompressed(&mut reader) {
+                Ok(Some(ev)) => {
+                    let saved = self.verify_checksums;
+                    self.verify_checksums = false;
+                    let r = self.feed(&ev, sink);
+                    self.verify_checksums = saved;
+                    r?;
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    return Err(self.err(
+                        start,
+                        None,
+                        format!("corrupt TRANSACTION_PAYLOAD (zstd or inner event): {e}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn begin(
+        &mut self,
+        gtid: Option<Gtid>,
+        start: u64,
+        ts_us: i64,
+        standalone: bool,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), DecodeError> {
+        let id: Arc<str> = match &gtid {
+            Some(g) => g.to_string().into(),
+            None => format!("{}:{start}", self.file).into(),
+        };
+        self.txn = Some(Txn {
+            id: id.clone(),
+            gtid: gtid.clone(),
+            ts_us,
+            standalone,
+            total_order: 0,
+            per_table: HashMap::new(),
+            thread: None,
+            query: None,
+            events: 0,
+        });
+        sink(BinlogItem::Begin(TxnStart { id, gtid, ts_us }))
+    }
+
+    fn commit(&mut self, event: &Event, sink: &mut Sink<'_>) -> Result<(), DecodeError> {
+        let Some(txn) = self.txn.take() else {
+            return Ok(());
+        };
+        let end = u64::from(event.header().log_pos());
+        match (&mut self.gtid_state, &txn.gtid) {
+            (Some(ResumePosition::MariaDbGtids(p)), Some(Gtid::MariaDb(g))) => p.advance(*g),
+            (None, Some(Gtid::MariaDb(g))) => {
+                let mut p = MariaDbGtidPos::new();
+                p.advance(*g);
+                self.gtid_state = Some(ResumePosition::MariaDbGtids(p));
+            }
+            (Some(ResumePosition::MysqlGtids(s)), Some(Gtid::Mysql(g))) => s.add(g),
+            (None, Some(Gtid::Mysql(g))) => {
+                let mut s = MysqlGtidSet::new();
+                s.add(g);
+                self.gtid_state = Some(ResumePosition::MysqlGtids(s));
+            }
+            _ => {}
+        }
+        let file_pos = BinlogFilePos::new(
+            self.file.to_string(),
+            if end > 0 { end } else { self.next_pos },
+        );
+        sink(BinlogItem::Commit(Commit {
+            id: txn.id,
+            gtid: txn.gtid,
+            ts_us: txn.ts_us,
+            file_pos,
+            gtid_state: self.gtid_state.clone(),
+            events: txn.events,
+        }))
+    }
+
+    /// A statement other than BEGIN/COMMIT: DDL becomes a schema change (and TRUNCATE a
+    /// truncate event); cached table maps of the affected tables are dropped.
+    fn statement(
+        &mut self,
+        db: &str,
+        sql: String,
+        start: u64,
+        thread: u32,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), DecodeError> {
+        if !is_schema_statement(&sql) {
+            return Ok(());
+        }
+        if !self.filter.database_included(&statement_database(&sql, db)) {
+            // Still keep a schema history current: tables may be renamed into scope.
+            self.lookup.apply_ddl(db, &sql);
+            return Ok(());
+        }
+        let word = first_word(&sql).to_ascii_uppercase();
+        self.lookup.apply_ddl(db, &sql);
+        // Table ids are reassigned after DDL; the next table map rebuilds the definition.
+        self.tables.clear();
+        let (gtid, ts_us) = self
+            .txn
+            .as_ref()
+            .map(|t| (t.gtid.clone(), t.ts_us))
+            .unwrap_or((None, 0));
+        if word == "TRUNCATE"
+            && let Some((tdb, table)) = truncated_table(&sql, db)
+                && self.filter.table_included(&tdb, &table) {
+                    let known = self.by_name.get(&(tdb.clone(), table.clone())).cloned();
+                    let schema = known.or_else(|| {
+                        self.lookup
+                            .lookup(&tdb, &table)
+                            .map(|s| Arc::new(self.filter.project_schema(s)))
+                    });
+                    if let Some(schema) = schema {
+                        let source = self.source_info(start, 0, Some(thread), Some(sql.clone()));
+                        let txn = self.txn.as_mut().map(|t| {
+                            t.total_order += 1;
+                            t.events += 1;
+                            TransactionInfo {
+                                id: t.id.clone(),
+                                total_order: t.total_order,
+                                data_collection_order: 1,
+                            }
+                        });
+                        sink(BinlogItem::Change(ChangeEvent {
+                            op: Op::Truncate,
+                            table: schema,
+                            before: None,
+                            after: None,
+                            source,
+                            transaction: txn,
+                        }))?;
+                    } else {
+                        tracing::warn!(table = %format!("{tdb}.{table}"), "TRUNCATE of a table whose schema is unknown: emitted as a schema change only");
+                    }
+                }
+        sink(BinlogItem::SchemaChange(SchemaChange {
+            database: db.to_string(),
+            ddl: sql,
+            gtid,
+            position: BinlogFilePos::new(self.file.to_string(), start),
+            ts_us,
+        }))
+    }
+
+    fn table_map(
+        &mut self,
+        tme: &TableMapEvent<'_>,
+        raw: &[u8],
+        start: u64,
+    ) -> Result<(), DecodeError> {
+        let id = tme.table_id();
+        if let Some(Mapped::Table { raw: old, .. }) = self.tables.get(&id)
+            && old.as_slice() == raw {
+                return Ok(());
+            }
+        let db = tme.database_name();
+        let table = tme.table_name();
+        if !self.filter.table_included(&db, &table) {
+            self.tables.insert(id, Mapped::Skipped);
+            return Ok(());
+        }
+        let has_names = tme.iter_optional_meta().any(|f| {
+            matches!(
+                f,
+                Ok(mysql_common::binlog::events::OptionalMetadataField::ColumnName(_))
+            )
+        });
+        let fallback = if has_names {
+            None
+        } else {
+            self.lookup.lookup(&db, &table)
+        };
+        let filter = &self.filter;
+        let def = table_def(tme, fallback.as_ref(), &|col| {
+            filter.column_excluded(&db, &table, col)
+        })
+        .map_err(|e| self.err(start, Some(&format!("{db}.{table}")), e))?;
+        self.by_name
+            .insert((db.into_owned(), table.into_owned()), def.schema.clone());
+        self.tables.insert(
+            id,
+            Mapped::Table {
+                def: Arc::new(def),
+                raw: raw.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
+    fn source_info(
+        &self,
+        start: u64,
+        row: u32,
+        thread: Option<u32>,
+        query: Option<String>,
+    ) -> SourceInfo {
+        SourceInfo {
+            server_id: self.server_id,
+            gtid: self.txn.as_ref().and_then(|t| t.gtid.clone()),
+            position: EventPosition {
+                file: self.file.clone(),
+                pos: start,
+                row,
+            },
+            ts_us: self.txn.as_ref().map(|t| t.ts_us).unwrap_or(0),
+            snapshot: SnapshotMarker::False,
+            thread: thread.or_else(|| self.txn.as_ref().and_then(|t| t.thread)),
+            query,
+        }
+    }
+
+    fn rows(
+        &mut self,
+        rows: &RowsEventData<'_>,
+        start: u64,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), DecodeError> {
+        let table_id = rows.table_id();
+        let def = match self.tables.get(&table_id) {
+            Some(Mapped::Skipped) => return Ok(()),
+            Some(Mapped::Table { def, .. }) => def.clone(),
+            None => {
+                return Err(self.err(
+                    start,
+                    None,
+                    format!("rows event for table id {table_id} without a table map before it"),
+                ));
+            }
+        };
+        let qualified = || def.schema.qualified_name();
+        let op = match rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Create,
+            RowsEventData::UpdateRowsEventV1(_)
+            | RowsEventData::UpdateRowsEvent(_)
+            | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
+            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
+        };
+        let partial = matches!(rows, RowsEventData::PartialUpdateRowsEvent(_));
+        let n = rows.num_columns() as usize;
+        if n != def.decoders.len() {
+            return Err(self.err(
+                start,
+                Some(&qualified()),
+                format!(
+                    "rows event has {n} columns, its table map {}",
+                    def.decoders.len()
+                ),
+            ));
+        }
+        let before_cols = rows.columns_before_image();
+        let after_cols = rows.columns_after_image();
+        for cols in [before_cols, after_cols].into_iter().flatten() {
+            if cols.iter().take(n).any(|b| !*b) {
+                return Err(self.err(start, Some(&qualified()), "the row image lacks columns: binlake needs binlog_row_image=FULL on the server"));
+            }
+        }
+        let data = rows.rows_data();
+        let mut c = Cursor::new(data);
+        let mut row_index = 0u32;
+        let thread = self.txn.as_ref().and_then(|t| t.thread);
+        let query = self.txn.as_ref().and_then(|t| t.query.clone());
+        while c.remaining() > 0 {
+            let before = match before_cols {
+                Some(_) => Some(
+                    decode_image(&def, &mut c, false, None)
+                        .map_err(|e| self.err(start, Some(&qualified()), e.0))?,
+                ),
+                None => None,
+            };
+            let after = match after_cols {
+                Some(_) => Some(
+                    decode_image(&def, &mut c, partial, before.as_ref())
+                        .map_err(|e| self.err(start, Some(&qualified()), e.0))?,
+                ),
+                None => None,
+            };
+            let (txn_info, gtid, ts_us) = match self.txn.as_mut() {
+                Some(t) => {
+                    t.total_order += 1;
+                    t.events += 1;
+                    let dco = t.per_table.entry(table_id).or_default();
+                    *dco += 1;
+                    (
+                        Some(TransactionInfo {
+                            id: t.id.clone(),
+                            total_order: t.total_order,
+                            data_collection_order: *dco,
+                        }),
+                        t.gtid.clone(),
+                        t.ts_us,
+                    )
+                }
+                None => (None, None, 0),
+            };
+            sink(BinlogItem::Change(ChangeEvent {
+                op,
+                table: def.schema.clone(),
+                before,
+                after,
+                source: SourceInfo {
+                    server_id: self.server_id,
+                    gtid,
+                    position: EventPosition {
+                        file: self.file.clone(),
+                        pos: start,
+                        row: row_index,
+                    },
+                    ts_us,
+                    snapshot: SnapshotMarker::False,
+                    thread,
+                    query: query.clone(),
+                },
+                transaction: txn_info,
+            }))?;
+            row_index += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes one row image (null bitmap + values) into the table's projected columns. For a
+/// partial JSON after-image, `before` is the row's before-image to apply diffs to.
+fn decode_image(
+    def: &TableDef,
+    c: &mut Cursor<'_>,
+    partial: bool,
+    partial_before: Option<&Row>,
+) -> Result<Row, RowError> {
+    let n = def.decoders.len();
+    let mut partial_json: Option<Vec<bool>> = None;
+    if partial {
+        let options = c.lenenc()?;
+        if options & 1 != 0 {
+            let json_cols = def
+                .decoders
+                .iter()
+                .filter(|d| matches!(d, super::rows::ColumnDecoder::Json { .. }))
+                .count();
+            let bytes = c.take(json_cols.div_ceil(8))?;
+            partial_json = Some(
+                (0..json_cols)
+                    .map(|i| bytes[i / 8] & (1 << (i % 8)) != 0)
+                    .collect(),
+            );
+        }
+    }
+    let nulls = c.take(n.div_ceil(8))?;
+    let mut row: Row = Vec::with_capacity(def.schema.columns.len());
+    let mut json_index = 0;
+    for (i, dec) in def.decoders.iter().enumerate() {
+        let is_json = matches!(dec, super::rows::ColumnDecoder::Json { .. });
+        let is_partial = is_json
+            && partial_json
+                .as_ref()
+                .is_some_and(|p| p.get(json_index).copied().unwrap_or(false));
+        if is_json {
+            json_index += 1;
+        }
+        let v = if nulls[i / 8] & (1 << (i % 8)) != 0 {
+            Value::Null
+        } else if is_partial {
+            let len = c.uint_le(4)? as usize;
+            let bytes = c.take(len)?;
+            let diffs = json::parse_diffs(bytes).map_err(RowError)?;
+            let base = match def.projection[i].and_then(|j| partial_before.and_then(|b| b.get(j))) {
+                Some(Value::Json(t)) => t.as_str(),
+                _ => "null",
+            };
+            Value::Json(json::apply_diffs(base, &diffs).map_err(RowError)?)
+        } else {
+            dec.decode(c)?
+        };
+        if def.projection[i].is_some() {
+            row.push(v);
+        }
+    }
+    Ok(row)
+}
+
+/// The first (fake) ROTATE of a replication stream arrives before the format description,
+/// so the reader does not know yet that events carry a CRC32: its last 4 bytes end up in
+/// the file name. They are removed when they are the event's CRC32.
+fn strip_checksum<'a>(event: &Event, name: &'a [u8]) -> &'a [u8] {
+    let data = event.data();
+    if name.len() <= 4 || data.len() < 4 {
+        return name;
+    }
+    let mut header = Vec::with_capacity(19);
+    let h = event.header();
+    header.extend_from_slice(&h.timestamp().to_le_bytes());
+    header.push(h.event_type_raw());
+    header.extend_from_slice(&h.server_id().to_le_bytes());
+    header.extend_from_slice(&h.event_size().to_le_bytes());
+    header.extend_from_slice(&h.log_pos().to_le_bytes());
+    header.extend_from_slice(&h.flags_raw().to_le_bytes());
+    let (body, sum) = data.split_at(data.len() - 4);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header);
+    hasher.update(body);
+    if hasher.finalize().to_le_bytes() == sum {
+        &name[..name.len() - 4]
+    } else {
+        name
+    }
+}
+
+fn ts(secs: u32) -> i64 {
+    i64::from(secs) * 1_000_000
+}
+
+/// The first keyword of a statement, after comments and whitespace.
+fn first_word(sql: &str) -> &str {
+    let mut s = sql.trim_start();
+    loop {
+        if let Some(rest) = s.strip_prefix("/*") {
+            // MySQL's executable comments (`/*!50001 … */`) wrap real statements.
+            match rest.find("*/") {
+                Some(end) if !rest.starts_with('!') => s = rest[end + 2..].trim_start(),
+                _ => {
+                    let body = rest
+                        .trim_start_matches('!')
+                        .trim_start_matches(|c: char| c.is_ascii_digit());
+                    s = body.trim_start();
+                    break;
+                }
+            }
+        } else if s.starts_with("--") || s.starts_with('#') {
+            s = s.find('\n').map(|i| s[i + 1..].trim_start()).unwrap_or("");
+        } else {
+            break;
+        }
+    }
+    let end = s
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
+/// True for statements that change table or database schemas: CREATE/ALTER/DROP of
+/// TABLE, DATABASE/SCHEMA or INDEX, RENAME TABLE and TRUNCATE. Account, routine, view,
+/// event and trigger statements are not (and `ALTER USER … IDENTIFIED …` carries a
+/// password hash that must never be copied into a topic).
+fn is_schema_statement(sql: &str) -> bool {
+    let first = first_word(sql);
+    let rest = &sql[sql.find(first).map(|i| i + first.len()).unwrap_or(0)..];
+    let words: Vec<String> = rest
+        .split(|c: char| c.is_whitespace() || c == '(' || c == '`')
+        .filter(|w| !w.is_empty())
+        .take(4)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    // Skip modifiers that may stand between the verb and the object.
+    let mut i = 0;
+    while matches!(
+        w(i),
+        "OR" | "REPLACE"
+            | "TEMPORARY"
+            | "ONLINE"
+            | "OFFLINE"
+            | "IGNORE"
+            | "UNIQUE"
+            | "FULLTEXT"
+            | "SPATIAL"
+    ) {
+        i += 1;
+    }
+    match first.to_ascii_uppercase().as_str() {
+        "TRUNCATE" => true,
+        "RENAME" => matches!(w(i), "TABLE" | "TABLES"),
+        "CREATE" | "ALTER" | "DROP" => matches!(w(i), "TABLE" | "DATABASE" | "SCHEMA" | "INDEX"),
+        _ => false,
+    }
+}
+
+/// The database a schema statement is about: the qualifier of the object after
+/// TABLE/DATABASE/SCHEMA/INDEX … ON when there is one, else the default database.
+fn statement_database(sql: &str, default_db: &str) -> String {
+    let mut words = sql.split_whitespace();
+    while let Some(w) = words.next() {
+        let u = w.to_ascii_uppercase();
+        if matches!(u.as_str(), "DATABASE" | "SCHEMA") {
+            let mut name = words.next().unwrap_or_default();
+            if name.eq_ignore_ascii_case("IF") {
+                // IF [NOT] EXISTS
+                name = words
+                    .find(|w| w.eq_ignore_ascii_case("EXISTS"))
+                    .and(words.next())
+                    .unwrap_or_default();
+            }
+            return name.trim_end_matches(';').trim_matches('`').to_string();
+        }
+        if matches!(u.as_str(), "TABLE" | "ON") {
+            let mut name = words.next().unwrap_or_default();
+            if name.eq_ignore_ascii_case("IF") {
+                name = words
+                    .find(|w| w.eq_ignore_ascii_case("EXISTS"))
+                    .and(words.next())
+                    .unwrap_or_default();
+            }
+            let name = name.split('(').next().unwrap_or_default();
+            return match split_qualified(name) {
+                (Some(db), _) => db.trim_matches('`').to_string(),
+                (None, _) => default_db.to_string(),
+            };
+        }
+    }
+    default_db.to_string()
+}
+
+/// `TRUNCATE [TABLE] [db.]t` → (db, t).
+fn truncated_table(sql: &str, default_db: &str) -> Option<(String, String)> {
+    let mut words = sql.split_whitespace().skip(1);
+    let mut name = words.next()?;
+    if name.eq_ignore_ascii_case("TABLE") {
+        name = words.next()?;
+    }
+    let name = name.trim_end_matches(';');
+    let unquote = |s: &str| s.trim_matches('`').replace("``", "`");
+    match split_qualified(name) {
+        (Some(db), t) => Some((unquote(db), unquote(t))),
+        (None, t) => Some((default_db.to_string(), unquote(t))),
+    }
+}
+
+fn split_qualified(name: &str) -> (Option<&str>, &str) {
+    let mut in_quote = false;
+    for (i, ch) in name.char_indices() {
+        match ch {
+            '`' => in_quote = !in_quote,
+            '.' if !in_quote => return (Some(&name[..i]), &name[i + 1..]),
+            _ => {}
+        }
+    }
+    (None, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_keywords() {
+        assert_eq!(first_word("  begin"), "begin");
+        assert_eq!(first_word("/* c */ ALTER TABLE t"), "ALTER");
+        assert_eq!(
+            first_word("/*!40000 ALTER TABLE t DISABLE KEYS */"),
+            "ALTER"
+        );
+        assert_eq!(first_word("-- x\nDROP TABLE t"), "DROP");
+    }
+
+    #[test]
+    fn schema_statements() {
+        for yes in [
+            "CREATE TABLE t (a int)",
+            "create or replace table t (a int)",
+            "ALTER ONLINE TABLE t ADD b int",
+            "DROP TABLE IF EXISTS `t`",
+            "CREATE DATABASE d",
+            "CREATE UNIQUE INDEX i ON t (a)",
+            "RENAME TABLE a TO b",
+            "TRUNCATE t",
+            "/* x */ ALTER TABLE t DROP c",
+        ] {
+            assert!(is_schema_statement(yes), "{yes}");
+        }
+        for no in [
+            "ALTER USER 'root'@'localhost' IDENTIFIED WITH 'x' AS 'hash'",
+            "CREATE USER u",
+            "GRANT SELECT ON *.* TO u",
+            "CREATE VIEW v AS SELECT 1",
+            "DROP PROCEDURE p",
+            "INSERT INTO t VALUES (1)",
+        ] {
+            assert!(!is_schema_statement(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn statement_databases() {
+        assert_eq!(statement_database("DROP DATABASE it_x", "d"), "it_x");
+        assert_eq!(
+            statement_database("CREATE DATABASE IF NOT EXISTS `a`", "d"),
+            "a"
+        );
+        assert_eq!(
+            statement_database("ALTER TABLE `s`.`t` ADD c INT", "d"),
+            "s"
+        );
+        assert_eq!(statement_database("CREATE TABLE t(a int)", "d"), "d");
+        assert_eq!(
+            statement_database("CREATE INDEX i ON other.t (a)", "d"),
+            "other"
+        );
+    }
+
+    #[test]
+    fn truncate_targets() {
+        assert_eq!(
+            truncated_table("TRUNCATE TABLE `a`.`b`", "d"),
+            Some(("a".into(), "b".into()))
+        );
+        assert_eq!(
+            truncated_table("truncate t1", "d"),
+            Some(("d".into(), "t1".into()))
+        );
+        assert_eq!(
+            truncated_table("TRUNCATE `x.y`", "d"),
+            Some(("d".into(), "x.y".into()))
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Which tables and columns are captured: include/exclude glob patterns.
+//!
+//! Patterns match `db.table` (tables) and `db.table.column` (columns) with `*`, `?` and
+//! `[...]`. A table is captured when it matches an include pattern (or there are none) and
+//! no exclude pattern. The server's own schemas (`mysql`, `sys`, `information_schema`,
+//! `performance_schema`) are never captured. Excluded columns are removed when the table
+//! map is decoded, so their values never leave the process.
+
+use binlake_core::TableSchema;
+use glob::{MatchOptions, Pattern};
+
+const SYSTEM_SCHEMAS: &[&str] = &["mysql", "sys", "information_schema", "performance_schema"];
+
+/// Table and column filters.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    include: Vec<Pattern>,
+    exclude: Vec<Pattern>,
+    exclude_columns: Vec<Pattern>,
+}
+
+const OPTS: MatchOptions = MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: false,
+    require_literal_leading_dot: false,
+};
+
+impl Filter {
+    /// Builds a filter; an invalid pattern is an error naming it.
+    pub fn new(
+        include: &[String],
+        exclude: &[String],
+        exclude_columns: &[String],
+    ) -> Result<Self, String> {
+        let compile = |ps: &[String]| -> Result<Vec<Pattern>, String> {
+            ps.iter()
+                .map(|p| Pattern::new(p).map_err(|e| format!("invalid pattern `{p}`: {e}")))
+                .collect()
+        };
+        Ok(Filter {
+            include: compile(include)?,
+            exclude: compile(exclude)?,
+            exclude_columns: compile(exclude_columns)?,
+        })
+    }
+
+    /// True when rows of `db.table` are captured.
+    pub fn table_included(&self, db: &str, table: &str) -> bool {
+        if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(db)) {
+            return false;
+        }
+        let name = format!("{db}.{table}");
+        (self.include.is_empty() || self.include.iter().any(|p| p.matches_with(&name, OPTS)))
+            && !self.exclude.iter().any(|p| p.matches_with(&name, OPTS))
+    }
+
+    /// True when some table of database `db` may be captured: schema changes of other
+    /// databases are not emitted.
+    pub fn database_included(&self, db: &str) -> bool {
+        if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(db)) {
+            return false;
+        }
+        let db_part = |p: &Pattern| -> Option<Pattern> {
+            let text = p.as_str();
+            let head = text.split_once('.').map(|(h, _)| h).unwrap_or(text);
+            Pattern::new(head).ok()
+        };
+        let included = self.include.is_empty()
+            || self
+                .include
+                .iter()
+                .any(|p| db_part(p).is_some_and(|h| h.matches_with(db, OPTS)));
+        let excluded_whole = self.exclude.iter().any(|p| {
+            p.as_str()
+                .strip_suffix(".*")
+                .and_then(|h| Pattern::new(h).ok())
+                .is_some_and(|h| h.matches_with(db, OPTS))
+        });
+        included && !excluded_whole
+    }
+
+    /// True when `db.table.column` is excluded.
+    pub fn column_excluded(&self, db: &str, table: &str, column: &str) -> bool {
+        if self.exclude_columns.is_empty() {
+            return false;
+        }
+        let name = format!("{db}.{table}.{column}");
+        self.exclude_columns
+            .iter()
+            .any(|p| p.matches_with(&name, OPTS))
+    }
+
+    /// `schema` without its excluded columns (key columns are always kept).
+    pub fn project_schema(&self, mut schema: TableSchema) -> TableSchema {
+        let keep: Vec<bool> = schema
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                schema.primary_key.contains(&i)
+                    || !self.column_excluded(&schema.database, &schema.table, &c.name)
+            })
+            .collect();
+        let mut idx = Vec::with_capacity(keep.len());
+        let mut next = 0usize;
+        for k in &keep {
+            idx.push(if *k {
+                next += 1;
+                Some(next - 1)
+            } else {
+                None
+            });
+        }
+        let mut i = 0;
+        schema.columns.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        schema.primary_key = schema.primary_key.iter().filter_map(|&k| idx[k]).collect();
+        schema
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_exclude() {
+        let f = Filter::new(
+            &["shop.*".into(), "crm.users".into()],
+            &["shop.tmp_*".into()],
+            &["*.*.password*".into()],
+        )
+        .expect("valid");
+        assert!(f.table_included("shop", "orders"));
+        assert!(!f.table_included("shop", "tmp_x"));
+        assert!(f.table_included("crm", "users"));
+        assert!(!f.table_included("crm", "other"));
+        assert!(!f.table_included("mysql", "user"));
+        assert!(f.database_included("shop") && f.database_included("crm"));
+        assert!(!f.database_included("other") && !f.database_included("mysql"));
+        assert!(f.column_excluded("crm", "users", "password_hash"));
+        assert!(!f.column_excluded("crm", "users", "email"));
+        assert!(Filter::new(&["[".into()], &[], &[]).is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! `binlake binlog dump FILE...`: binlog files to Debezium JSON lines, offline.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use binlake_core::Flavor;
+use binlake_core::debezium::{DebeziumOptions, TableCodec};
+use binlake_mysql::binlog::{BinlogItem, Decoder, Filter, NoLookup, file::read_file};
+
+/// Arguments of `binlake binlog dump`.
+#[derive(Debug, clap::Args)]
+pub struct DumpArgs {
+    /// Binlog files, in order.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The logical source name written to `source.name`.
+    #[arg(long, default_value = "binlake")]
+    name: String,
+    /// Write Kafka Connect's {"schema","payload"} form.
+    #[arg(long)]
+    schemas: bool,
+    /// Only tables matching these `db.table` glob patterns.
+    #[arg(long)]
+    include: Vec<String>,
+    /// Also print transaction boundaries and schema changes, as `{"binlake": …}` lines.
+    #[arg(long)]
+    verbose: bool,
+}
+
+/// Runs the command.
+pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
+    let filter = Filter::new(&args.include, &[], &[]).map_err(anyhow::Error::msg)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut codecs: HashMap<String, TableCodec> = HashMap::new();
+    let mut buf = Vec::with_capacity(4096);
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let mut write_err: Option<std::io::Error> = None;
+    for path in &args.files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let flavor = if std::fs::read(path)
+            .map(|b| b.windows(7).take(200).any(|w| w == b"MariaDB"))
+            .unwrap_or(false)
+        {
+            Flavor::MariaDb
+        } else {
+            Flavor::Mysql
+        };
+        let opts = Arc::new(DebeziumOptions {
+            schemas: args.schemas,
+            ..DebeziumOptions::new(args.name.clone(), flavor)
+        });
+        let mut decoder = Decoder::new(flavor, filter.clone(), Box::new(NoLookup), &name, None);
+        let verbose = args.verbose;
+        read_file(path, &mut decoder, &mut |item| {
+            buf.clear();
+            match item {
+                BinlogItem::Change(e) => {
+                    let key = e.table.qualified_name();
+                    let codec = match codecs.get(&key) {
+                        Some(c) if Arc::ptr_eq(c.table(), &e.table) || **c.table() == *e.table => c,
+                        _ => {
+                            codecs.insert(key.clone(), TableCodec::new(e.table.clone(), opts.clone()));
+                            &codecs[&key]
+                        }
+                    };
+                    codec.encode_value(&e, now_us, &mut buf).map_err(|err| binlake_mysql::binlog::DecodeError {
+                        position: e.source.position.to_string(),
+                        table: format!(" (table {key})"),
+                        reason: err.to_string(),
+                    })?;
+                }
+                BinlogItem::Commit(c) if verbose => {
+                    let line = serde_json::json!({"binlake": "commit", "id": &*c.id, "position": c.resume().to_string(), "events": c.events});
+                    let _ = serde_json::to_writer(&mut buf, &line);
+                }
+                BinlogItem::SchemaChange(s) if verbose => {
+                    let line = serde_json::json!({"binlake": "schema_change", "database": s.database, "ddl": s.ddl, "position": s.position.to_string()});
+                    let _ = serde_json::to_writer(&mut buf, &line);
+                }
+                _ => return Ok(()),
+            }
+            buf.push(b'\n');
+            if let Err(e) = out.write_all(&buf) {
+                write_err.get_or_insert(e);
+            }
+            Ok(())
+        })
+        .with_context(|| format!("decoding {}", path.display()))?;
+        for (ty, n) in decoder.unknown_events() {
+            eprintln!(
+                "note: {n} event(s) of unknown type {ty} skipped in {}",
+                path.display()
+            );
+        }
+    }
+    if let Some(e) = write_err {
+        // A closed pipe (`| head`) is not an error worth a message.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e).context("writing to stdout");
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}
