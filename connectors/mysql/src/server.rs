@@ -64,8 +64,7 @@ impl ServerInfo {
                 reason: e.to_string(),
             }
         };
-        const VARS: &str =
-            "SELECT VERSION(), @@server_id, @@log_bin, @@binlog_format, @@binlog_row_image";
+        const VARS: &str = "SELECT VERSION(), @@server_id, @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image";
         let row: Option<(String, u32, u8, String, String)> =
             conn.query_first(VARS).await.map_err(q(VARS))?;
         let Some((version, server_id, log_bin, binlog_format, binlog_row_image)) = row else {
@@ -82,7 +81,7 @@ impl ServerInfo {
         // Absent before MySQL 8.0.1 / MariaDB 10.5: then the query fails with "unknown
         // system variable", which only means the setting does not exist.
         let binlog_row_metadata: Option<String> = conn
-            .query_first("SELECT @@binlog_row_metadata")
+            .query_first("SELECT @@GLOBAL.binlog_row_metadata")
             .await
             .ok()
             .flatten();

@@ -281,11 +281,11 @@ impl Decoder {
                 event.checksum(),
                 event.footer().get_checksum_alg().ok().flatten(),
             )
-                && ty != EventType::FORMAT_DESCRIPTION_EVENT as u8
-                    && u32::from_le_bytes(sum) != event.calc_checksum(alg)
-                {
-                    return Err(self.err(start, None, "checksum mismatch: the event is corrupt"));
-                }
+            && ty != EventType::FORMAT_DESCRIPTION_EVENT as u8
+            && u32::from_le_bytes(sum) != event.calc_checksum(alg)
+        {
+            return Err(self.err(start, None, "checksum mismatch: the event is corrupt"));
+        }
 
         if (mariadb::QUERY_COMPRESSED_EVENT..=mariadb::DELETE_ROWS_COMPRESSED_EVENT).contains(&ty) {
             let plain = mariadb::decompress_event(event)
@@ -575,36 +575,37 @@ impl Decoder {
             .unwrap_or((None, 0));
         if word == "TRUNCATE"
             && let Some((tdb, table)) = truncated_table(&sql, db)
-                && self.filter.table_included(&tdb, &table) {
-                    let known = self.by_name.get(&(tdb.clone(), table.clone())).cloned();
-                    let schema = known.or_else(|| {
-                        self.lookup
-                            .lookup(&tdb, &table)
-                            .map(|s| Arc::new(self.filter.project_schema(s)))
-                    });
-                    if let Some(schema) = schema {
-                        let source = self.source_info(start, 0, Some(thread), Some(sql.clone()));
-                        let txn = self.txn.as_mut().map(|t| {
-                            t.total_order += 1;
-                            t.events += 1;
-                            TransactionInfo {
-                                id: t.id.clone(),
-                                total_order: t.total_order,
-                                data_collection_order: 1,
-                            }
-                        });
-                        sink(BinlogItem::Change(ChangeEvent {
-                            op: Op::Truncate,
-                            table: schema,
-                            before: None,
-                            after: None,
-                            source,
-                            transaction: txn,
-                        }))?;
-                    } else {
-                        tracing::warn!(table = %format!("{tdb}.{table}"), "TRUNCATE of a table whose schema is unknown: emitted as a schema change only");
+            && self.filter.table_included(&tdb, &table)
+        {
+            let known = self.by_name.get(&(tdb.clone(), table.clone())).cloned();
+            let schema = known.or_else(|| {
+                self.lookup
+                    .lookup(&tdb, &table)
+                    .map(|s| Arc::new(self.filter.project_schema(s)))
+            });
+            if let Some(schema) = schema {
+                let source = self.source_info(start, 0, Some(thread), Some(sql.clone()));
+                let txn = self.txn.as_mut().map(|t| {
+                    t.total_order += 1;
+                    t.events += 1;
+                    TransactionInfo {
+                        id: t.id.clone(),
+                        total_order: t.total_order,
+                        data_collection_order: 1,
                     }
-                }
+                });
+                sink(BinlogItem::Change(ChangeEvent {
+                    op: Op::Truncate,
+                    table: schema,
+                    before: None,
+                    after: None,
+                    source,
+                    transaction: txn,
+                }))?;
+            } else {
+                tracing::warn!(table = %format!("{tdb}.{table}"), "TRUNCATE of a table whose schema is unknown: emitted as a schema change only");
+            }
+        }
         sink(BinlogItem::SchemaChange(SchemaChange {
             database: db.to_string(),
             ddl: sql,
@@ -622,9 +623,10 @@ impl Decoder {
     ) -> Result<(), DecodeError> {
         let id = tme.table_id();
         if let Some(Mapped::Table { raw: old, .. }) = self.tables.get(&id)
-            && old.as_slice() == raw {
-                return Ok(());
-            }
+            && old.as_slice() == raw
+        {
+            return Ok(());
+        }
         let db = tme.database_name();
         let table = tme.table_name();
         if !self.filter.table_included(&db, &table) {

@@ -148,17 +148,17 @@ pub fn table_def(
         } else {
             None
         };
-        let charset =
-            match collation {
-                Some(id) => Some(charset_name_of_collation(id).ok_or_else(|| {
-                    format!("{qualified}.{}: unknown collation id {id}", name)
-                })?),
-                None => match fb.map(|c| &c.ty) {
-                    Some(ColumnType::String { charset, .. }) => Some(charset.clone()),
-                    Some(ColumnType::Bytes { .. }) => Some("binary".into()),
-                    _ => None,
-                },
-            };
+        let charset = match collation {
+            Some(id) => Some(
+                charset_name_of_collation(id)
+                    .ok_or_else(|| format!("{qualified}.{}: unknown collation id {id}", name))?,
+            ),
+            None => match fb.map(|c| &c.ty) {
+                Some(ColumnType::String { charset, .. }) => Some(charset.clone()),
+                Some(ColumnType::Bytes { .. }) => Some("binary".into()),
+                _ => None,
+            },
+        };
         let members = |from_map: Option<Vec<String>>| -> Result<Vec<String>, String> {
             from_map
                 .or_else(|| match fb.map(|c| &c.ty) {
