@@ -19,13 +19,13 @@ use std::path::Path;
 
 use binlake_core::debezium::EncodingConfig;
 use binlake_core::{Problem, Problems};
-use binlake_kafka::KafkaConfig;
+use binlake_kafka::{CaptureConfig, KafkaConfig};
 use binlake_mysql::SourceConfig;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 /// Sections (top-level keys) the config may have.
-const SECTIONS: &[&str] = &["name", "source", "kafka", "encoding"];
+const SECTIONS: &[&str] = &["name", "source", "kafka", "capture", "encoding"];
 
 /// A loaded, valid config.
 #[derive(Debug)]
@@ -37,6 +37,8 @@ pub struct Config {
     pub source: SourceConfig,
     /// The Kafka cluster, for `capture` and `materialize`.
     pub kafka: Option<KafkaConfig>,
+    /// How capture writes to Kafka.
+    pub capture: CaptureConfig,
     /// How messages are encoded.
     pub encoding: EncodingConfig,
 }
@@ -112,6 +114,7 @@ impl Config {
         let name: Option<String> = loader.required(&mut table, "name");
         let source: Option<SourceConfig> = loader.required(&mut table, "source");
         let kafka: Option<KafkaConfig> = loader.optional(&mut table, "kafka");
+        let capture: CaptureConfig = loader.optional(&mut table, "capture").unwrap_or_default();
         let encoding: EncodingConfig = loader.optional(&mut table, "encoding").unwrap_or_default();
 
         if let Some(name) = &name {
@@ -123,11 +126,13 @@ impl Config {
         if let Some(k) = &kafka {
             k.validate("kafka", &mut loader.problems);
         }
+        capture.validate("capture", &mut loader.problems);
         match (name, source) {
             (Some(name), Some(source)) if loader.problems.is_empty() => Ok(Config {
                 name,
                 source,
                 kafka,
+                capture,
                 encoding,
             }),
             _ => Err(ConfigError::Invalid {

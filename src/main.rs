@@ -11,6 +11,7 @@
 //! | 1 | a runtime error (printed on stderr) |
 //! | 2 | invalid usage or an invalid config file (every problem printed with its path) |
 
+mod capture;
 mod config;
 mod dump;
 
@@ -49,6 +50,12 @@ enum Command {
         /// The TOML config file.
         config: PathBuf,
     },
+    /// Captures the primary's binlog into Kafka, exactly once, until SIGTERM/SIGINT.
+    Capture {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Offline tools for binlog files.
     Binlog {
         #[command(subcommand)]
@@ -69,6 +76,36 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Validate { config } => validate(&config),
+        Command::Capture { config } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            rt.block_on(async {
+                let shutdown = shutdown_signal();
+                match capture::run(&cfg, shutdown).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!(error = %e, "capture stopped");
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
         Command::Binlog {
             command: BinlogCommand::Dump(args),
         } => match dump::run(&args) {
@@ -108,6 +145,35 @@ fn validate(path: &std::path::Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A flag that turns true at the first SIGTERM/SIGINT; a second one exits at once.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        let mut seen = false;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if seen {
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+            seen = true;
+            let _ = tx.send(true);
+        }
+    });
+    rx
 }
 
 fn init_logging(format: LogFormat) {

@@ -78,9 +78,10 @@ async fn transactions_commit_and_abort_on_the_real_broker() {
         "{err}"
     );
 
-    let producer = transactional_producer(&cfg, &unique("it-txn-producer"))
-        .await
-        .expect("producer");
+    let producer =
+        transactional_producer(&cfg, &unique("it-txn-producer"), Duration::from_secs(60))
+            .await
+            .expect("producer");
     let send = |payload: &'static str| {
         let record = FutureRecord::to(&topic).key("k").payload(payload);
         producer.send(record, Duration::from_secs(10))
@@ -130,7 +131,9 @@ async fn a_second_producer_with_the_same_id_fences_the_first() {
         unavailable("Kafka", e);
     }
     let id = unique("it-fenced");
-    let first = transactional_producer(&cfg, &id).await.expect("first");
+    let first = transactional_producer(&cfg, &id, Duration::from_secs(60))
+        .await
+        .expect("first");
     first.begin_transaction().unwrap();
     first
         .send(
@@ -140,7 +143,9 @@ async fn a_second_producer_with_the_same_id_fences_the_first() {
         .await
         .map_err(|(e, _)| e)
         .expect("send");
-    let second = transactional_producer(&cfg, &id).await.expect("second");
+    let second = transactional_producer(&cfg, &id, Duration::from_secs(60))
+        .await
+        .expect("second");
     assert!(
         first.commit_transaction(Duration::from_secs(10)).is_err(),
         "the fenced producer must not commit"

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod binlog;
+mod capture;
 mod cli;
 mod kafka;
 mod mariadb;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::position::{EventPosition, Gtid};
+use crate::position::{BinlogFilePos, EventPosition, Gtid};
 use crate::schema::TableSchema;
 use crate::value::Value;
 
@@ -152,4 +152,20 @@ impl ChangeEvent {
     pub fn key_row(&self) -> Option<&Row> {
         self.after.as_ref().or(self.before.as_ref())
     }
+}
+
+/// A statement that changed a schema (CREATE/ALTER/DROP/RENAME/TRUNCATE of tables or
+/// databases), in binlog order with the row changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaChange {
+    /// Default database of the statement.
+    pub database: String,
+    /// The statement text.
+    pub ddl: String,
+    /// The transaction's GTID, when GTIDs are on.
+    pub gtid: Option<Gtid>,
+    /// Where the statement is in the binlog.
+    pub position: BinlogFilePos,
+    /// Commit time on the source, µs since the epoch.
+    pub ts_us: i64,
 }

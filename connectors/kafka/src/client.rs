@@ -19,13 +19,14 @@ use crate::error::{Error, Result};
 pub async fn transactional_producer(
     cfg: &KafkaConfig,
     transactional_id: &str,
+    transaction_timeout: Duration,
 ) -> Result<FutureProducer> {
     let mut c = cfg.client_config();
     c.set("enable.idempotence", "true")
         .set("transactional.id", transactional_id)
         .set(
             "transaction.timeout.ms",
-            cfg.request_timeout.as_millis().max(1000).to_string(),
+            transaction_timeout.as_millis().max(1000).to_string(),
         );
     let producer: FutureProducer = c.create().map_err(|e| Error::Config(e.to_string()))?;
     let timeout = cfg.request_timeout;

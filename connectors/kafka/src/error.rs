@@ -21,6 +21,33 @@ pub enum Error {
         /// Whether retrying may succeed.
         transient: bool,
     },
+    /// A change could not be encoded (a value that does not fit its column).
+    #[error("cannot encode change: {0}")]
+    Encode(String),
+    /// A message is larger than the topics accept, and no dead-letter topic is set.
+    #[error(
+        "the change of {table} with key {key} is {size} bytes, more than capture.max_message_bytes ({limit}); raise max.message.bytes on the topic and capture.max_message_bytes, or set capture.dead_letter_topic to divert such changes"
+    )]
+    Oversize {
+        /// `db.table`.
+        table: String,
+        /// The message key (JSON).
+        key: String,
+        /// Key + value size in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Another capture with the same name took over (its producer fenced this one).
+    #[error(
+        "capture `{name}` was fenced: another process with the same name is running ({reason}); only one capture per name may run"
+    )]
+    Fenced {
+        /// The capture's name.
+        name: String,
+        /// librdkafka's message.
+        reason: String,
+    },
     /// A topic exists with a shape binlake cannot use as it is.
     #[error("topic {topic}: {reason}")]
     Topic {

@@ -12,10 +12,12 @@
 
 #![warn(missing_docs)]
 
+pub mod capture;
 mod client;
 mod config;
 mod error;
 
+pub use capture::{CaptureConfig, CaptureStats, CaptureWriter, StoredPosition};
 pub use client::{TopicSpec, ensure_topic, read_committed_consumer, transactional_producer};
 pub use config::KafkaConfig;
 pub use error::{Error, Result};

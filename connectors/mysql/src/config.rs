@@ -49,6 +49,17 @@ pub struct SourceConfig {
     /// How long to wait for a connection, e.g. `"10s"`.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Tables to capture, as `db.table` glob patterns (`*`, `?`, `[…]`); empty: all
+    /// tables (except the server's own schemas).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Tables not to capture, as `db.table` glob patterns.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Columns whose values never leave binlake, as `db.table.column` glob patterns
+    /// (primary-key columns cannot be excluded).
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
 }
 
 impl std::fmt::Debug for SourceConfig {
@@ -60,6 +71,9 @@ impl std::fmt::Debug for SourceConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("server_id", &self.server_id)
             .field("connect_timeout", &self.connect_timeout)
+            .field("include", &self.include)
+            .field("exclude", &self.exclude)
+            .field("exclude_columns", &self.exclude_columns)
             .finish()
     }
 }
@@ -74,6 +88,9 @@ impl SourceConfig {
             password: None,
             server_id: default_server_id(),
             connect_timeout: default_connect_timeout(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            exclude_columns: Vec::new(),
         }
     }
 
@@ -98,6 +115,28 @@ impl SourceConfig {
         if self.connect_timeout.is_zero() {
             problems.push(path, "connect_timeout", "must be > 0, e.g. \"10s\"");
         }
+        for (field, patterns) in [
+            ("include", &self.include),
+            ("exclude", &self.exclude),
+            ("exclude_columns", &self.exclude_columns),
+        ] {
+            for (i, p) in patterns.iter().enumerate() {
+                if let Err(e) = glob::Pattern::new(p) {
+                    problems.push(
+                        path,
+                        &format!("{field}[{i}]"),
+                        format!("`{p}` is not a valid pattern: {e}"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The table and column filter of this source.
+    pub fn filter(&self) -> crate::binlog::Filter {
+        // validate() has checked the patterns.
+        crate::binlog::Filter::new(&self.include, &self.exclude, &self.exclude_columns)
+            .unwrap_or_default()
     }
 
     /// `user@host:port`, for logs and messages (never the password).

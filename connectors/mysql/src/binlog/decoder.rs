@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use binlake_core::{
     BinlogFilePos, ChangeEvent, EventPosition, Flavor, Gtid, MariaDbGtid, MariaDbGtidPos,
-    MysqlGtid, MysqlGtidSet, Op, ResumePosition, Row, SnapshotMarker, SourceInfo, TableSchema,
-    TransactionInfo, Value,
+    MysqlGtid, MysqlGtidSet, Op, ResumePosition, Row, SchemaChange, SnapshotMarker, SourceInfo,
+    TableSchema, TransactionInfo, Value,
 };
 use mysql_common::binlog::EventStreamReader;
 use mysql_common::binlog::consts::{BinlogVersion, EventType};
@@ -88,21 +88,6 @@ impl Commit {
             .clone()
             .unwrap_or_else(|| ResumePosition::File(self.file_pos.clone()))
     }
-}
-
-/// A statement that changed a schema.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SchemaChange {
-    /// Default database of the statement.
-    pub database: String,
-    /// The statement text.
-    pub ddl: String,
-    /// The transaction's GTID, when GTIDs are on.
-    pub gtid: Option<Gtid>,
-    /// Where the statement is in the binlog.
-    pub position: BinlogFilePos,
-    /// Commit time on the source, µs since the epoch.
-    pub ts_us: i64,
 }
 
 /// A decoding failure: definite (the same bytes fail again).

@@ -18,8 +18,6 @@ pub mod rows;
 pub mod stream;
 pub mod table;
 
-pub use decoder::{
-    BinlogItem, Commit, DecodeError, Decoder, NoLookup, SchemaChange, SchemaLookup, TxnStart,
-};
+pub use decoder::{BinlogItem, Commit, DecodeError, Decoder, NoLookup, SchemaLookup, TxnStart};
 pub use filter::Filter;
 pub use stream::{BinlogReader, StartFrom};

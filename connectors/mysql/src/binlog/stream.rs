@@ -64,7 +64,7 @@ pub struct BinlogReader {
     decoder: Decoder,
     /// Where to resume: after the last commit handed out (or the start).
     resume: ResumePosition,
-    /// Items of the current transaction handed out since the last commit.
+    /// Items handed out since the last commit (kept across reconnects).
     handed_in_txn: u64,
     /// Items to drop after a reconnect (already handed out before it).
     skip: u64,
@@ -238,8 +238,10 @@ impl BinlogReader {
             other => (String::new(), Some(other.clone())),
         };
         self.decoder.reset(&file, gtids);
+        // Everything handed out since the last commit comes again first; drop exactly that
+        // many (a restart during a restart keeps the count right: only items handed out,
+        // never items dropped, are counted).
         self.skip = self.handed_in_txn;
-        self.handed_in_txn = 0;
         self.buffer.clear();
         self.skipping_payload = false;
         match self.connect_stream().await {

@@ -1,0 +1,730 @@
+//! The capture side of Kafka: change events into per-table topics, exactly once.
+//!
+//! # Exactly once
+//!
+//! Every batch of whole source transactions is written inside one Kafka transaction,
+//! together with a record of the source position the batch ends at, in the compacted
+//! `<prefix>.offsets` topic (key: the capture's name). Either both the changes and the
+//! position become visible to `read_committed` consumers, or neither does. On start,
+//! [`CaptureWriter::open`] first initialises the transactional producer, which fences any
+//! older producer with the same `transactional.id` and aborts its open transaction, and
+//! only then reads the last committed position: the capture resumes exactly after the last
+//! committed batch. A second capture with the same name fences the first; the first's next
+//! commit fails, so it cannot write duplicates.
+//!
+//! # Back-pressure and memory
+//!
+//! Messages go to librdkafka's queue, bounded by `queue.buffering.max.kbytes` (binlake
+//! sets 64 MiB unless configured). When it is full, the writer waits for deliveries before
+//! producing more, which in turn stops the caller from reading the binlog: a slow broker
+//! slows capture down, it does not grow memory.
+//!
+//! # Oversize messages
+//!
+//! A message larger than `max_message_bytes` is refused by the broker. The writer checks
+//! before producing and either fails with the table, key and size, or (with
+//! `dead_letter_topic`) writes a small JSON record describing it there, counts it, and goes
+//! on.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use binlake_core::debezium::{DebeziumOptions, TableCodec};
+use binlake_core::{ChangeEvent, Op, ResumePosition, SchemaChange};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{TopicSpec, ensure_topic, read_committed_consumer, transactional_producer};
+use crate::config::KafkaConfig;
+use crate::error::{Error, Result};
+
+fn default_partitions() -> i32 {
+    1
+}
+fn default_replication() -> i32 {
+    -1
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_batch_rows() -> usize {
+    100_000
+}
+fn default_linger() -> Duration {
+    Duration::from_millis(20)
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_message_bytes() -> usize {
+    1_000_000
+}
+fn default_transaction_timeout() -> Duration {
+    Duration::from_secs(900)
+}
+
+/// The `[capture]` section: how capture writes to Kafka.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Partitions of each table topic created by binlake.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of topics binlake creates (-1: the broker's default).
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
+    /// Extra configs for table topics binlake creates (e.g. `"retention.ms" = "-1"`).
+    #[serde(default)]
+    pub topic_configs: BTreeMap<String, String>,
+    /// Write a tombstone (null value) after each delete, so compacted topics drop the key.
+    #[serde(default = "default_true")]
+    pub tombstones: bool,
+    /// Also write BEGIN/END records to `<name>.transaction` (Debezium's transaction
+    /// metadata), and the `transaction` block in every envelope.
+    #[serde(default)]
+    pub transaction_topic: bool,
+    /// At most this many rows per Kafka transaction (a source transaction is never split;
+    /// a larger one makes a larger Kafka transaction).
+    #[serde(default = "default_max_batch_rows")]
+    pub max_batch_rows: usize,
+    /// How long a batch may wait for more source transactions before it is committed.
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub linger: Duration,
+    /// How often to write to `<name>.heartbeat` (and commit the position) while idle.
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// The largest message the topics accept (their `max.message.bytes`).
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Where oversize messages go (a description, not the message); unset: an oversize
+    /// message stops capture with an error.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// Kafka's `transaction.timeout.ms`: the longest a batch may take; must cover the
+    /// largest source transaction (at most the broker's `transaction.max.timeout.ms`).
+    #[serde(default = "default_transaction_timeout", with = "humantime_serde")]
+    pub transaction_timeout: Duration,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            partitions: default_partitions(),
+            replication_factor: default_replication(),
+            topic_configs: BTreeMap::new(),
+            tombstones: true,
+            transaction_topic: false,
+            max_batch_rows: default_max_batch_rows(),
+            linger: default_linger(),
+            heartbeat_interval: default_heartbeat(),
+            max_message_bytes: default_max_message_bytes(),
+            dead_letter_topic: None,
+            transaction_timeout: default_transaction_timeout(),
+        }
+    }
+}
+
+impl CaptureConfig {
+    /// Checks values serde cannot, recording each problem under `path`.
+    pub fn validate(&self, path: &str, problems: &mut binlake_core::Problems) {
+        if self.partitions < 1 {
+            problems.push(path, "partitions", "must be ≥ 1");
+        }
+        if self.replication_factor == 0 || self.replication_factor < -1 {
+            problems.push(
+                path,
+                "replication_factor",
+                "must be ≥ 1, or -1 for the broker's default",
+            );
+        }
+        if self.max_batch_rows == 0 {
+            problems.push(path, "max_batch_rows", "must be > 0");
+        }
+        if self.heartbeat_interval.is_zero() {
+            problems.push(path, "heartbeat_interval", "must be > 0, e.g. \"10s\"");
+        }
+        if self.max_message_bytes < 1024 {
+            problems.push(path, "max_message_bytes", "must be at least 1024");
+        }
+        if self.transaction_timeout < Duration::from_secs(1) {
+            problems.push(path, "transaction_timeout", "must be at least 1s");
+        }
+    }
+}
+
+/// The position record in `<name>.offsets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPosition {
+    /// The capture's name (the record's key).
+    pub name: String,
+    /// Where to resume: `gtid:…`, `mariadb-gtid:…` or `file:name:pos`.
+    pub position: String,
+    /// The binlog file:pos of the same point, always present.
+    pub file_pos: String,
+    /// Source commit time of the last transaction covered, ms since the epoch.
+    pub source_ts_ms: i64,
+    /// When the batch was committed, ms since the epoch.
+    pub committed_ms: i64,
+}
+
+impl StoredPosition {
+    /// The position to resume from.
+    pub fn resume(&self) -> Result<ResumePosition> {
+        self.position
+            .parse()
+            .map_err(|e: binlake_core::Error| Error::Topic {
+                topic: "offsets".into(),
+                reason: format!("the stored position cannot be read: {e}"),
+            })
+    }
+}
+
+/// Counters of what the writer did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Change messages produced (committed or not).
+    pub messages: u64,
+    /// Kafka transactions committed.
+    pub commits: u64,
+    /// Oversize messages sent to the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+/// Writes change events into Kafka transactions. See the module docs.
+pub struct CaptureWriter {
+    producer: FutureProducer,
+    cfg: CaptureConfig,
+    kafka: KafkaConfig,
+    name: String,
+    opts: Arc<DebeziumOptions>,
+    codecs: HashMap<String, TableCodec>,
+    topics: HashSet<String>,
+    inflight: VecDeque<DeliveryFuture>,
+    in_txn: bool,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+    stats: CaptureStats,
+}
+
+impl std::fmt::Debug for CaptureWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureWriter")
+            .field("name", &self.name)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl CaptureWriter {
+    /// The topic of the position records.
+    pub fn offsets_topic(name: &str) -> String {
+        format!("{name}.offsets")
+    }
+
+    /// The topic of a table's changes.
+    pub fn table_topic(name: &str, db: &str, table: &str) -> String {
+        format!("{name}.{db}.{table}")
+    }
+
+    /// Initialises the transactional producer (fencing older captures with the same name)
+    /// and reads the last committed position.
+    pub async fn open(
+        kafka: &KafkaConfig,
+        cfg: &CaptureConfig,
+        name: &str,
+        opts: DebeziumOptions,
+    ) -> Result<(CaptureWriter, Option<StoredPosition>)> {
+        let mut kafka_cfg = kafka.clone();
+        // Producer defaults tuned for throughput with bounded memory and latency; a
+        // setting in [kafka.client] wins.
+        for (k, v) in [
+            ("queue.buffering.max.kbytes", "65536"),
+            ("linger.ms", "5"),
+            ("batch.num.messages", "10000"),
+            ("compression.type", "lz4"),
+            ("partitioner", "murmur2_random"),
+            (
+                "message.max.bytes",
+                &cfg.max_message_bytes
+                    .max(1_000_000)
+                    .saturating_add(4096)
+                    .to_string(),
+            ),
+        ] {
+            kafka_cfg
+                .client
+                .entry(k.to_string())
+                .or_insert_with(|| binlake_core::Secret::new(v));
+        }
+        let offsets = CaptureWriter::offsets_topic(name);
+        let mut compact = BTreeMap::new();
+        compact.insert("cleanup.policy".to_string(), "compact".to_string());
+        ensure_topic(
+            kafka,
+            &TopicSpec {
+                name: offsets.clone(),
+                partitions: 1,
+                replication_factor: cfg.replication_factor,
+                configs: compact,
+            },
+        )
+        .await?;
+        let producer = transactional_producer(
+            &kafka_cfg,
+            &format!("binlake-capture-{name}"),
+            cfg.transaction_timeout,
+        )
+        .await?;
+        let stored = read_last_position(kafka, &offsets, name).await?;
+        let writer = CaptureWriter {
+            producer,
+            cfg: cfg.clone(),
+            kafka: kafka.clone(),
+            name: name.to_string(),
+            opts: Arc::new(opts),
+            codecs: HashMap::new(),
+            topics: HashSet::new(),
+            inflight: VecDeque::new(),
+            in_txn: false,
+            key_buf: Vec::with_capacity(256),
+            value_buf: Vec::with_capacity(4096),
+            stats: CaptureStats::default(),
+        };
+        Ok((writer, stored))
+    }
+
+    /// What the writer did so far.
+    pub fn stats(&self) -> &CaptureStats {
+        &self.stats
+    }
+
+    /// True while a Kafka transaction is open.
+    pub fn in_transaction(&self) -> bool {
+        self.in_txn
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        if !self.in_txn {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| self.fenced_or("begin transaction", &e))?;
+            self.in_txn = true;
+        }
+        Ok(())
+    }
+
+    async fn topic_for(&mut self, db: &str, table: &str) -> Result<String> {
+        let topic = CaptureWriter::table_topic(&self.name, db, table);
+        if !self.topics.contains(&topic) {
+            ensure_topic(
+                &self.kafka,
+                &TopicSpec {
+                    name: topic.clone(),
+                    partitions: self.cfg.partitions,
+                    replication_factor: self.cfg.replication_factor,
+                    configs: self.cfg.topic_configs.clone(),
+                },
+            )
+            .await?;
+            self.topics.insert(topic.clone());
+        }
+        Ok(topic)
+    }
+
+    /// Writes one change (and its tombstone after a delete).
+    pub async fn write_change(&mut self, e: &ChangeEvent) -> Result<()> {
+        self.begin()?;
+        let qualified = e.table.qualified_name();
+        let codec = match self.codecs.get(&qualified) {
+            Some(c) if Arc::ptr_eq(c.table(), &e.table) || **c.table() == *e.table => c,
+            _ => {
+                let c = TableCodec::new(e.table.clone(), self.opts.clone());
+                self.codecs.insert(qualified.clone(), c);
+                &self.codecs[&qualified]
+            }
+        };
+        self.key_buf.clear();
+        self.value_buf.clear();
+        let has_key = codec
+            .encode_key(e, &mut self.key_buf)
+            .map_err(|err| Error::Encode(err.to_string()))?;
+        codec
+            .encode_value(e, now_us(), &mut self.value_buf)
+            .map_err(|err| Error::Encode(err.to_string()))?;
+        let topic = self.topic_for(&e.table.database, &e.table.table).await?;
+        let size = self.key_buf.len() + self.value_buf.len();
+        if size > self.cfg.max_message_bytes {
+            return self.oversize(&topic, e, size).await;
+        }
+        let pos = e.source.position.to_string();
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: "binlake.position",
+            value: Some(pos.as_bytes()),
+        });
+        if let Some(g) = &e.source.gtid {
+            let g = g.to_string();
+            headers = headers.insert(Header {
+                key: "binlake.gtid",
+                value: Some(g.as_bytes()),
+            });
+        }
+        let key = std::mem::take(&mut self.key_buf);
+        let value = std::mem::take(&mut self.value_buf);
+        self.send(
+            &topic,
+            has_key.then_some(&key[..]),
+            Some(&value[..]),
+            Some(headers.clone()),
+        )
+        .await?;
+        if e.op == Op::Delete && self.cfg.tombstones && has_key {
+            self.send(&topic, Some(&key[..]), None, Some(headers))
+                .await?;
+        }
+        self.key_buf = key;
+        self.value_buf = value;
+        self.stats.messages += 1;
+        Ok(())
+    }
+
+    async fn oversize(&mut self, topic: &str, e: &ChangeEvent, size: usize) -> Result<()> {
+        let key = String::from_utf8_lossy(&self.key_buf).into_owned();
+        let Some(dlq) = self.cfg.dead_letter_topic.clone() else {
+            return Err(Error::Oversize {
+                table: e.table.qualified_name(),
+                key,
+                size,
+                limit: self.cfg.max_message_bytes,
+            });
+        };
+        if !self.topics.contains(&dlq) {
+            ensure_topic(
+                &self.kafka,
+                &TopicSpec {
+                    name: dlq.clone(),
+                    partitions: 1,
+                    replication_factor: self.cfg.replication_factor,
+                    configs: BTreeMap::new(),
+                },
+            )
+            .await?;
+            self.topics.insert(dlq.clone());
+        }
+        let record = serde_json::json!({
+            "reason": "oversize",
+            "topic": topic,
+            "table": e.table.qualified_name(),
+            "key": key,
+            "size": size,
+            "limit": self.cfg.max_message_bytes,
+            "op": e.op.code(),
+            "position": e.source.position.to_string(),
+            "gtid": e.source.gtid.as_ref().map(ToString::to_string),
+        })
+        .to_string();
+        tracing::warn!(table = %e.table.qualified_name(), size, limit = self.cfg.max_message_bytes, dead_letter_topic = %dlq, "oversize change sent to the dead-letter topic");
+        let k = self.key_buf.clone();
+        self.send(&dlq, Some(&k), Some(record.as_bytes()), None)
+            .await?;
+        self.stats.dead_lettered += 1;
+        Ok(())
+    }
+
+    /// Writes a schema change to `<name>.schema-changes` (key: the database).
+    pub async fn write_schema_change(&mut self, s: &SchemaChange) -> Result<()> {
+        self.begin()?;
+        let topic = format!("{}.schema-changes", self.name);
+        if !self.topics.contains(&topic) {
+            ensure_topic(
+                &self.kafka,
+                &TopicSpec {
+                    name: topic.clone(),
+                    partitions: 1,
+                    replication_factor: self.cfg.replication_factor,
+                    configs: BTreeMap::new(),
+                },
+            )
+            .await?;
+            self.topics.insert(topic.clone());
+        }
+        let key = serde_json::json!({"databaseName": s.database}).to_string();
+        let value = serde_json::json!({
+            "source": {
+                "version": self.opts.version,
+                "connector": self.opts.flavor.connector_name(),
+                "name": self.name,
+                "ts_ms": s.ts_us / 1000,
+                "db": s.database,
+                "gtid": s.gtid.as_ref().map(ToString::to_string),
+                "file": s.position.file,
+                "pos": s.position.pos,
+            },
+            "ts_ms": now_us() / 1000,
+            "databaseName": s.database,
+            "schemaName": null,
+            "ddl": s.ddl,
+            "tableChanges": [],
+        })
+        .to_string();
+        self.send(&topic, Some(key.as_bytes()), Some(value.as_bytes()), None)
+            .await
+    }
+
+    /// Writes a BEGIN or END record to `<name>.transaction` (when enabled).
+    pub async fn write_transaction_marker(
+        &mut self,
+        id: &str,
+        end: Option<(u64, &BTreeMap<String, u64>)>,
+        ts_us: i64,
+    ) -> Result<()> {
+        if !self.cfg.transaction_topic {
+            return Ok(());
+        }
+        self.begin()?;
+        let topic = format!("{}.transaction", self.name);
+        if !self.topics.contains(&topic) {
+            ensure_topic(
+                &self.kafka,
+                &TopicSpec {
+                    name: topic.clone(),
+                    partitions: 1,
+                    replication_factor: self.cfg.replication_factor,
+                    configs: BTreeMap::new(),
+                },
+            )
+            .await?;
+            self.topics.insert(topic.clone());
+        }
+        let key = serde_json::json!({"id": id}).to_string();
+        let value = match end {
+            None => serde_json::json!({"status": "BEGIN", "id": id, "ts_ms": ts_us / 1000, "event_count": null, "data_collections": null}),
+            Some((count, per_table)) => serde_json::json!({
+                "status": "END", "id": id, "ts_ms": ts_us / 1000, "event_count": count,
+                "data_collections": per_table.iter().map(|(t, n)| serde_json::json!({"data_collection": t, "event_count": n})).collect::<Vec<_>>(),
+            }),
+        }
+        .to_string();
+        self.send(&topic, Some(key.as_bytes()), Some(value.as_bytes()), None)
+            .await
+    }
+
+    /// Writes a heartbeat to `<name>.heartbeat`.
+    pub async fn write_heartbeat(&mut self) -> Result<()> {
+        self.begin()?;
+        let topic = format!("{}.heartbeat", self.name);
+        if !self.topics.contains(&topic) {
+            ensure_topic(
+                &self.kafka,
+                &TopicSpec {
+                    name: topic.clone(),
+                    partitions: 1,
+                    replication_factor: self.cfg.replication_factor,
+                    configs: BTreeMap::new(),
+                },
+            )
+            .await?;
+            self.topics.insert(topic.clone());
+        }
+        let key = serde_json::json!({"serverName": self.name}).to_string();
+        let value = serde_json::json!({"ts_ms": now_us() / 1000}).to_string();
+        self.send(&topic, Some(key.as_bytes()), Some(value.as_bytes()), None)
+            .await
+    }
+
+    /// Produces one record, waiting for earlier deliveries while librdkafka's queue is full.
+    async fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<()> {
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            if let Some(v) = value {
+                record = record.payload(v);
+            }
+            if let Some(h) = headers.clone() {
+                record = record.headers(h);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.inflight.push_back(delivery);
+                    // Keep the list of pending deliveries short: drop finished ones.
+                    if self.inflight.len() > 100_000 {
+                        self.await_one().await?;
+                    }
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    if self.inflight.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    } else {
+                        self.await_one().await?;
+                    }
+                }
+                Err((e, _)) => return Err(self.fenced_or(&format!("produce to {topic}"), &e)),
+            }
+        }
+    }
+
+    /// The producer's fatal error, when fencing (or another fatal condition) caused `e`.
+    fn fenced_or(&self, operation: &str, e: &KafkaError) -> Error {
+        match self.producer.client().fatal_error() {
+            Some((code, reason)) => {
+                let reason = format!("{code:?}: {reason}");
+                if code == RDKafkaErrorCode::ProducerFenced
+                    || reason.to_ascii_lowercase().contains("fenced")
+                {
+                    Error::Fenced {
+                        name: self.name.clone(),
+                        reason,
+                    }
+                } else {
+                    Error::Client {
+                        operation: operation.to_string(),
+                        reason,
+                        transient: false,
+                    }
+                }
+            }
+            None => Error::client(operation, e),
+        }
+    }
+
+    async fn await_one(&mut self) -> Result<()> {
+        if let Some(d) = self.inflight.pop_front() {
+            match d.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(self.fenced_or("delivery", &e)),
+                Err(_) => {
+                    return Err(Error::Client {
+                        operation: "delivery".into(),
+                        reason: "the producer dropped the message".into(),
+                        transient: true,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the position record and commits the Kafka transaction: the batch's changes
+    /// and the position become visible together.
+    pub async fn commit(
+        &mut self,
+        position: &ResumePosition,
+        file_pos: &str,
+        source_ts_us: i64,
+    ) -> Result<()> {
+        self.begin()?;
+        let record = StoredPosition {
+            name: self.name.clone(),
+            position: position.to_string(),
+            file_pos: file_pos.to_string(),
+            source_ts_ms: source_ts_us / 1000,
+            committed_ms: now_us() / 1000,
+        };
+        let value = serde_json::to_vec(&record).map_err(|e| Error::Encode(e.to_string()))?;
+        let topic = CaptureWriter::offsets_topic(&self.name);
+        let key = self.name.clone();
+        self.send(&topic, Some(key.as_bytes()), Some(&value), None)
+            .await?;
+        while !self.inflight.is_empty() {
+            self.await_one().await?;
+        }
+        let producer = self.producer.clone();
+        let timeout = self.cfg.transaction_timeout;
+        tokio::task::spawn_blocking(move || producer.commit_transaction(timeout))
+            .await
+            .map_err(|e| Error::Client {
+                operation: "commit transaction".into(),
+                reason: e.to_string(),
+                transient: false,
+            })?
+            .map_err(|e| self.fenced_or("commit transaction", &e))?;
+        self.in_txn = false;
+        self.stats.commits += 1;
+        Ok(())
+    }
+
+    /// Aborts the open transaction (nothing of it becomes visible).
+    pub async fn abort(&mut self) {
+        self.inflight.clear();
+        if self.in_txn {
+            let producer = self.producer.clone();
+            let timeout = self.cfg.transaction_timeout;
+            let _ = tokio::task::spawn_blocking(move || producer.abort_transaction(timeout)).await;
+            self.in_txn = false;
+        }
+    }
+}
+
+/// Reads the last committed position record of `name` (read_committed, whole topic).
+async fn read_last_position(
+    kafka: &KafkaConfig,
+    topic: &str,
+    name: &str,
+) -> Result<Option<StoredPosition>> {
+    let consumer: StreamConsumer = {
+        let mut c = kafka.clone();
+        c.client.insert(
+            "enable.partition.eof".into(),
+            binlake_core::Secret::new("true"),
+        );
+        read_committed_consumer(&c, &format!("binlake-capture-{name}-offsets-reader"))?
+    };
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(|e| Error::client("assign offsets topic", &e))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::client("assign offsets topic", &e))?;
+    let mut last = None;
+    loop {
+        let msg = tokio::time::timeout(kafka.request_timeout, consumer.recv())
+            .await
+            .map_err(|_| Error::Client {
+                operation: format!("read {topic}"),
+                reason: format!("no answer within {:?}", kafka.request_timeout),
+                transient: true,
+            })?;
+        match msg {
+            Ok(m) => {
+                if m.key() == Some(name.as_bytes()) {
+                    match m.payload() {
+                        Some(p) => {
+                            let rec: StoredPosition =
+                                serde_json::from_slice(p).map_err(|e| Error::Topic {
+                                    topic: topic.to_string(),
+                                    reason: format!(
+                                        "a position record at offset {} cannot be read: {e}",
+                                        m.offset()
+                                    ),
+                                })?;
+                            last = Some(rec);
+                        }
+                        None => last = None,
+                    }
+                }
+            }
+            Err(KafkaError::PartitionEOF(_)) => return Ok(last),
+            Err(e) => return Err(Error::client(format!("read {topic}"), &e)),
+        }
+    }
+}

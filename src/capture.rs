@@ -1,0 +1,312 @@
+//! `binlake capture`: the binlog into Kafka, exactly once.
+//!
+//! A reader task turns the binlog into items and hands them over a bounded channel; the
+//! writer loop puts whole source transactions into Kafka transactions together with the
+//! position they end at (see `binlake_kafka::capture` for why that is exactly once).
+//!
+//! # Batching
+//!
+//! A Kafka transaction is committed at a source-transaction boundary when it holds
+//! `capture.max_batch_rows` rows, or `capture.linger` has passed since it began, or the
+//! reader has nothing more right now (caught up). So catching up makes large batches and
+//! a steady trickle is committed within milliseconds. A batch that carries no rows (only
+//! filtered-out transactions moved the position) is committed with the next heartbeat.
+//!
+//! # Errors and restarts
+//!
+//! A transient error (broker or primary unreachable, a lost connection, a failed
+//! transaction) aborts the open Kafka transaction and restarts the pipeline from the last
+//! committed position, with backoff. A definite one (bad grants, purged position, a
+//! fenced producer, an undecodable event) stops capture with its message.
+//!
+//! # Shutdown
+//!
+//! On SIGTERM/SIGINT the loop reads on to the end of the source transaction it is in
+//! (within the grace period), commits, and returns; if the grace period runs out first, it
+//! aborts the Kafka transaction, which loses nothing: the next start resumes from the last
+//! commit. A second signal exits at once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use binlake_core::ResumePosition;
+use binlake_kafka::CaptureWriter;
+use binlake_mysql::binlog::{BinlogItem, BinlogReader, NoLookup, StartFrom};
+use binlake_mysql::{ServerInfo, connect};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+
+/// Why capture stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// From the primary.
+    #[error(transparent)]
+    Mysql(#[from] binlake_mysql::Error),
+    /// From Kafka.
+    #[error(transparent)]
+    Kafka(#[from] binlake_kafka::Error),
+    /// The configuration lacks something capture needs.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl CaptureError {
+    fn is_transient(&self) -> bool {
+        match self {
+            CaptureError::Mysql(e) => e.is_transient(),
+            CaptureError::Kafka(e) => e.is_transient(),
+            CaptureError::Config(_) => false,
+        }
+    }
+}
+
+/// How long a shutdown may take to reach a transaction boundary.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Runs capture until `shutdown` turns true. Restarts on transient errors.
+pub async fn run(cfg: &Config, mut shutdown: watch::Receiver<bool>) -> Result<(), CaptureError> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match run_once(cfg, &mut shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && !*shutdown.borrow() => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "capture interrupted, restarting from the last committed position");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+struct Pending {
+    position: ResumePosition,
+    file_pos: String,
+    ts_us: i64,
+}
+
+async fn run_once(cfg: &Config, shutdown: &mut watch::Receiver<bool>) -> Result<(), CaptureError> {
+    let kafka = cfg.kafka.as_ref().ok_or_else(|| {
+        CaptureError::Config("capture needs a [kafka] section with bootstrap_servers".into())
+    })?;
+    let flavor = {
+        let mut conn = connect(&cfg.source).await?;
+        let info = ServerInfo::probe(&mut conn, &cfg.source).await?;
+        let _ = conn.disconnect().await;
+        info.flavor
+    };
+    tracing::info!(source = %cfg.source.describe(), flavor = ?flavor, "connected to the primary");
+    let (mut writer, stored) = CaptureWriter::open(
+        kafka,
+        &cfg.capture,
+        &cfg.name,
+        cfg.encoding.options(&cfg.name, flavor),
+    )
+    .await?;
+    let start = match &stored {
+        Some(s) => StartFrom::Position(s.resume()?),
+        None => {
+            tracing::warn!(
+                name = %cfg.name,
+                "no recorded position: starting at the current end of the binlog; rows that exist now are not captured (initial snapshots are not implemented yet)"
+            );
+            StartFrom::End
+        }
+    };
+    let reader =
+        BinlogReader::open(&cfg.source, start, cfg.source.filter(), Box::new(NoLookup)).await?;
+    let mut last = match &stored {
+        Some(s) => Some(Pending {
+            position: s.resume()?,
+            file_pos: s.file_pos.clone(),
+            ts_us: s.source_ts_ms * 1000,
+        }),
+        None => Some(Pending {
+            position: reader.resume_position().clone(),
+            file_pos: reader.resume_position().to_string(),
+            ts_us: 0,
+        }),
+    };
+    tracing::info!(position = %reader.resume_position(), name = %cfg.name, "streaming");
+    let result = pump(cfg, reader, &mut writer, shutdown, &mut last).await;
+    if result.is_err() {
+        writer.abort().await;
+    }
+    result
+}
+
+async fn pump(
+    cfg: &Config,
+    mut reader: BinlogReader,
+    writer: &mut CaptureWriter,
+    shutdown: &mut watch::Receiver<bool>,
+    last: &mut Option<Pending>,
+) -> Result<(), CaptureError> {
+    let (tx, mut rx) = mpsc::channel::<Result<BinlogItem, binlake_mysql::Error>>(4096);
+    let reader_task = tokio::spawn(async move {
+        loop {
+            let item = reader.next().await;
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let _guard = AbortOnDrop(reader_task);
+
+    let cc = &cfg.capture;
+    let mut batch_rows = 0usize;
+    let mut batch_started: Option<Instant> = None;
+    let mut pending: Option<Pending> = None;
+    let mut in_source_txn = false;
+    let mut per_table: BTreeMap<String, u64> = BTreeMap::new();
+    let mut txn_events = 0u64;
+    let mut last_commit = Instant::now();
+    let mut stopping: Option<Instant> = None;
+    let mut caught_up = false;
+
+    loop {
+        // When to wake up without an item: the linger of a batch that could be
+        // committed, the heartbeat, or the end of the grace period.
+        let deadline = match (&pending, batch_started, stopping) {
+            (_, _, Some(s)) => s + GRACE,
+            (Some(_), Some(b), None) if batch_rows > 0 => b + cc.linger,
+            _ => last_commit + cc.heartbeat_interval,
+        };
+        tokio::select! {
+            _ = shutdown.changed(), if stopping.is_none() => {
+                tracing::info!("shutting down: finishing the transaction in flight");
+                stopping = Some(Instant::now());
+                if !in_source_txn {
+                    return finish(writer, &mut pending, last).await;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                if stopping.is_some() {
+                    tracing::warn!("grace period over inside a source transaction: aborting the open batch (it is re-read on the next start)");
+                    writer.abort().await;
+                    return Ok(());
+                }
+                if pending.is_some() && !in_source_txn {
+                    commit(writer, &mut pending, last).await?;
+                    batch_rows = 0;
+                    batch_started = None;
+                    last_commit = Instant::now();
+                } else if !in_source_txn && !writer.in_transaction() {
+                    writer.write_heartbeat().await?;
+                    if let Some(p) = last.as_ref() {
+                        let (pos, fp, ts) = (p.position.clone(), p.file_pos.clone(), p.ts_us);
+                        writer.commit(&pos, &fp, ts).await?;
+                    }
+                    last_commit = Instant::now();
+                }
+            }
+            item = rx.recv() => {
+                let item = match item {
+                    Some(Ok(item)) => item,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(binlake_mysql::Error::Connect {
+                        target: cfg.source.describe(),
+                        reason: "the binlog reader stopped".into(),
+                    }.into()),
+                };
+                match item {
+                    BinlogItem::Begin(t) => {
+                        in_source_txn = true;
+                        per_table.clear();
+                        txn_events = 0;
+                        batch_started.get_or_insert_with(Instant::now);
+                        writer.write_transaction_marker(&t.id, None, t.ts_us).await?;
+                    }
+                    BinlogItem::Change(e) => {
+                        writer.write_change(&e).await?;
+                        batch_rows += 1;
+                        txn_events += 1;
+                        *per_table.entry(e.table.qualified_name()).or_default() += 1;
+                    }
+                    BinlogItem::SchemaChange(s) => writer.write_schema_change(&s).await?,
+                    BinlogItem::Commit(c) => {
+                        in_source_txn = false;
+                        if txn_events > 0 {
+                            writer.write_transaction_marker(&c.id, Some((txn_events, &per_table)), c.ts_us).await?;
+                        }
+                        pending = Some(Pending {
+                            position: c.resume(),
+                            file_pos: c.file_pos.to_string(),
+                            ts_us: c.ts_us,
+                        });
+                        if stopping.is_some() {
+                            return finish(writer, &mut pending, last).await;
+                        }
+                        let idle = rx.is_empty();
+                        let due = batch_rows >= cc.max_batch_rows
+                            || batch_started.is_some_and(|b| b.elapsed() >= cc.linger)
+                            || (idle && batch_rows > 0);
+                        if due {
+                            commit(writer, &mut pending, last).await?;
+                            batch_rows = 0;
+                            batch_started = None;
+                            last_commit = Instant::now();
+                        }
+                        let lag_s = (now_us() - c.ts_us) / 1_000_000;
+                        if idle && !caught_up && lag_s <= 2 {
+                            caught_up = true;
+                            tracing::info!(position = %c.resume(), "caught up with the primary");
+                        } else if caught_up && lag_s > 10 && !idle {
+                            caught_up = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn commit(
+    writer: &mut CaptureWriter,
+    pending: &mut Option<Pending>,
+    last: &mut Option<Pending>,
+) -> Result<(), CaptureError> {
+    if let Some(p) = pending.take() {
+        writer.commit(&p.position, &p.file_pos, p.ts_us).await?;
+        *last = Some(p);
+    }
+    Ok(())
+}
+
+async fn finish(
+    writer: &mut CaptureWriter,
+    pending: &mut Option<Pending>,
+    last: &mut Option<Pending>,
+) -> Result<(), CaptureError> {
+    if pending.is_some() {
+        commit(writer, pending, last).await?;
+    } else if writer.in_transaction() {
+        writer.abort().await;
+    }
+    tracing::info!(
+        messages = writer.stats().messages,
+        commits = writer.stats().commits,
+        "capture stopped cleanly"
+    );
+    Ok(())
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

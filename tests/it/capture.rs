@@ -1,0 +1,677 @@
+//! `binlake capture` as users run it (the real binary), against the real MariaDB and Kafka:
+//! every change lands once and in order, kill -9 at random moments loses and duplicates
+//! nothing, a second capture with the same name is fenced, oversize rows are reported or
+//! dead-lettered, and SIGTERM exits 0.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use binlake_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use binlake_kafka::rdkafka::error::KafkaError;
+use binlake_kafka::rdkafka::message::{Headers, Message};
+use binlake_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use mysql_async::prelude::Queryable;
+use serde_json::Value as Json;
+
+use crate::services::{admin_conn, kafka_brokers, unique};
+
+/// A running `binlake capture` child process whose stderr is collected.
+pub struct CaptureProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl CaptureProcess {
+    pub fn start(config: &std::path::Path) -> CaptureProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(["capture", "--config"])
+            .arg(config)
+            .env(
+                "RUST_LOG",
+                "binlake=info,binlake_mysql=info,binlake_kafka=info",
+            )
+            // The capture user's password, through the config's ${ENV} substitution.
+            .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start binlake capture");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        CaptureProcess {
+            child,
+            lines: rx,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    self.log.push(l);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        self.drain();
+                        panic!(
+                            "capture exited ({status}) before `{needle}`:\n{}",
+                            self.log.join("\n")
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.drain();
+        panic!("no `{needle}` within {timeout:?}:\n{}", self.log.join("\n"));
+    }
+
+    fn drain(&mut self) {
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
+            self.log.push(l);
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status and the log.
+    pub fn terminate(mut self, timeout: Duration) -> (Option<i32>, String) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.wait_until_exit(timeout)
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(mut self, timeout: Duration) -> (Option<i32>, String) {
+        self.wait_until_exit(timeout)
+    }
+
+    fn wait_until_exit(&mut self, timeout: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.drain();
+                return (status.code(), self.log.join("\n"));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                self.drain();
+                return (None, self.log.join("\n"));
+            }
+            while let Ok(l) = self.lines.try_recv() {
+                self.log.push(l);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for CaptureProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn write_config(name: &str, db: &str, extra: &str) -> std::path::PathBuf {
+    let port = std::env::var("BINLAKE_MARIADB_PORT").unwrap_or_else(|_| "13306".into());
+    let server_id = crate::services::capture_source().server_id;
+    let text = format!(
+        r#"
+name = "{name}"
+[source]
+host = "127.0.0.1"
+port = {port}
+user = "binlake"
+password = "${{BINLAKE_IT_MYSQL_PASSWORD}}"
+server_id = {server_id}
+include = ["{db}.*"]
+[kafka]
+bootstrap_servers = "{brokers}"
+request_timeout = "20s"
+{extra}
+"#,
+        brokers = kafka_brokers()
+    );
+    let dir = std::env::temp_dir().join(unique("binlake-it-capture"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("binlake.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+type Msg = (Option<Json>, Option<Json>, HashMap<String, String>, i32);
+
+/// Every committed message of `topic`, or nothing when the topic does not exist yet.
+pub fn consume_if_exists(topic: &str) -> Vec<Msg> {
+    let probe: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", unique("it-probe"))
+        .create()
+        .unwrap();
+    let md = probe
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let exists = md
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && !t.partitions().is_empty());
+    if exists {
+        consume_all(topic)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Every committed message of `topic` (all partitions), in offset order per partition.
+pub fn consume_all(topic: &str) -> Vec<Msg> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", unique("it-verify"))
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let parts = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    assert!(parts > 0, "topic {topic} does not exist");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    let mut eof = 0;
+    rt.block_on(async {
+        while eof < parts {
+            match tokio::time::timeout(Duration::from_secs(20), consumer.recv()).await {
+                Err(_) => panic!("timed out reading {topic}"),
+                Ok(Err(KafkaError::PartitionEOF(_))) => eof += 1,
+                Ok(Err(e)) => panic!("{e}"),
+                Ok(Ok(m)) => {
+                    let parse = |b: Option<&[u8]>| {
+                        b.map(|b| serde_json::from_slice::<Json>(b).expect("JSON message"))
+                    };
+                    let mut headers = HashMap::new();
+                    if let Some(h) = m.headers() {
+                        for hd in h.iter() {
+                            headers.insert(
+                                hd.key.to_string(),
+                                String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
+                            );
+                        }
+                    }
+                    out.push((parse(m.key()), parse(m.payload()), headers, m.partition()));
+                }
+            }
+        }
+    });
+    out
+}
+
+fn validator(file: &str) -> jsonschema::Validator {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(file);
+    let schema: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+async fn setup_db(db: &str, ddl: &[&str]) -> mysql_async::Conn {
+    let mut c = admin_conn().await;
+    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    c.query_drop(format!("USE {db}")).await.unwrap();
+    for d in ddl {
+        c.query_drop(*d).await.unwrap();
+    }
+    c
+}
+
+fn start(config: &std::path::Path) -> CaptureProcess {
+    let mut p = CaptureProcess::start(config);
+    p.wait_for("streaming", Duration::from_secs(60));
+    p
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_change_lands_once_in_order_and_sigterm_exits_0() {
+    let db = unique("it_cap");
+    let name = unique("itcap");
+    let mut c = setup_db(
+        &db,
+        &[
+            "CREATE TABLE orders (id INT PRIMARY KEY, amount DECIMAL(10,2), note VARCHAR(50), at DATETIME(3))",
+            "CREATE TABLE items (order_id INT, line INT, sku VARCHAR(20), qty INT UNSIGNED, PRIMARY KEY (order_id, line))",
+        ],
+    )
+    .await;
+    let config = write_config(&name, &db, "[capture]\ntransaction_topic = true\n");
+    let proc = tokio::task::spawn_blocking(move || start(&config))
+        .await
+        .unwrap();
+
+    c.query_drop("INSERT INTO orders VALUES (1, 10.50, 'first', '2024-01-01 10:00:00.123'), (2, 20.00, 'second', NULL)").await.unwrap();
+    c.query_drop("BEGIN; INSERT INTO items VALUES (1,1,'A',2),(1,2,'B',1); UPDATE orders SET amount = 11.00 WHERE id = 1; COMMIT").await.unwrap();
+    c.query_drop("UPDATE orders SET note = 'changed' WHERE id = 2")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM items WHERE order_id = 1 AND line = 2")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE orders SET amount = amount + 1")
+        .await
+        .unwrap();
+    c.query_drop("TRUNCATE TABLE items").await.unwrap();
+    c.query_drop("INSERT INTO items VALUES (2,1,'C',5)")
+        .await
+        .unwrap();
+
+    // Wait until the last change is committed in Kafka.
+    let items_topic = format!("{name}.{db}.items");
+    let orders_topic = format!("{name}.{db}.orders");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = items_topic.clone();
+        let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
+            .await
+            .unwrap();
+        if msgs
+            .iter()
+            .any(|(_, v, _, _)| v.as_ref().is_some_and(|v| v["after"]["sku"] == "C"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last change did not arrive: {msgs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (code, log) = tokio::task::spawn_blocking(move || proc.terminate(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "SIGTERM must exit 0:\n{log}");
+    assert!(log.contains("capture stopped cleanly"), "{log}");
+
+    let env_v = validator("envelope.schema.json");
+    let key_v = validator("key.schema.json");
+    let orders = tokio::task::spawn_blocking(move || consume_all(&orders_topic))
+        .await
+        .unwrap();
+    let items = tokio::task::spawn_blocking(move || consume_all(&items_topic))
+        .await
+        .unwrap();
+    for (k, v, h, _) in orders.iter().chain(&items) {
+        if let Some(v) = v {
+            assert!(env_v.is_valid(v), "{v}");
+            assert!(h.contains_key("binlake.position"), "{h:?}");
+        }
+        if let Some(k) = k {
+            assert!(key_v.is_valid(k), "{k}");
+        }
+    }
+    let summary = |msgs: &[Msg]| -> Vec<String> {
+        msgs.iter()
+            .map(|(k, v, _, _)| match v {
+                None => format!(
+                    "tombstone {}",
+                    k.as_ref().map(|k| k.to_string()).unwrap_or_default()
+                ),
+                Some(v) => {
+                    let row = if v["after"].is_null() {
+                        &v["before"]
+                    } else {
+                        &v["after"]
+                    };
+                    format!(
+                        "{} {}",
+                        v["op"].as_str().unwrap_or("?"),
+                        if row.is_null() {
+                            "-".into()
+                        } else {
+                            row.to_string()
+                        }
+                    )
+                }
+            })
+            .collect()
+    };
+    let o = summary(&orders);
+    assert_eq!(o.len(), 6, "{o:#?}");
+    assert!(
+        o[0].starts_with("c ")
+            && o[0].contains(r#""id":1"#)
+            && o[0].contains(r#""at":1704103200123"#),
+        "{o:#?}"
+    );
+    assert!(
+        o[2].starts_with("u ") && o[2].contains(r#""id":1"#),
+        "{o:#?}"
+    );
+    assert!(o[3].starts_with("u ") && o[3].contains("changed"), "{o:#?}");
+    let i = summary(&items);
+    assert_eq!(
+        i.iter()
+            .map(|s| s.split(' ').next().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["c", "c", "d", "tombstone", "t", "c"],
+        "{i:#?}"
+    );
+    // Per key, changes are in source order: positions grow.
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v, h, _) in &orders {
+        if let (Some(k), Some(_)) = (k, v) {
+            let pos = h["binlake.position"].clone();
+            if let Some(prev) = last.insert(k.to_string(), pos.clone()) {
+                assert!(prev < pos || prev.len() < pos.len(), "{prev} then {pos}");
+            }
+        }
+    }
+    // Transaction metadata went to <name>.transaction: BEGIN/END pairs with counts.
+    let txn_topic = format!("{name}.transaction");
+    let txns = tokio::task::spawn_blocking(move || consume_all(&txn_topic))
+        .await
+        .unwrap();
+    let ends: Vec<&Json> = txns
+        .iter()
+        .filter_map(|(_, v, _, _)| v.as_ref())
+        .filter(|v| v["status"] == "END")
+        .collect();
+    assert!(ends.iter().any(|e| e["event_count"] == 3), "{ends:#?}");
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let db = unique("it_kill");
+    let name = unique("itkill");
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)"],
+    )
+    .await;
+    let config = write_config(&name, &db, "[capture]\nlinger = \"5ms\"\n");
+    let cfg2 = config.clone();
+    let mut proc = tokio::task::spawn_blocking(move || start(&cfg2))
+        .await
+        .unwrap();
+
+    // A workload that runs throughout: inserts, updates and deletes, each its own
+    // transaction, some multi-row.
+    let workload_db = db.clone();
+    let workload = tokio::spawn(async move {
+        let mut w = admin_conn().await;
+        w.query_drop(format!("USE {workload_db}")).await.unwrap();
+        let mut expected = 0usize;
+        for i in 0..600i64 {
+            match i % 6 {
+                0..=2 => {
+                    w.query_drop(format!(
+                        "INSERT INTO t VALUES ({i}, 0), ({}, 0)",
+                        i + 100_000
+                    ))
+                    .await
+                    .unwrap();
+                    expected += 2;
+                }
+                3 | 4 => {
+                    w.query_drop(format!("UPDATE t SET v = v + 1 WHERE id = {}", i - 3))
+                        .await
+                        .unwrap();
+                    expected += 1;
+                }
+                _ => {
+                    w.query_drop(format!("DELETE FROM t WHERE id = {}", i + 100_000 - 5))
+                        .await
+                        .unwrap();
+                    expected += 1;
+                }
+            }
+            if i % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        expected
+    });
+    // kill -9 at random moments, restarting each time.
+    let mut rng = 0x9e3779b97f4a7c15u64 ^ std::process::id() as u64;
+    for cycle in 0..10 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(100 + rng % 400)).await;
+        tokio::task::spawn_blocking(move || proc.kill9())
+            .await
+            .unwrap();
+        let cfg = config.clone();
+        proc = tokio::task::spawn_blocking(move || start(&cfg))
+            .await
+            .unwrap();
+        let _ = cycle;
+    }
+    let expected = workload.await.unwrap();
+    // Let the last capture catch up, then stop it cleanly.
+    let topic = format!("{name}.{db}.t");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let msgs = loop {
+        let t = topic.clone();
+        let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
+            .await
+            .unwrap();
+        let changes = msgs.iter().filter(|(_, v, _, _)| v.is_some()).count();
+        if changes >= expected || Instant::now() > deadline {
+            break msgs;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (code, log) = tokio::task::spawn_blocking(move || proc.terminate(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+
+    // Exactly once: each source change (by its binlog position) appears once.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut changes = 0;
+    for (_, v, h, _) in &msgs {
+        if v.is_some() {
+            changes += 1;
+            *seen.entry(h["binlake.position"].clone()).or_default() += 1;
+        }
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "duplicated changes: {dups:?}");
+    assert_eq!(changes, expected, "changes in Kafka vs changes made");
+    // And the replayed state equals the primary's.
+    let mut state: BTreeMap<i64, i64> = BTreeMap::new();
+    for (_, v, _, _) in &msgs {
+        let Some(v) = v else { continue };
+        match v["op"].as_str() {
+            Some("c" | "u") => {
+                state.insert(
+                    v["after"]["id"].as_i64().unwrap(),
+                    v["after"]["v"].as_i64().unwrap(),
+                );
+            }
+            Some("d") => {
+                state.remove(&v["before"]["id"].as_i64().unwrap());
+            }
+            _ => {}
+        }
+    }
+    let primary: Vec<(i64, i64)> = c.query("SELECT id, v FROM t ORDER BY id").await.unwrap();
+    assert_eq!(state.into_iter().collect::<Vec<_>>(), primary);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_capture_with_the_same_name_is_fenced() {
+    let db = unique("it_fence");
+    let name = unique("itfence");
+    let mut c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY)"]).await;
+    let config = write_config(&name, &db, "");
+    let cfg = config.clone();
+    let first = tokio::task::spawn_blocking(move || start(&cfg))
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cfg = config.clone();
+    let second = tokio::task::spawn_blocking(move || {
+        // The second capture uses another replica server_id but the same name.
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let sid = crate::services::capture_source().server_id;
+        let other = cfg.with_file_name("second.toml");
+        let text = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("server_id") {
+                    format!("server_id = {sid}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&other, text).unwrap();
+        start(&other)
+    })
+    .await
+    .unwrap();
+    c.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    let (code, log) = tokio::task::spawn_blocking(move || first.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_ne!(
+        code,
+        Some(0),
+        "the fenced capture must stop with an error:\n{log}"
+    );
+    assert!(log.contains("fenced"), "{log}");
+    c.query_drop("INSERT INTO t VALUES (3)").await.unwrap();
+    let topic = format!("{name}.{db}.t");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = topic.clone();
+        let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
+            .await
+            .unwrap();
+        let ids: Vec<i64> = msgs
+            .iter()
+            .filter_map(|(_, v, _, _)| v.as_ref())
+            .map(|v| v["after"]["id"].as_i64().unwrap())
+            .collect();
+        if ids.len() >= 3 {
+            assert_eq!(ids, [1, 2, 3], "no duplicates, no gaps");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ids:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    drop(second);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversize_rows_are_reported_or_dead_lettered() {
+    let db = unique("it_big");
+    let name = unique("itbig");
+    let mut c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY, body LONGTEXT)"]).await;
+    let config = write_config(&name, &db, "[capture]\nmax_message_bytes = 4096\n");
+    let proc = tokio::task::spawn_blocking(move || start(&config))
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (7, REPEAT('x', 10000))")
+        .await
+        .unwrap();
+    let (code, log) = tokio::task::spawn_blocking(move || proc.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&format!("{db}.t"))
+            && log.contains(r#"{"id":7}"#)
+            && log.contains("max_message_bytes"),
+        "{log}"
+    );
+
+    // With a dead-letter topic the row is described there and capture goes on.
+    let name = unique("itdlq");
+    let dlq = format!("{name}.dlq");
+    let config = write_config(
+        &name,
+        &db,
+        &format!("[capture]\nmax_message_bytes = 4096\ndead_letter_topic = \"{dlq}\"\n"),
+    );
+    let proc = tokio::task::spawn_blocking(move || start(&config))
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (8, REPEAT('y', 10000)), (9, 'small')")
+        .await
+        .unwrap();
+    let topic = format!("{name}.{db}.t");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = topic.clone();
+        let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
+            .await
+            .unwrap();
+        if msgs
+            .iter()
+            .any(|(_, v, _, _)| v.as_ref().is_some_and(|v| v["after"]["id"] == 9))
+        {
+            assert!(
+                !msgs
+                    .iter()
+                    .any(|(_, v, _, _)| v.as_ref().is_some_and(|v| v["after"]["id"] == 8))
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "row 9 never arrived");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let d = tokio::task::spawn_blocking(move || consume_all(&dlq))
+        .await
+        .unwrap();
+    assert_eq!(d.len(), 1, "{d:#?}");
+    let rec = d[0].1.as_ref().unwrap();
+    assert_eq!(rec["reason"], "oversize");
+    assert_eq!(rec["key"], r#"{"id":8}"#);
+    drop(proc);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
