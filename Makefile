@@ -44,11 +44,16 @@ test: deps
 	eval "$$($(SERVICES)/all.sh env)"; \
 	rc=0; \
 	$(CARGO) test --workspace --all-targets || rc=$$?; \
+	tests/helm/check.sh "$$CARGO_TARGET_DIR/debug/binlake" || rc=$$?; \
 	for s in $$started; do $(SERVICES)/$$s.sh stop || true; done; \
 	exit $$rc
 
+# Criterion micro-benchmarks, then the end-to-end ones against the real services
+# (benches/pipeline.rs), which need the release binary.
 bench: deps
-	$(CARGO) bench --workspace
+	@$(SERVICES)/all.sh start
+	$(CARGO) build --release --bin binlake
+	@eval "$$($(SERVICES)/all.sh env)"; $(CARGO) bench --workspace
 
 demo:
 	@echo "make demo arrives with the end-to-end pipeline (binlake run); it is not built yet." >&2

@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 use binlake_core::ResumePosition;
 use binlake_kafka::CaptureWriter;
 use binlake_mysql::binlog::{BinlogItem, BinlogReader, NoLookup, StartFrom};
+use binlake_mysql::snapshot::{
+    Chunk, ChunkReader, SnapshotMode, SnapshotProgress, Window, key_json, read_events,
+};
 use binlake_mysql::{ServerInfo, connect};
 use tokio::sync::{mpsc, watch};
 
@@ -83,6 +86,7 @@ pub async fn run(cfg: &Config, mut shutdown: watch::Receiver<bool>) -> Result<()
     }
 }
 
+#[derive(Clone)]
 struct Pending {
     position: ResumePosition,
     file_pos: String,
@@ -93,11 +97,33 @@ async fn run_once(cfg: &Config, shutdown: &mut watch::Receiver<bool>) -> Result<
     let kafka = cfg.kafka.as_ref().ok_or_else(|| {
         CaptureError::Config("capture needs a [kafka] section with bootstrap_servers".into())
     })?;
-    let flavor = {
+    // Without binlog_row_metadata=FULL, table maps carry no column names: keep a schema
+    // history, loaded from information_schema now and kept current by the binlog's DDL.
+    // (It is not persisted yet: events from before a DDL that happened while capture was
+    // stopped are decoded with today's schema.)
+    let (flavor, lookup): (_, Box<dyn binlake_mysql::binlog::SchemaLookup>) = {
         let mut conn = connect(&cfg.source).await?;
         let info = ServerInfo::probe(&mut conn, &cfg.source).await?;
+        let full = info
+            .binlog_row_metadata
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case("FULL"));
+        let lookup: Box<dyn binlake_mysql::binlog::SchemaLookup> = if full {
+            Box::new(NoLookup)
+        } else {
+            let filter = cfg.source.filter();
+            tracing::warn!(
+                "binlog_row_metadata is not FULL: schemas come from information_schema and the binlog's DDL; set it to FULL for exact schemas across restarts"
+            );
+            Box::new(
+                binlake_mysql::schema_history::load_from_information_schema(&mut conn, &|db, t| {
+                    filter.table_included(db, t)
+                })
+                .await?,
+            )
+        };
         let _ = conn.disconnect().await;
-        info.flavor
+        (info.flavor, lookup)
     };
     tracing::info!(source = %cfg.source.describe(), flavor = ?flavor, "connected to the primary");
     let (mut writer, stored) = CaptureWriter::open(
@@ -107,18 +133,25 @@ async fn run_once(cfg: &Config, shutdown: &mut watch::Receiver<bool>) -> Result<
         cfg.encoding.options(&cfg.name, flavor),
     )
     .await?;
-    let start = match &stored {
-        Some(s) => StartFrom::Position(s.resume()?),
-        None => {
-            tracing::warn!(
-                name = %cfg.name,
-                "no recorded position: starting at the current end of the binlog; rows that exist now are not captured (initial snapshots are not implemented yet)"
-            );
+    let start = match (&stored, cfg.source.start_position()) {
+        (Some(s), _) => StartFrom::Position(s.resume()?),
+        (None, Some(p)) => {
+            tracing::info!(position = %p, "no recorded position: starting at source.start");
+            StartFrom::Position(p)
+        }
+        (None, None) => {
+            if cfg.snapshot.mode == SnapshotMode::Never {
+                tracing::warn!(
+                    name = %cfg.name,
+                    "no recorded position and snapshot.mode = never: starting at the current end of the binlog; rows that exist now are not captured"
+                );
+            } else {
+                tracing::info!(name = %cfg.name, "no recorded position: starting at the current end of the binlog and snapshotting existing rows");
+            }
             StartFrom::End
         }
     };
-    let reader =
-        BinlogReader::open(&cfg.source, start, cfg.source.filter(), Box::new(NoLookup)).await?;
+    let reader = BinlogReader::open(&cfg.source, start, cfg.source.filter(), lookup).await?;
     let mut last = match &stored {
         Some(s) => Some(Pending {
             position: s.resume()?,
@@ -131,8 +164,39 @@ async fn run_once(cfg: &Config, shutdown: &mut watch::Receiver<bool>) -> Result<
             ts_us: 0,
         }),
     };
-    tracing::info!(position = %reader.resume_position(), name = %cfg.name, "streaming");
-    let result = pump(cfg, reader, &mut writer, shutdown, &mut last).await;
+    let stored_progress: Option<SnapshotProgress> = stored
+        .as_ref()
+        .and_then(|s| s.snapshot.clone())
+        .and_then(|v| serde_json::from_value(v).ok());
+    let snapshot = match (&stored, stored_progress) {
+        (Some(_), Some(p)) if !p.is_done() => Some(p),
+        (None, _) if cfg.snapshot.mode == SnapshotMode::Initial => Some(SnapshotProgress {
+            tables: Vec::new(),
+            after_key: None,
+            chunks: 0,
+            rows: 0,
+        }),
+        _ => None,
+    };
+    let snapshot = match snapshot {
+        None => None,
+        Some(mut progress) => {
+            let (chunk_reader, tables) =
+                ChunkReader::open(&cfg.source, &cfg.snapshot, flavor).await?;
+            if stored.is_none() {
+                progress.tables = tables;
+            }
+            tracing::info!(
+                tables = progress.tables.len(),
+                done_chunks = progress.chunks,
+                "snapshot: reading existing rows while streaming"
+            );
+            writer.set_snapshot_state(serde_json::to_value(&progress).ok());
+            Some(SnapshotRun::start(chunk_reader, progress))
+        }
+    };
+    tracing::info!(position = %reader.resume_position(), name = %cfg.name, "streaming changes");
+    let result = pump(cfg, reader, &mut writer, shutdown, &mut last, snapshot).await;
     if result.is_err() {
         writer.abort().await;
     }
@@ -145,7 +209,12 @@ async fn pump(
     writer: &mut CaptureWriter,
     shutdown: &mut watch::Receiver<bool>,
     last: &mut Option<Pending>,
+    mut snapshot: Option<SnapshotRun>,
 ) -> Result<(), CaptureError> {
+    let mut window = Window::default();
+    if let Some(s) = snapshot.as_mut() {
+        s.request(&mut window).await;
+    }
     let (tx, mut rx) = mpsc::channel::<Result<BinlogItem, binlake_mysql::Error>>(4096);
     let reader_task = tokio::spawn(async move {
         loop {
@@ -205,6 +274,12 @@ async fn pump(
                     last_commit = Instant::now();
                 }
             }
+            chunk = next_chunk(&mut snapshot) => {
+                window.offer(chunk?);
+                if !in_source_txn {
+                    flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?;
+                }
+            }
             item = rx.recv() => {
                 let item = match item {
                     Some(Ok(item)) => item,
@@ -222,7 +297,14 @@ async fn pump(
                         batch_started.get_or_insert_with(Instant::now);
                         writer.write_transaction_marker(&t.id, None, t.ts_us).await?;
                     }
+                    BinlogItem::Position(p) => {
+                        window.observe_position(&p);
+                        if !in_source_txn {
+                            flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?;
+                        }
+                    }
                     BinlogItem::Change(e) => {
+                        window.observe_change(&e);
                         writer.write_change(&e).await?;
                         batch_rows += 1;
                         txn_events += 1;
@@ -239,8 +321,12 @@ async fn pump(
                             file_pos: c.file_pos.to_string(),
                             ts_us: c.ts_us,
                         });
+                        window.observe_position(&c.file_pos);
                         if stopping.is_some() {
                             return finish(writer, &mut pending, last).await;
+                        }
+                        if window.has_chunk() {
+                            flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?;
                         }
                         let idle = rx.is_empty();
                         let due = batch_rows >= cc.max_batch_rows
@@ -264,6 +350,129 @@ async fn pump(
             }
         }
     }
+}
+
+/// A snapshot in progress: the chunk reader task and what remains.
+struct SnapshotRun {
+    progress: SnapshotProgress,
+    requests: mpsc::Sender<(String, Option<String>)>,
+    chunks: mpsc::Receiver<Result<Chunk, binlake_mysql::Error>>,
+    outstanding: bool,
+    _task: AbortOnDrop,
+}
+
+impl SnapshotRun {
+    fn start(mut reader: ChunkReader, progress: SnapshotProgress) -> SnapshotRun {
+        let (req_tx, mut req_rx) = mpsc::channel::<(String, Option<String>)>(1);
+        let (chunk_tx, chunk_rx) = mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            while let Some((table, after)) = req_rx.recv().await {
+                let r = reader.read_chunk(&table, after.as_deref()).await;
+                if chunk_tx.send(r).await.is_err() {
+                    break;
+                }
+            }
+        });
+        SnapshotRun {
+            progress,
+            requests: req_tx,
+            chunks: chunk_rx,
+            outstanding: false,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    /// Asks for the next chunk, if any table remains.
+    async fn request(&mut self, window: &mut Window) {
+        if self.outstanding {
+            return;
+        }
+        if let Some(table) = self.progress.tables.first().cloned() {
+            window.watch(&table);
+            if self
+                .requests
+                .send((table, self.progress.after_key.clone()))
+                .await
+                .is_ok()
+            {
+                self.outstanding = true;
+            }
+        }
+    }
+}
+
+async fn next_chunk(s: &mut Option<SnapshotRun>) -> Result<Chunk, CaptureError> {
+    match s {
+        Some(run) if run.outstanding => match run.chunks.recv().await {
+            Some(Ok(chunk)) => {
+                run.outstanding = false;
+                Ok(chunk)
+            }
+            Some(Err(e)) => Err(e.into()),
+            None => std::future::pending().await,
+        },
+        _ => std::future::pending().await,
+    }
+}
+
+/// Emits the chunk waiting in `window` once the stream has reached its high watermark,
+/// records the progress with a commit, and asks for the next chunk.
+async fn flush_chunk(
+    window: &mut Window,
+    snapshot: &mut Option<SnapshotRun>,
+    writer: &mut CaptureWriter,
+    pending: &mut Option<Pending>,
+    last: &mut Option<Pending>,
+) -> Result<(), CaptureError> {
+    let Some(run) = snapshot.as_mut() else {
+        return Ok(());
+    };
+    let Some((chunk, rows)) = window.ready() else {
+        return Ok(());
+    };
+    let first = run.progress.after_key.is_none();
+    let last_key = chunk.rows.last().and_then(|r| key_json(&chunk.table, r));
+    let events = read_events(
+        &chunk.table,
+        rows,
+        &chunk.high,
+        first,
+        chunk.last_of_table,
+        now_us(),
+    );
+    for e in &events {
+        writer.write_change(e).await?;
+    }
+    run.progress.chunks += 1;
+    run.progress.rows += events.len() as u64;
+    if chunk.last_of_table {
+        tracing::info!(table = %chunk.table.qualified_name(), rows = run.progress.rows, chunks = run.progress.chunks, "snapshot: table done");
+        run.progress.tables.remove(0);
+        run.progress.after_key = None;
+    } else {
+        run.progress.after_key = last_key;
+    }
+    let done = run.progress.is_done();
+    writer.set_snapshot_state(if done {
+        None
+    } else {
+        serde_json::to_value(&run.progress).ok()
+    });
+    if pending.is_none() {
+        *pending = last.clone();
+    }
+    commit(writer, pending, last).await?;
+    if done {
+        tracing::info!(
+            rows = run.progress.rows,
+            chunks = run.progress.chunks,
+            "snapshot complete"
+        );
+        *snapshot = None;
+    } else {
+        run.request(window).await;
+    }
+    Ok(())
 }
 
 async fn commit(

@@ -21,11 +21,12 @@ use binlake_core::debezium::EncodingConfig;
 use binlake_core::{Problem, Problems};
 use binlake_kafka::{CaptureConfig, KafkaConfig};
 use binlake_mysql::SourceConfig;
+use binlake_mysql::snapshot::SnapshotConfig;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 /// Sections (top-level keys) the config may have.
-const SECTIONS: &[&str] = &["name", "source", "kafka", "capture", "encoding"];
+const SECTIONS: &[&str] = &["name", "source", "snapshot", "kafka", "capture", "encoding"];
 
 /// A loaded, valid config.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ pub struct Config {
     pub source: SourceConfig,
     /// The Kafka cluster, for `capture` and `materialize`.
     pub kafka: Option<KafkaConfig>,
+    /// How existing rows are snapshotted.
+    pub snapshot: SnapshotConfig,
     /// How capture writes to Kafka.
     pub capture: CaptureConfig,
     /// How messages are encoded.
@@ -114,6 +117,7 @@ impl Config {
         let name: Option<String> = loader.required(&mut table, "name");
         let source: Option<SourceConfig> = loader.required(&mut table, "source");
         let kafka: Option<KafkaConfig> = loader.optional(&mut table, "kafka");
+        let snapshot: SnapshotConfig = loader.optional(&mut table, "snapshot").unwrap_or_default();
         let capture: CaptureConfig = loader.optional(&mut table, "capture").unwrap_or_default();
         let encoding: EncodingConfig = loader.optional(&mut table, "encoding").unwrap_or_default();
 
@@ -127,11 +131,13 @@ impl Config {
             k.validate("kafka", &mut loader.problems);
         }
         capture.validate("capture", &mut loader.problems);
+        snapshot.validate("snapshot", &mut loader.problems);
         match (name, source) {
             (Some(name), Some(source)) if loader.problems.is_empty() => Ok(Config {
                 name,
                 source,
                 kafka,
+                snapshot,
                 capture,
                 encoding,
             }),

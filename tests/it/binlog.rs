@@ -11,7 +11,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::services::{admin_conn, capture_source, unique};
 
-const TYPE_MATRIX: &str = "CREATE TABLE type_matrix (
+pub const TYPE_MATRIX: &str = "CREATE TABLE type_matrix (
   id INT NOT NULL PRIMARY KEY,
   c_tinyint TINYINT, c_tinyint_u TINYINT UNSIGNED, c_smallint SMALLINT, c_smallint_u SMALLINT UNSIGNED,
   c_mediumint MEDIUMINT, c_mediumint_u MEDIUMINT UNSIGNED, c_int INT, c_int_u INT UNSIGNED,
@@ -30,7 +30,7 @@ const TYPE_MATRIX: &str = "CREATE TABLE type_matrix (
 ) DEFAULT CHARSET=utf8mb4";
 
 /// Rows of edge values, as SQL value lists in column order.
-const ROWS: &[&str] = &[
+pub const ROWS: &[&str] = &[
     // maxima and wide values
     "(1, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295,
       9223372036854775807, 18446744073709551615, TRUE,

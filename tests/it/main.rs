@@ -6,9 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alt_mariadb;
 mod binlog;
 mod capture;
 mod cli;
 mod kafka;
 mod mariadb;
+mod schema_history;
 mod services;
+mod snapshot;
+mod startup;

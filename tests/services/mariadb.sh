@@ -8,6 +8,11 @@
 # ${BINLAKE_SERVICES_DIR:-<repo>/.services}/mariadb and listens on
 # 127.0.0.1:${BINLAKE_MARIADB_PORT:-13306}.
 #
+# BINLAKE_MARIADB_EXTRA_CNF: lines appended to the [mariadbd] section of the generated
+# my.cnf (later lines win), e.g. "skip-log-bin" or "binlog_format = STATEMENT". Tests
+# use it with their own BINLAKE_SERVICES_DIR and BINLAKE_MARIADB_PORT to start
+# differently configured instances beside the shared one.
+#
 # Users (created once, on first start, outside the binlog):
 #   binlake_admin / binlake-admin  ALL PRIVILEGES ... WITH GRANT OPTION (test setup)
 #   binlake       / binlake        REPLICATION SLAVE, BINLOG MONITOR, SELECT,
@@ -135,6 +140,9 @@ innodb_flush_log_at_trx_commit = 2
 sync_binlog = 0
 performance_schema = OFF
 EOF
+    if [[ -n ${BINLAKE_MARIADB_EXTRA_CNF:-} ]]; then
+        printf '\n# From BINLAKE_MARIADB_EXTRA_CNF.\n%s\n' "$BINLAKE_MARIADB_EXTRA_CNF" >>"$CNF.new"
+    fi
     mv -f "$CNF.new" "$CNF"
 }
 

@@ -170,6 +170,9 @@ pub struct StoredPosition {
     pub source_ts_ms: i64,
     /// When the batch was committed, ms since the epoch.
     pub committed_ms: i64,
+    /// The progress of a snapshot in flight (opaque to Kafka: the source's business).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<serde_json::Value>,
 }
 
 impl StoredPosition {
@@ -209,6 +212,7 @@ pub struct CaptureWriter {
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
     stats: CaptureStats,
+    snapshot: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for CaptureWriter {
@@ -301,8 +305,15 @@ impl CaptureWriter {
             key_buf: Vec::with_capacity(256),
             value_buf: Vec::with_capacity(4096),
             stats: CaptureStats::default(),
+            snapshot: stored.as_ref().and_then(|s| s.snapshot.clone()),
         };
         Ok((writer, stored))
+    }
+
+    /// Sets the snapshot progress recorded with every following commit (`None` once the
+    /// snapshot is complete).
+    pub fn set_snapshot_state(&mut self, state: Option<serde_json::Value>) {
+        self.snapshot = state;
     }
 
     /// What the writer did so far.
@@ -639,6 +650,7 @@ impl CaptureWriter {
             file_pos: file_pos.to_string(),
             source_ts_ms: source_ts_us / 1000,
             committed_ms: now_us() / 1000,
+            snapshot: self.snapshot.clone(),
         };
         let value = serde_json::to_vec(&record).map_err(|e| Error::Encode(e.to_string()))?;
         let topic = CaptureWriter::offsets_topic(&self.name);
@@ -660,11 +672,13 @@ impl CaptureWriter {
             .map_err(|e| self.fenced_or("commit transaction", &e))?;
         self.in_txn = false;
         self.stats.commits += 1;
+        tracing::debug!(position = %record.position, messages = self.stats.messages, "kafka transaction committed");
         Ok(())
     }
 
     /// Aborts the open transaction (nothing of it becomes visible).
     pub async fn abort(&mut self) {
+        tracing::debug!(in_txn = self.in_txn, "aborting kafka transaction");
         self.inflight.clear();
         if self.in_txn {
             let producer = self.producer.clone();

@@ -60,6 +60,11 @@ pub struct SourceConfig {
     /// (primary-key columns cannot be excluded).
     #[serde(default)]
     pub exclude_columns: Vec<String>,
+    /// Where to start reading when binlake has no recorded position yet: `end` (the
+    /// default: changes from now on), or a position: `file:mysql-bin.000042:4`,
+    /// `mariadb-gtid:0-1-100` or `gtid:<MySQL GTID set>`.
+    #[serde(default)]
+    pub start: Option<String>,
 }
 
 impl std::fmt::Debug for SourceConfig {
@@ -74,6 +79,7 @@ impl std::fmt::Debug for SourceConfig {
             .field("include", &self.include)
             .field("exclude", &self.exclude)
             .field("exclude_columns", &self.exclude_columns)
+            .field("start", &self.start)
             .finish()
     }
 }
@@ -91,6 +97,7 @@ impl SourceConfig {
             include: Vec::new(),
             exclude: Vec::new(),
             exclude_columns: Vec::new(),
+            start: None,
         }
     }
 
@@ -115,6 +122,11 @@ impl SourceConfig {
         if self.connect_timeout.is_zero() {
             problems.push(path, "connect_timeout", "must be > 0, e.g. \"10s\"");
         }
+        if let Some(start) = self.start.as_deref().filter(|s| *s != "end")
+            && let Err(e) = start.parse::<binlake_core::ResumePosition>()
+        {
+            problems.push(path, "start", format!("{e}; or \"end\""));
+        }
         for (field, patterns) in [
             ("include", &self.include),
             ("exclude", &self.exclude),
@@ -129,6 +141,15 @@ impl SourceConfig {
                     );
                 }
             }
+        }
+    }
+
+    /// The configured start position: `None` for the end of the binlog.
+    pub fn start_position(&self) -> Option<binlake_core::ResumePosition> {
+        match self.start.as_deref() {
+            None | Some("end") => None,
+            // validate() has checked that it parses.
+            Some(p) => p.parse().ok(),
         }
     }
 

@@ -7,8 +7,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server could not be reached or refused the connection. Transient unless the
-    /// credentials are wrong.
-    #[error("cannot connect to MySQL at {target}: {reason}")]
+    /// credentials are wrong or the account may not connect from this host.
+    #[error("cannot connect to MySQL/MariaDB at {target}: {reason}")]
     Connect {
         /// `user@host:port`.
         target: String,
@@ -25,8 +25,9 @@ pub enum Error {
         /// The server's or client's message.
         reason: String,
     },
-    /// The server's settings do not allow capture; each problem says what to change.
-    #[error("{target} cannot be captured as it is configured:\n  - {}", problems.join("\n  - "))]
+    /// The server's settings or the account's privileges do not allow capture; each
+    /// problem says what to change.
+    #[error("{target} cannot be captured until this is fixed:\n  - {}", problems.join("\n  - "))]
     Requirement {
         /// `user@host:port`.
         target: String,
@@ -74,7 +75,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Connect { reason, .. } => {
-                !(reason.contains("Access denied") || reason.contains("1045"))
+                !(reason.contains("Access denied")
+                    || reason.contains("1045")
+                    || reason.contains("is not allowed to connect"))
             }
             Error::Query { reason, .. } => {
                 reason.contains("Lost connection") || reason.contains("broken pipe")

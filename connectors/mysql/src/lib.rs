@@ -11,9 +11,11 @@
 pub mod binlog;
 mod config;
 mod error;
+pub mod schema_history;
 mod server;
+pub mod snapshot;
 pub mod values;
 
 pub use config::SourceConfig;
 pub use error::{Error, Result};
-pub use server::{ServerInfo, connect};
+pub use server::{Grants, ServerInfo, connect};

@@ -50,6 +50,10 @@ pub enum BinlogItem {
     SchemaChange(SchemaChange),
     /// The current transaction is complete; resuming at `resume` continues after it.
     Commit(Commit),
+    /// The stream has reached this binlog position outside any transaction (a rotation or
+    /// a heartbeat of an idle primary). Not a resume point by itself; heartbeats depend on
+    /// timing, so these items are not replayed identically after a reconnect.
+    Position(BinlogFilePos),
 }
 
 /// The start of a transaction.
@@ -352,6 +356,12 @@ impl Decoder {
                 };
                 self.file = String::from_utf8_lossy(name).as_ref().into();
                 self.next_pos = r.position();
+                if self.txn.is_none() {
+                    sink(BinlogItem::Position(BinlogFilePos::new(
+                        self.file.to_string(),
+                        r.position(),
+                    )))?;
+                }
                 return Ok(());
             }
             EventData::GtidEvent(g) => {
@@ -421,8 +431,15 @@ impl Decoder {
                     .map_err(|e| self.err(start, None, format!("transaction payload: {e}")))?;
                 self.payload(reader, start, sink)?;
             }
-            EventData::HeartbeatEvent
-            | EventData::PreviousGtidsEvent(_)
+            EventData::HeartbeatEvent => {
+                if self.txn.is_none() && h.log_pos() > 0 {
+                    sink(BinlogItem::Position(BinlogFilePos::new(
+                        self.file.to_string(),
+                        u64::from(h.log_pos()),
+                    )))?;
+                }
+            }
+            EventData::PreviousGtidsEvent(_)
             | EventData::StopEvent
             | EventData::IntvarEvent(_)
             | EventData::RandEvent(_)

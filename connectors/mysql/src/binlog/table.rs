@@ -99,7 +99,9 @@ pub fn table_def(
                 for t in g.iter_geometry_types() {
                     let t =
                         t.map_err(|e| format!("{qualified}: invalid geometry metadata: {e}"))?;
-                    geometry.push(format!("{t:?}").to_ascii_lowercase());
+                    // mysql_common names them GEOM_POINT, …; binlake uses `point`, ….
+                    let name = format!("{t:?}").to_ascii_lowercase();
+                    geometry.push(name.strip_prefix("geom_").unwrap_or(&name).to_string());
                 }
             }
             _ => {}
