@@ -308,7 +308,9 @@ async fn pump(
                         writer.write_change(&e).await?;
                         batch_rows += 1;
                         txn_events += 1;
-                        *per_table.entry(e.table.qualified_name()).or_default() += 1;
+                        if cc.transaction_topic {
+                            *per_table.entry(e.table.qualified_name()).or_default() += 1;
+                        }
                     }
                     BinlogItem::SchemaChange(s) => writer.write_schema_change(&s).await?,
                     BinlogItem::Commit(c) => {

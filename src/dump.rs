@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use binlake_core::Flavor;
 use binlake_core::debezium::{DebeziumOptions, TableCodec};
-use binlake_mysql::binlog::{BinlogItem, Decoder, Filter, NoLookup, file::read_file};
+use binlake_mysql::binlog::{BinlogItem, Decoder, Filter, file::read_file};
 
 /// Arguments of `binlake binlog dump`.
 #[derive(Debug, clap::Args)]
@@ -32,7 +32,10 @@ pub struct DumpArgs {
 
 /// Runs the command.
 pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
-    let filter = Filter::new(&args.include, &[], &[]).map_err(anyhow::Error::msg)?;
+    // Offline, every table counts, the server's own schemas included.
+    let filter = Filter::new(&args.include, &[], &[])
+        .map_err(anyhow::Error::msg)?
+        .with_system_schemas();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut codecs: HashMap<String, TableCodec> = HashMap::new();
@@ -59,7 +62,9 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
             schemas: args.schemas,
             ..DebeziumOptions::new(args.name.clone(), flavor)
         });
-        let mut decoder = Decoder::new(flavor, filter.clone(), Box::new(NoLookup), &name, None);
+        // Without binlog_row_metadata=FULL, schemas come from the DDL in the files.
+        let history = binlake_mysql::schema_history::SchemaHistory::with_flavor(flavor);
+        let mut decoder = Decoder::new(flavor, filter.clone(), Box::new(history), &name, None);
         let verbose = args.verbose;
         read_file(path, &mut decoder, &mut |item| {
             buf.clear();

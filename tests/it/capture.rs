@@ -137,6 +137,11 @@ impl Drop for CaptureProcess {
 }
 
 pub fn write_config(name: &str, db: &str, extra: &str) -> std::path::PathBuf {
+    write_config_at(name, db, &kafka_brokers(), extra)
+}
+
+/// A capture config for `db.*` writing to the brokers at `brokers`.
+pub fn write_config_at(name: &str, db: &str, brokers: &str, extra: &str) -> std::path::PathBuf {
     let port = std::env::var("BINLAKE_MARIADB_PORT").unwrap_or_else(|_| "13306".into());
     let server_id = crate::services::capture_source().server_id;
     let text = format!(
@@ -153,8 +158,7 @@ include = ["{db}.*"]
 bootstrap_servers = "{brokers}"
 request_timeout = "20s"
 {extra}
-"#,
-        brokers = kafka_brokers()
+"#
     );
     let dir = std::env::temp_dir().join(unique("binlake-it-capture"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -167,8 +171,13 @@ type Msg = (Option<Json>, Option<Json>, HashMap<String, String>, i32);
 
 /// Every committed message of `topic`, or nothing when the topic does not exist yet.
 pub fn consume_if_exists(topic: &str) -> Vec<Msg> {
+    consume_if_exists_at(&kafka_brokers(), topic)
+}
+
+/// Like [`consume_if_exists`], from the brokers at `brokers`.
+pub fn consume_if_exists_at(brokers: &str, topic: &str) -> Vec<Msg> {
     let probe: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("it-probe"))
         .create()
         .unwrap();
@@ -180,7 +189,7 @@ pub fn consume_if_exists(topic: &str) -> Vec<Msg> {
         .iter()
         .any(|t| t.name() == topic && !t.partitions().is_empty());
     if exists {
-        consume_all(topic)
+        consume_all_at(brokers, topic)
     } else {
         Vec::new()
     }
@@ -188,8 +197,13 @@ pub fn consume_if_exists(topic: &str) -> Vec<Msg> {
 
 /// Every committed message of `topic` (all partitions), in offset order per partition.
 pub fn consume_all(topic: &str) -> Vec<Msg> {
+    consume_all_at(&kafka_brokers(), topic)
+}
+
+/// Like [`consume_all`], from the brokers at `brokers`.
+pub fn consume_all_at(brokers: &str, topic: &str) -> Vec<Msg> {
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("it-verify"))
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
@@ -431,7 +445,24 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)"],
     )
     .await;
-    let config = write_config(&name, &db, "[capture]\nlinger = \"5ms\"\n");
+    // Every start without a recorded position begins at the same binlog position, so a
+    // kill before the first commit loses nothing either.
+    let (file, pos): (String, u64) = c
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .unwrap()
+        .map(|r: mysql_async::Row| (r.get(0).unwrap(), r.get(1).unwrap()))
+        .unwrap();
+    let config = write_config(
+        &name,
+        &db,
+        "[snapshot]\nmode = \"never\"\n[capture]\nlinger = \"5ms\"\n",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[kafka]",
+        &format!("start = \"file:{file}:{pos}\"\n[kafka]"),
+    );
+    std::fs::write(&config, text).unwrap();
     let cfg2 = config.clone();
     let mut proc = tokio::task::spawn_blocking(move || start(&cfg2))
         .await
@@ -493,7 +524,8 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let expected = workload.await.unwrap();
     // Let the last capture catch up, then stop it cleanly.
     let topic = format!("{name}.{db}.t");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Generous: under the full parallel suite ten restarts can take a while.
+    let deadline = Instant::now() + Duration::from_secs(180);
     let msgs = loop {
         let t = topic.clone();
         let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))

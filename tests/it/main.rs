@@ -8,6 +8,7 @@
 
 mod alt_mariadb;
 mod binlog;
+mod broker_restart;
 mod capture;
 mod cli;
 mod kafka;

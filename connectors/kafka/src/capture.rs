@@ -39,7 +39,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{TopicSpec, ensure_topic, read_committed_consumer, transactional_producer};
+use crate::client::{TopicSpec, ensure_topic, transactional_producer};
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
 
@@ -205,7 +205,9 @@ pub struct CaptureWriter {
     kafka: KafkaConfig,
     name: String,
     opts: Arc<DebeziumOptions>,
-    codecs: HashMap<String, TableCodec>,
+    /// Per table schema (by `Arc` address; the entry keeps the `Arc`, so the address
+    /// cannot be reused while it is here): its codec and topic.
+    tables: HashMap<usize, (TableCodec, Arc<str>)>,
     topics: HashSet<String>,
     inflight: VecDeque<DeliveryFuture>,
     in_txn: bool,
@@ -257,6 +259,7 @@ impl CaptureWriter {
             ("queue.buffering.max.kbytes", "65536"),
             ("linger.ms", "5"),
             ("batch.num.messages", "10000"),
+            ("queue.buffering.max.messages", "1000000"),
             ("compression.type", "lz4"),
             ("partitioner", "murmur2_random"),
             (
@@ -298,7 +301,7 @@ impl CaptureWriter {
             kafka: kafka.clone(),
             name: name.to_string(),
             opts: Arc::new(opts),
-            codecs: HashMap::new(),
+            tables: HashMap::new(),
             topics: HashSet::new(),
             inflight: VecDeque::new(),
             in_txn: false,
@@ -357,15 +360,20 @@ impl CaptureWriter {
     /// Writes one change (and its tombstone after a delete).
     pub async fn write_change(&mut self, e: &ChangeEvent) -> Result<()> {
         self.begin()?;
-        let qualified = e.table.qualified_name();
-        let codec = match self.codecs.get(&qualified) {
-            Some(c) if Arc::ptr_eq(c.table(), &e.table) || **c.table() == *e.table => c,
-            _ => {
-                let c = TableCodec::new(e.table.clone(), self.opts.clone());
-                self.codecs.insert(qualified.clone(), c);
-                &self.codecs[&qualified]
+        let id = Arc::as_ptr(&e.table) as usize;
+        if !self.tables.contains_key(&id) {
+            if self.tables.len() >= 4096 {
+                // Schemas change rarely; old entries only cost memory.
+                self.tables.clear();
             }
+            let topic = self.topic_for(&e.table.database, &e.table.table).await?;
+            let codec = TableCodec::new(e.table.clone(), self.opts.clone());
+            self.tables.insert(id, (codec, topic.into()));
+        }
+        let Some((codec, topic)) = self.tables.get(&id) else {
+            return Ok(());
         };
+        let topic = topic.clone();
         self.key_buf.clear();
         self.value_buf.clear();
         let has_key = codec
@@ -374,13 +382,12 @@ impl CaptureWriter {
         codec
             .encode_value(e, now_us(), &mut self.value_buf)
             .map_err(|err| Error::Encode(err.to_string()))?;
-        let topic = self.topic_for(&e.table.database, &e.table.table).await?;
         let size = self.key_buf.len() + self.value_buf.len();
         if size > self.cfg.max_message_bytes {
             return self.oversize(&topic, e, size).await;
         }
         let pos = e.source.position.to_string();
-        let mut headers = OwnedHeaders::new().insert(Header {
+        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
             key: "binlake.position",
             value: Some(pos.as_bytes()),
         });
@@ -393,16 +400,17 @@ impl CaptureWriter {
         }
         let key = std::mem::take(&mut self.key_buf);
         let value = std::mem::take(&mut self.value_buf);
+        let tombstone = e.op == Op::Delete && self.cfg.tombstones && has_key;
+        let tomb_headers = tombstone.then(|| headers.clone());
         self.send(
             &topic,
             has_key.then_some(&key[..]),
             Some(&value[..]),
-            Some(headers.clone()),
+            Some(headers),
         )
         .await?;
-        if e.op == Op::Delete && self.cfg.tombstones && has_key {
-            self.send(&topic, Some(&key[..]), None, Some(headers))
-                .await?;
+        if let Some(h) = tomb_headers {
+            self.send(&topic, Some(&key[..]), None, Some(h)).await?;
         }
         self.key_buf = key;
         self.value_buf = value;
@@ -560,7 +568,7 @@ impl CaptureWriter {
         topic: &str,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        headers: Option<OwnedHeaders>,
+        mut headers: Option<OwnedHeaders>,
     ) -> Result<()> {
         loop {
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
@@ -570,7 +578,7 @@ impl CaptureWriter {
             if let Some(v) = value {
                 record = record.payload(v);
             }
-            if let Some(h) = headers.clone() {
+            if let Some(h) = headers.take() {
                 record = record.headers(h);
             }
             match self.producer.send_result(record) {
@@ -582,7 +590,9 @@ impl CaptureWriter {
                     }
                     return Ok(());
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                    // The headers come back with the record, for the next attempt.
+                    headers = record.headers;
                     if self.inflight.is_empty() {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     } else {
@@ -689,20 +699,38 @@ impl CaptureWriter {
     }
 }
 
+/// A consumer context that does not report reaching the end of a partition as an error
+/// (binlake asks for that signal to know it has read the whole offsets topic).
+struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_))
+            && error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::error!(error = %error, reason, "kafka client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
 /// Reads the last committed position record of `name` (read_committed, whole topic).
 async fn read_last_position(
     kafka: &KafkaConfig,
     topic: &str,
     name: &str,
 ) -> Result<Option<StoredPosition>> {
-    let consumer: StreamConsumer = {
-        let mut c = kafka.clone();
-        c.client.insert(
-            "enable.partition.eof".into(),
-            binlake_core::Secret::new("true"),
-        );
-        read_committed_consumer(&c, &format!("binlake-capture-{name}-offsets-reader"))?
-    };
+    let mut c = kafka.client_config();
+    c.set("group.id", format!("binlake-capture-{name}-offsets-reader"))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        // An empty or fully read partition answers at once instead of after 500 ms.
+        .set("fetch.wait.max.ms", "10");
+    let consumer: StreamConsumer<QuietEof> = c
+        .create_with_context(QuietEof)
+        .map_err(|e| Error::Config(e.to_string()))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)
         .map_err(|e| Error::client("assign offsets topic", &e))?;

@@ -101,5 +101,9 @@ fn is_transient_code(code: RDKafkaErrorCode) -> bool {
             | C::NotEnoughReplicas
             | C::NotEnoughReplicasAfterAppend
             | C::ConcurrentTransactions
+            // Also what a cluster whose brokers are restarting answers to CreateTopics;
+            // a replication factor larger than the cluster keeps failing, with a warning
+            // at every retry.
+            | C::InvalidReplicationFactor
     )
 }

@@ -723,12 +723,23 @@ impl Decoder {
                 ),
             ));
         }
-        let before_cols = rows.columns_before_image();
-        let after_cols = rows.columns_after_image();
-        for cols in [before_cols, after_cols].into_iter().flatten() {
-            if cols.iter().take(n).any(|b| !*b) {
-                return Err(self.err(start, Some(&qualified()), "the row image lacks columns: binlake needs binlog_row_image=FULL on the server"));
-            }
+        let before_cols: Option<Vec<bool>> = rows
+            .columns_before_image()
+            .map(|b| (0..n).map(|i| b.get(i).is_some_and(|x| *x)).collect());
+        let after_cols: Option<Vec<bool>> = rows
+            .columns_after_image()
+            .map(|b| (0..n).map(|i| b.get(i).is_some_and(|x| *x)).collect());
+        // A before-image must be whole; an after-image of an update may leave out unchanged
+        // columns (partial JSON updates do), which are taken from the before-image.
+        let full_before = before_cols.as_ref().is_none_or(|b| b.iter().all(|x| *x));
+        let after_complete = after_cols.as_ref().is_none_or(|a| a.iter().all(|x| *x))
+            || (before_cols.is_some() && full_before);
+        if !full_before || !after_complete {
+            return Err(self.err(
+                start,
+                Some(&qualified()),
+                "the row image lacks columns: binlake needs binlog_row_image=FULL on the server",
+            ));
         }
         let data = rows.rows_data();
         let mut c = Cursor::new(data);
@@ -736,16 +747,16 @@ impl Decoder {
         let thread = self.txn.as_ref().and_then(|t| t.thread);
         let query = self.txn.as_ref().and_then(|t| t.query.clone());
         while c.remaining() > 0 {
-            let before = match before_cols {
-                Some(_) => Some(
-                    decode_image(&def, &mut c, false, None)
+            let before = match &before_cols {
+                Some(present) => Some(
+                    decode_image(&def, &mut c, present, false, None)
                         .map_err(|e| self.err(start, Some(&qualified()), e.0))?,
                 ),
                 None => None,
             };
-            let after = match after_cols {
-                Some(_) => Some(
-                    decode_image(&def, &mut c, partial, before.as_ref())
+            let after = match &after_cols {
+                Some(present) => Some(
+                    decode_image(&def, &mut c, present, partial, before.as_ref())
                         .map_err(|e| self.err(start, Some(&qualified()), e.0))?,
                 ),
                 None => None,
@@ -799,10 +810,11 @@ impl Decoder {
 fn decode_image(
     def: &TableDef,
     c: &mut Cursor<'_>,
+    present: &[bool],
     partial: bool,
     partial_before: Option<&Row>,
 ) -> Result<Row, RowError> {
-    let n = def.decoders.len();
+    let n = present.iter().filter(|p| **p).count();
     let mut partial_json: Option<Vec<bool>> = None;
     if partial {
         let options = c.lenenc()?;
@@ -823,7 +835,24 @@ fn decode_image(
     let nulls = c.take(n.div_ceil(8))?;
     let mut row: Row = Vec::with_capacity(def.schema.columns.len());
     let mut json_index = 0;
+    let mut image_index = 0;
     for (i, dec) in def.decoders.iter().enumerate() {
+        if !present[i] {
+            // Not in this after-image: unchanged, so the before-image's value.
+            if let Some(j) = def.projection[i] {
+                let v = partial_before
+                    .and_then(|b| b.get(j))
+                    .cloned()
+                    .ok_or_else(|| RowError("a column is missing from the row image".into()))?;
+                row.push(v);
+            }
+            if matches!(dec, super::rows::ColumnDecoder::Json { .. }) {
+                json_index += 1;
+            }
+            continue;
+        }
+        let k = image_index;
+        image_index += 1;
         let is_json = matches!(dec, super::rows::ColumnDecoder::Json { .. });
         let is_partial = is_json
             && partial_json
@@ -832,7 +861,7 @@ fn decode_image(
         if is_json {
             json_index += 1;
         }
-        let v = if nulls[i / 8] & (1 << (i % 8)) != 0 {
+        let v = if nulls[k / 8] & (1 << (k % 8)) != 0 {
             Value::Null
         } else if is_partial {
             let len = c.uint_le(4)? as usize;

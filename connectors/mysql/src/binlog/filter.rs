@@ -17,6 +17,8 @@ pub struct Filter {
     include: Vec<Pattern>,
     exclude: Vec<Pattern>,
     exclude_columns: Vec<Pattern>,
+    /// Also the server's own schemas (for `binlake binlog dump`).
+    system: bool,
 }
 
 const OPTS: MatchOptions = MatchOptions {
@@ -41,12 +43,23 @@ impl Filter {
             include: compile(include)?,
             exclude: compile(exclude)?,
             exclude_columns: compile(exclude_columns)?,
+            system: false,
         })
+    }
+
+    /// The same filter, but the server's own schemas (`mysql`, `sys`, …) are not left out.
+    pub fn with_system_schemas(mut self) -> Self {
+        self.system = true;
+        self
+    }
+
+    fn is_system(&self, db: &str) -> bool {
+        !self.system && SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(db))
     }
 
     /// True when rows of `db.table` are captured.
     pub fn table_included(&self, db: &str, table: &str) -> bool {
-        if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(db)) {
+        if self.is_system(db) {
             return false;
         }
         let name = format!("{db}.{table}");
@@ -57,7 +70,7 @@ impl Filter {
     /// True when some table of database `db` may be captured: schema changes of other
     /// databases are not emitted.
     pub fn database_included(&self, db: &str) -> bool {
-        if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(db)) {
+        if self.is_system(db) {
             return false;
         }
         let db_part = |p: &Pattern| -> Option<Pattern> {
