@@ -147,7 +147,23 @@ async fn write_workload(db: &str) -> (String, String, u64) {
         .unwrap()
         .map(|r: mysql_async::Row| (r.get::<String, _>(0).unwrap(), r.get::<u64, _>(1).unwrap()))
         .unwrap();
-    let bytes = if efile == file { epos - pos } else { epos };
+    // Bytes of binlog between the two positions, across rotations.
+    let logs: Vec<(String, u64)> = c
+        .query("SHOW BINARY LOGS")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r: mysql_async::Row| (r.get::<String, _>(0).unwrap(), r.get::<u64, _>(1).unwrap()))
+        .collect();
+    let mut bytes = 0u64;
+    for (name, size) in &logs {
+        if *name < file || *name > efile {
+            continue;
+        }
+        let from = if *name == file { pos } else { 0 };
+        let to = if *name == efile { epos } else { *size };
+        bytes += to.saturating_sub(from);
+    }
     (format!("file:{file}:{pos}"), end, bytes)
 }
 

@@ -12,6 +12,12 @@
 //! a steady trickle is committed within milliseconds. A batch that carries no rows (only
 //! filtered-out transactions moved the position) is committed with the next heartbeat.
 //!
+//! # Start
+//!
+//! With no recorded position, capture starts at `source.start` (or the end of the binlog)
+//! and records that position at once, in its own Kafka transaction, so a crash before the
+//! first batch cannot move the start past changes it has not written.
+//!
 //! # Errors and restarts
 //!
 //! A transient error (broker or primary unreachable, a lost connection, a failed
@@ -195,6 +201,12 @@ async fn run_once(cfg: &Config, shutdown: &mut watch::Receiver<bool>) -> Result<
             Some(SnapshotRun::start(chunk_reader, progress))
         }
     };
+    if stored.is_none() {
+        // Record where this capture starts before anything else, so that a crash or a
+        // restart before the first batch resumes here instead of at a later "end".
+        let start = reader.resume_position().clone();
+        writer.commit(&start, &start.to_string(), 0).await?;
+    }
     tracing::info!(position = %reader.resume_position(), name = %cfg.name, "streaming changes");
     let result = pump(cfg, reader, &mut writer, shutdown, &mut last, snapshot).await;
     if result.is_err() {

@@ -102,3 +102,27 @@ fn validate_of_a_missing_file_or_bad_toml_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not valid TOML"));
 }
+
+#[test]
+fn the_readme_config_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let fence = "`".repeat(3);
+    let open = format!("{fence}toml\n");
+    let start = readme.find(&open).expect("a toml block in the README") + open.len();
+    let end = start + readme[start..].find(&fence).unwrap();
+    let path = write_config(&readme[start..end]);
+    let out = binlake()
+        .arg("validate")
+        .arg(&path)
+        .env("BINLAKE_MYSQL_PASSWORD", "x")
+        .env("KAFKA_PASSWORD", "y")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the README's config example does not validate:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -27,6 +27,7 @@
 //! on.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -215,6 +216,8 @@ pub struct CaptureWriter {
     value_buf: Vec<u8>,
     stats: CaptureStats,
     snapshot: Option<serde_json::Value>,
+    pos_buf: String,
+    gtid_cache: Option<(binlake_core::Gtid, String)>,
 }
 
 impl std::fmt::Debug for CaptureWriter {
@@ -309,6 +312,8 @@ impl CaptureWriter {
             value_buf: Vec::with_capacity(4096),
             stats: CaptureStats::default(),
             snapshot: stored.as_ref().and_then(|s| s.snapshot.clone()),
+            pos_buf: String::with_capacity(64),
+            gtid_cache: None,
         };
         Ok((writer, stored))
     }
@@ -386,17 +391,27 @@ impl CaptureWriter {
         if size > self.cfg.max_message_bytes {
             return self.oversize(&topic, e, size).await;
         }
-        let pos = e.source.position.to_string();
+        self.pos_buf.clear();
+        let _ = write!(self.pos_buf, "{}", e.source.position);
         let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
             key: "binlake.position",
-            value: Some(pos.as_bytes()),
+            value: Some(self.pos_buf.as_bytes()),
         });
         if let Some(g) = &e.source.gtid {
-            let g = g.to_string();
-            headers = headers.insert(Header {
-                key: "binlake.gtid",
-                value: Some(g.as_bytes()),
-            });
+            // Every event of a transaction has the same GTID: format it once.
+            if self
+                .gtid_cache
+                .as_ref()
+                .is_none_or(|(cached, _)| cached != g)
+            {
+                self.gtid_cache = Some((g.clone(), g.to_string()));
+            }
+            if let Some((_, text)) = &self.gtid_cache {
+                headers = headers.insert(Header {
+                    key: "binlake.gtid",
+                    value: Some(text.as_bytes()),
+                });
+            }
         }
         let key = std::mem::take(&mut self.key_buf);
         let value = std::mem::take(&mut self.value_buf);
@@ -428,19 +443,7 @@ impl CaptureWriter {
                 limit: self.cfg.max_message_bytes,
             });
         };
-        if !self.topics.contains(&dlq) {
-            ensure_topic(
-                &self.kafka,
-                &TopicSpec {
-                    name: dlq.clone(),
-                    partitions: 1,
-                    replication_factor: self.cfg.replication_factor,
-                    configs: BTreeMap::new(),
-                },
-            )
-            .await?;
-            self.topics.insert(dlq.clone());
-        }
+        self.ensure_single_partition_topic(&dlq).await?;
         let record = serde_json::json!({
             "reason": "oversize",
             "topic": topic,
@@ -461,23 +464,30 @@ impl CaptureWriter {
         Ok(())
     }
 
-    /// Writes a schema change to `<name>.schema-changes` (key: the database).
-    pub async fn write_schema_change(&mut self, s: &SchemaChange) -> Result<()> {
-        self.begin()?;
-        let topic = format!("{}.schema-changes", self.name);
-        if !self.topics.contains(&topic) {
+    /// Creates a one-partition topic of binlake's own (schema changes, transactions,
+    /// heartbeats, dead letters) on first use.
+    async fn ensure_single_partition_topic(&mut self, topic: &str) -> Result<()> {
+        if !self.topics.contains(topic) {
             ensure_topic(
                 &self.kafka,
                 &TopicSpec {
-                    name: topic.clone(),
+                    name: topic.to_string(),
                     partitions: 1,
                     replication_factor: self.cfg.replication_factor,
                     configs: BTreeMap::new(),
                 },
             )
             .await?;
-            self.topics.insert(topic.clone());
+            self.topics.insert(topic.to_string());
         }
+        Ok(())
+    }
+
+    /// Writes a schema change to `<name>.schema-changes` (key: the database).
+    pub async fn write_schema_change(&mut self, s: &SchemaChange) -> Result<()> {
+        self.begin()?;
+        let topic = format!("{}.schema-changes", self.name);
+        self.ensure_single_partition_topic(&topic).await?;
         let key = serde_json::json!({"databaseName": s.database}).to_string();
         let value = serde_json::json!({
             "source": {
@@ -513,19 +523,7 @@ impl CaptureWriter {
         }
         self.begin()?;
         let topic = format!("{}.transaction", self.name);
-        if !self.topics.contains(&topic) {
-            ensure_topic(
-                &self.kafka,
-                &TopicSpec {
-                    name: topic.clone(),
-                    partitions: 1,
-                    replication_factor: self.cfg.replication_factor,
-                    configs: BTreeMap::new(),
-                },
-            )
-            .await?;
-            self.topics.insert(topic.clone());
-        }
+        self.ensure_single_partition_topic(&topic).await?;
         let key = serde_json::json!({"id": id}).to_string();
         let value = match end {
             None => serde_json::json!({"status": "BEGIN", "id": id, "ts_ms": ts_us / 1000, "event_count": null, "data_collections": null}),
@@ -543,19 +541,7 @@ impl CaptureWriter {
     pub async fn write_heartbeat(&mut self) -> Result<()> {
         self.begin()?;
         let topic = format!("{}.heartbeat", self.name);
-        if !self.topics.contains(&topic) {
-            ensure_topic(
-                &self.kafka,
-                &TopicSpec {
-                    name: topic.clone(),
-                    partitions: 1,
-                    replication_factor: self.cfg.replication_factor,
-                    configs: BTreeMap::new(),
-                },
-            )
-            .await?;
-            self.topics.insert(topic.clone());
-        }
+        self.ensure_single_partition_topic(&topic).await?;
         let key = serde_json::json!({"serverName": self.name}).to_string();
         let value = serde_json::json!({"ts_ms": now_us() / 1000}).to_string();
         self.send(&topic, Some(key.as_bytes()), Some(value.as_bytes()), None)

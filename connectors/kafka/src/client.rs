@@ -107,10 +107,11 @@ pub async fn ensure_topic(cfg: &KafkaConfig, spec: &TopicSpec) -> Result<()> {
                 }
             }
             Err((_, code)) => {
-                return Err(Error::client(
-                    format!("create topic {}", spec.name),
-                    &KafkaError::AdminOp(code),
-                ));
+                return Err(Error::Client {
+                    operation: format!("create topic {}", spec.name),
+                    reason: KafkaError::AdminOp(code).to_string(),
+                    transient: crate::error::is_transient_code(code),
+                });
             }
         }
     }

@@ -84,7 +84,8 @@ impl Error {
     }
 }
 
-fn is_transient_code(code: RDKafkaErrorCode) -> bool {
+/// True for error codes that a retry later may clear.
+pub(crate) fn is_transient_code(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode as C;
     matches!(
         code,
