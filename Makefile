@@ -2,7 +2,8 @@
 #
 #   make demo    run binlake end to end on an embedded default (see README)
 #   make test    every test, unit and integration, against real MariaDB and Kafka
-#   make bench   the benchmarks (criterion)
+#   make bench   the benchmarks: criterion micro-benchmarks and the end-to-end ones
+#                (benches/pipeline.rs) against the real services
 #   make lint    cargo fmt --check and clippy -D warnings
 #
 # Builds go to a cache outside the clone, so a fresh clone on a machine that has built

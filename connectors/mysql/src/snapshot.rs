@@ -355,6 +355,9 @@ pub struct Window {
     table: Option<String>,
     recent: Vec<(BinlogFilePos, String)>,
     chunk: Option<Chunk>,
+    /// The keys of the waiting chunk: once it is here, only changes of these keys matter,
+    /// which bounds `recent` by the chunk size however far the stream lags.
+    chunk_keys: std::collections::HashSet<String>,
     /// The position the stream has reached (end of the last transaction or heartbeat).
     stream: Option<BinlogFilePos>,
 }
@@ -378,8 +381,10 @@ impl Window {
         }
         let at = BinlogFilePos::new(e.source.position.file.to_string(), e.source.position.pos);
         for row in [&e.before, &e.after].into_iter().flatten() {
-            self.recent
-                .push((at.clone(), key_string(row, &e.table.primary_key)));
+            let key = key_string(row, &e.table.primary_key);
+            if self.chunk.is_none() || self.chunk_keys.contains(&key) {
+                self.recent.push((at.clone(), key));
+            }
         }
     }
 
@@ -391,6 +396,12 @@ impl Window {
     /// Hands over a chunk read while the stream went on.
     pub fn offer(&mut self, chunk: Chunk) {
         self.watch(&chunk.table.qualified_name());
+        let pk = &chunk.table.primary_key;
+        self.chunk_keys = chunk.rows.iter().map(|r| key_string(r, pk)).collect();
+        let low = order(&chunk.low.file, chunk.low.pos);
+        let keys = &self.chunk_keys;
+        self.recent
+            .retain(|(at, k)| order(&at.file, at.pos) >= low && keys.contains(k));
         self.chunk = Some(chunk);
     }
 
@@ -409,6 +420,7 @@ impl Window {
             return None;
         }
         let chunk = self.chunk.take()?;
+        self.chunk_keys.clear();
         let changed: std::collections::HashSet<&str> = self
             .recent
             .iter()

@@ -984,31 +984,26 @@ fn statement_database(sql: &str, default_db: &str) -> String {
     let mut words = sql.split_whitespace();
     while let Some(w) = words.next() {
         let u = w.to_ascii_uppercase();
-        if matches!(u.as_str(), "DATABASE" | "SCHEMA") {
-            let mut name = words.next().unwrap_or_default();
-            if name.eq_ignore_ascii_case("IF") {
-                // IF [NOT] EXISTS
-                name = words
-                    .find(|w| w.eq_ignore_ascii_case("EXISTS"))
-                    .and(words.next())
-                    .unwrap_or_default();
-            }
+        let is_database = matches!(u.as_str(), "DATABASE" | "SCHEMA");
+        if !is_database && !matches!(u.as_str(), "TABLE" | "ON") {
+            continue;
+        }
+        let mut name = words.next().unwrap_or_default();
+        if name.eq_ignore_ascii_case("IF") {
+            // IF [NOT] EXISTS
+            name = words
+                .find(|w| w.eq_ignore_ascii_case("EXISTS"))
+                .and(words.next())
+                .unwrap_or_default();
+        }
+        if is_database {
             return name.trim_end_matches(';').trim_matches('`').to_string();
         }
-        if matches!(u.as_str(), "TABLE" | "ON") {
-            let mut name = words.next().unwrap_or_default();
-            if name.eq_ignore_ascii_case("IF") {
-                name = words
-                    .find(|w| w.eq_ignore_ascii_case("EXISTS"))
-                    .and(words.next())
-                    .unwrap_or_default();
-            }
-            let name = name.split('(').next().unwrap_or_default();
-            return match split_qualified(name) {
-                (Some(db), _) => db.trim_matches('`').to_string(),
-                (None, _) => default_db.to_string(),
-            };
-        }
+        let name = name.split('(').next().unwrap_or_default();
+        return match split_qualified(name) {
+            (Some(db), _) => db.trim_matches('`').to_string(),
+            (None, _) => default_db.to_string(),
+        };
     }
     default_db.to_string()
 }
