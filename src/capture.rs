@@ -76,9 +76,16 @@ const GRACE: Duration = Duration::from_secs(10);
 /// Runs capture until `shutdown` turns true. Restarts on transient errors.
 pub async fn run(cfg: &Config, mut shutdown: watch::Receiver<bool>) -> Result<(), CaptureError> {
     let mut backoff = Duration::from_millis(500);
+    let mut resnapshot = false;
     loop {
-        match run_once(cfg, &mut shutdown).await {
+        match run_once(cfg, &mut shutdown, resnapshot).await {
             Ok(()) => return Ok(()),
+            Err(CaptureError::Mysql(e @ binlake_mysql::Error::PositionPurged { .. }))
+                if cfg.snapshot.mode == SnapshotMode::WhenNeeded && !resnapshot =>
+            {
+                tracing::warn!(error = %e, "the recorded position is gone: starting over at the end of the binlog with a new snapshot (snapshot.mode = when_needed)");
+                resnapshot = true;
+            }
             Err(e) if e.is_transient() && !*shutdown.borrow() => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "capture interrupted, restarting from the last committed position");
                 tokio::select! {
@@ -99,7 +106,11 @@ struct Pending {
     ts_us: i64,
 }
 
-async fn run_once(cfg: &Config, shutdown: &mut watch::Receiver<bool>) -> Result<(), CaptureError> {
+async fn run_once(
+    cfg: &Config,
+    shutdown: &mut watch::Receiver<bool>,
+    resnapshot: bool,
+) -> Result<(), CaptureError> {
     let kafka = cfg.kafka.as_ref().ok_or_else(|| {
         CaptureError::Config("capture needs a [kafka] section with bootstrap_servers".into())
     })?;
@@ -139,7 +150,20 @@ async fn run_once(cfg: &Config, shutdown: &mut watch::Receiver<bool>) -> Result<
         cfg.encoding.options(&cfg.name, flavor),
     )
     .await?;
-    let start = match (&stored, cfg.source.start_position()) {
+    // After a purged position (snapshot.mode = when_needed) the record is ignored: start
+    // over at the end of the binlog, with a new snapshot.
+    let stored = if resnapshot {
+        writer.set_snapshot_state(None);
+        None
+    } else {
+        stored
+    };
+    let start_position = if resnapshot {
+        None
+    } else {
+        cfg.source.start_position()
+    };
+    let start = match (&stored, start_position) {
         (Some(s), _) => StartFrom::Position(s.resume()?),
         (None, Some(p)) => {
             tracing::info!(position = %p, "no recorded position: starting at source.start");
@@ -176,7 +200,7 @@ async fn run_once(cfg: &Config, shutdown: &mut watch::Receiver<bool>) -> Result<
         .and_then(|v| serde_json::from_value(v).ok());
     let snapshot = match (&stored, stored_progress) {
         (Some(_), Some(p)) if !p.is_done() => Some(p),
-        (None, _) if cfg.snapshot.mode == SnapshotMode::Initial => Some(SnapshotProgress {
+        (None, _) if cfg.snapshot.mode != SnapshotMode::Never => Some(SnapshotProgress {
             tables: Vec::new(),
             after_key: None,
             chunks: 0,

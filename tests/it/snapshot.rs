@@ -280,3 +280,105 @@ async fn kill_9_midway_resumes_from_the_recorded_chunk() {
     drop(proc);
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_needed_resnapshots_after_the_recorded_position_was_purged() {
+    // Its own MariaDB: purging binlogs would break the other tests' readers.
+    let alt = tokio::task::spawn_blocking(|| {
+        crate::alt_mariadb::AltMariaDb::start("whenneeded", 13314, "")
+    })
+    .await
+    .unwrap();
+    let db = unique("it_when_needed");
+    let name = unique("itwhenneeded");
+    let mut c = alt.admin().await;
+    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    c.query_drop(format!("USE {db}")).await.unwrap();
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 1), (2, 2), (3, 3)")
+        .await
+        .unwrap();
+    let cfg = write_config(&name, &db, "[snapshot]\nmode = \"when_needed\"\n");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("port = ") {
+                "port = 13314".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&cfg, text).unwrap();
+    let topic = format!("{name}.{db}.t");
+
+    let cfg1 = cfg.clone();
+    let proc = tokio::task::spawn_blocking(move || start(&cfg1))
+        .await
+        .unwrap();
+    let first = wait_messages(&topic, 3, 60).await;
+    assert_eq!(
+        first.iter().filter(|v| v["op"] == "r").count(),
+        3,
+        "{first:#?}"
+    );
+    let (code, log) = tokio::task::spawn_blocking(move || proc.terminate(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+
+    // While capture is down: a change, then its binlog is purged.
+    c.query_drop("INSERT INTO t VALUES (4, 4)").await.unwrap();
+    c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let current: String = c
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .unwrap()
+        .map(|r: mysql_async::Row| r.get(0).unwrap())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.query_drop(format!("PURGE BINARY LOGS TO '{current}'"))
+            .await
+            .unwrap();
+        let oldest: String = c
+            .query_first("SHOW BINARY LOGS")
+            .await
+            .unwrap()
+            .map(|r: mysql_async::Row| r.get(0).unwrap())
+            .unwrap();
+        if oldest == current {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{oldest} not purged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The restart finds its position gone and snapshots again instead of stopping.
+    let proc = tokio::task::spawn_blocking(move || start(&cfg))
+        .await
+        .unwrap();
+    let all = wait_messages(&topic, 3 + 4, 60).await;
+    c.query_drop("INSERT INTO t VALUES (5, 5)").await.unwrap();
+    let all = if all.len() < 8 {
+        wait_messages(&topic, 8, 60).await
+    } else {
+        all
+    };
+    let (code, log) = tokio::task::spawn_blocking(move || proc.terminate(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("when_needed"), "{log}");
+    let state: Vec<i64> = replay(&all).keys().copied().collect();
+    assert_eq!(state, [1, 2, 3, 4, 5], "{all:#?}");
+    assert!(
+        all.iter().filter(|v| v["op"] == "r").count() >= 7,
+        "a new snapshot of all four rows"
+    );
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}

@@ -75,13 +75,17 @@ pub enum SnapshotMode {
     Initial,
     /// Never snapshot: only changes from the start position on.
     Never,
+    /// Like `initial`, and also when the recorded position is no longer in the primary's
+    /// binlog (purged): then capture starts over at the end of the binlog with a new
+    /// snapshot, instead of stopping.
+    WhenNeeded,
 }
 
 /// The `[snapshot]` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotConfig {
-    /// `initial` (default) or `never`.
+    /// `initial` (default), `when_needed` or `never`.
     #[serde(default)]
     pub mode: SnapshotMode,
     /// Rows per chunk; memory is bounded by one chunk.
