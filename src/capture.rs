@@ -251,6 +251,11 @@ async fn pump(
     if let Some(s) = snapshot.as_mut() {
         s.request(&mut window).await;
     }
+    let nothing_to_snapshot = snapshot.as_ref().is_none_or(|s| s.progress.is_done());
+    if cfg.snapshot.mode == SnapshotMode::InitialOnly && nothing_to_snapshot {
+        tracing::info!("snapshot.mode = initial_only and nothing (more) to snapshot: stopping");
+        return Ok(());
+    }
     let (tx, mut rx) = mpsc::channel::<Result<BinlogItem, binlake_mysql::Error>>(4096);
     let reader_task = tokio::spawn(async move {
         loop {
@@ -312,8 +317,11 @@ async fn pump(
             }
             chunk = next_chunk(&mut snapshot) => {
                 window.offer(chunk?);
-                if !in_source_txn {
-                    flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?;
+                if !in_source_txn
+                    && flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?
+                    && cfg.snapshot.mode == SnapshotMode::InitialOnly
+                {
+                    return finish(writer, &mut pending, last).await;
                 }
             }
             item = rx.recv() => {
@@ -335,8 +343,11 @@ async fn pump(
                     }
                     BinlogItem::Position(p) => {
                         window.observe_position(&p);
-                        if !in_source_txn {
-                            flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?;
+                        if !in_source_txn
+                            && flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?
+                            && cfg.snapshot.mode == SnapshotMode::InitialOnly
+                        {
+                            return finish(writer, &mut pending, last).await;
                         }
                     }
                     BinlogItem::Change(e) => {
@@ -363,8 +374,11 @@ async fn pump(
                         if stopping.is_some() {
                             return finish(writer, &mut pending, last).await;
                         }
-                        if window.has_chunk() {
-                            flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?;
+                        if window.has_chunk()
+                            && flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?
+                            && cfg.snapshot.mode == SnapshotMode::InitialOnly
+                        {
+                            return finish(writer, &mut pending, last).await;
                         }
                         let idle = rx.is_empty();
                         let due = batch_rows >= cc.max_batch_rows
@@ -461,12 +475,12 @@ async fn flush_chunk(
     writer: &mut CaptureWriter,
     pending: &mut Option<Pending>,
     last: &mut Option<Pending>,
-) -> Result<(), CaptureError> {
+) -> Result<bool, CaptureError> {
     let Some(run) = snapshot.as_mut() else {
-        return Ok(());
+        return Ok(false);
     };
     let Some((chunk, rows)) = window.ready() else {
-        return Ok(());
+        return Ok(false);
     };
     let first = run.progress.after_key.is_none();
     let last_key = chunk.rows.last().and_then(|r| key_json(&chunk.table, r));
@@ -510,7 +524,7 @@ async fn flush_chunk(
     } else {
         run.request(window).await;
     }
-    Ok(())
+    Ok(done)
 }
 
 async fn commit(

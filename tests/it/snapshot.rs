@@ -382,3 +382,41 @@ async fn when_needed_resnapshots_after_the_recorded_position_was_purged() {
     );
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_only_snapshots_then_stops_by_itself() {
+    let db = unique("it_snap_only");
+    let name = unique("itsnaponly");
+    let mut c = setup(&db).await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t SELECT seq, seq FROM seq_1_to_250")
+        .await
+        .unwrap();
+    let cfg = write_config(
+        &name,
+        &db,
+        "[snapshot]\nmode = \"initial_only\"\nchunk_size = 100\n",
+    );
+    let cfg2 = cfg.clone();
+    let (code, log) = tokio::task::spawn_blocking(move || {
+        CaptureProcess::start(&cfg2).wait_exit(Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("snapshot complete"), "{log}");
+    let values = wait_messages(&format!("{name}.{db}.t"), 250, 30).await;
+    assert_eq!(values.len(), 250);
+    assert!(values.iter().all(|v| v["op"] == "r"));
+    // A second run finds the snapshot done and stops at once.
+    let (code, log) = tokio::task::spawn_blocking(move || {
+        CaptureProcess::start(&cfg).wait_exit(Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("nothing (more) to snapshot"), "{log}");
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}

@@ -75,6 +75,9 @@ pub enum SnapshotMode {
     Initial,
     /// Never snapshot: only changes from the start position on.
     Never,
+    /// Snapshot (as `initial`), then stop: for one-off loads. A restart after a completed
+    /// snapshot stops at once.
+    InitialOnly,
     /// Like `initial`, and also when the recorded position is no longer in the primary's
     /// binlog (purged): then capture starts over at the end of the binlog with a new
     /// snapshot, instead of stopping.
@@ -85,7 +88,7 @@ pub enum SnapshotMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotConfig {
-    /// `initial` (default), `when_needed` or `never`.
+    /// `initial` (default), `when_needed`, `initial_only` or `never`.
     #[serde(default)]
     pub mode: SnapshotMode,
     /// Rows per chunk; memory is bounded by one chunk.
