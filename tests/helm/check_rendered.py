@@ -116,6 +116,10 @@ def expected_config(v):
         "source": source,
         "kafka": kafka,
         "capture": capture,
+        "snapshot": {
+            "mode": v["snapshot"]["mode"],
+            "chunk_size": v["snapshot"]["chunkSize"],
+        },
         "encoding": {
             "decimal_handling": e["decimalHandling"],
             "bigint_unsigned_handling": e["bigintUnsignedHandling"],

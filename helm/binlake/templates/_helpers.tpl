@@ -142,6 +142,7 @@ escapes), so any value is quoted correctly, and so is a JSON array of strings. N
 {{- $k := .Values.kafka -}}
 {{- $c := .Values.capture.settings -}}
 {{- $e := .Values.encoding -}}
+{{- $sn := .Values.snapshot -}}
 # binlake config, rendered by the Helm chart {{ include "binlake.chart" . }} (release {{ .Release.Name }}).
 # Check it with: binlake validate FILE. Secrets are not in this file: binlake replaces
 # ${NAME} with the environment variable NAME, which the pod sets from a Secret.
@@ -197,6 +198,10 @@ transaction_timeout = {{ $c.transactionTimeout | toRawJson }}
 {{ $key | toRawJson }} = {{ $value | toRawJson }}
 {{- end }}
 {{- end }}
+
+[snapshot]
+mode = {{ $sn.mode | toRawJson }}
+chunk_size = {{ $sn.chunkSize | int64 }}
 
 [encoding]
 decimal_handling = {{ $e.decimalHandling | toRawJson }}
