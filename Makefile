@@ -14,12 +14,23 @@ export CARGO_TERM_COLOR ?= never
 CARGO ?= cargo
 SERVICES := tests/services
 
-.PHONY: all build deps services-start services-stop test lint bench demo clean
+.PHONY: all build deps checkout services-start services-stop test lint bench demo clean
 
 all: build
 
-deps:
+deps: checkout
 	@$(SERVICES)/build-deps.sh
+
+# The shared build cache may hold binlake's own crates built from another checkout (cargo
+# hashes workspace members by their path inside the workspace, and tests embed
+# CARGO_MANIFEST_DIR): rebuild them, and only them, when this checkout is not the one
+# that built them last.
+checkout:
+	@stamp="$$CARGO_TARGET_DIR/.binlake-checkout"; \
+	if [ "$$(cat "$$stamp" 2>/dev/null)" != "$(CURDIR)" ]; then \
+	  $(CARGO) clean -q -p binlake -p binlake-core -p binlake-mysql -p binlake-kafka 2>/dev/null || true; \
+	  mkdir -p "$$CARGO_TARGET_DIR" && echo "$(CURDIR)" > "$$stamp"; \
+	fi
 
 build: deps
 	$(CARGO) build --release --bin binlake

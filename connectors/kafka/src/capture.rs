@@ -392,6 +392,11 @@ impl CaptureWriter {
             return self.oversize(&topic, e, size).await;
         }
         self.pos_buf.clear();
+        // Snapshot rows sit at their chunk's high watermark; the prefix keeps their header
+        // apart from a streamed event that starts at the same binlog position.
+        if e.op == Op::Read {
+            self.pos_buf.push_str("snapshot:");
+        }
         let _ = write!(self.pos_buf, "{}", e.source.position);
         let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
             key: "binlake.position",
