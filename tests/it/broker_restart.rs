@@ -51,7 +51,14 @@ async fn capture_survives_a_broker_restart_without_loss_or_duplicates() {
     ))
     .await
     .unwrap();
-    let cfg = write_config_at(&name, &db, &brokers, "[snapshot]\nmode = \"never\"\n");
+    // A short transaction timeout: a batch stuck behind the stopped broker fails after
+    // 10 s and is re-read, instead of waiting for the 15-minute default.
+    let cfg = write_config_at(
+        &name,
+        &db,
+        &brokers,
+        "[snapshot]\nmode = \"never\"\n[capture]\ntransaction_timeout = \"10s\"\n",
+    );
     let proc = tokio::task::spawn_blocking(move || {
         let mut p = CaptureProcess::start(&cfg);
         p.wait_for("streaming changes", Duration::from_secs(60));

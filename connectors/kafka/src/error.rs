@@ -106,5 +106,8 @@ pub(crate) fn is_transient_code(code: RDKafkaErrorCode) -> bool {
             // a replication factor larger than the cluster keeps failing, with a warning
             // at every retry.
             | C::InvalidReplicationFactor
+            // Messages that could not be delivered within the transaction timeout (a broker
+            // that was down): the batch is aborted and re-read.
+            | C::MessageTimedOut
     )
 }
