@@ -651,7 +651,7 @@ impl TableCodec {
                 .map(u32::try_from)
                 .transpose()
                 .map_err(|_| self.decode_err("source.thread out of range"))?,
-            query: str_field("query")?.map(str::to_string),
+            query: str_field("query")?.map(Into::into),
         })
     }
 

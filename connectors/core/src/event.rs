@@ -116,7 +116,7 @@ pub struct SourceInfo {
     pub thread: Option<u32>,
     /// The statement that made the change, when known (`binlog_annotate_row_events` /
     /// `binlog_rows_query_log_events`).
-    pub query: Option<String>,
+    pub query: Option<Arc<str>>,
 }
 
 /// Debezium's `transaction` block: which transaction an event belongs to and its order.

@@ -70,6 +70,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// A function turning a client error of `query` on `target` into [`Error::Query`], for
+    /// `map_err`.
+    pub(crate) fn query(
+        target: &str,
+        query: &str,
+    ) -> impl FnOnce(mysql_async::Error) -> Error + use<> {
+        let (target, query) = (target.to_string(), query.to_string());
+        move |e| Error::Query {
+            target,
+            query,
+            reason: e.to_string(),
+        }
+    }
+
     /// True when retrying later may succeed (network trouble, a restarting server), false
     /// when an operator must act first.
     pub fn is_transient(&self) -> bool {

@@ -2568,14 +2568,7 @@ pub async fn load_from_information_schema(
             o.tcp_port()
         )
     };
-    let q = |query: &'static str| {
-        let target = target.clone();
-        move |e: mysql_async::Error| Error::Query {
-            target,
-            query: query.to_string(),
-            reason: e.to_string(),
-        }
-    };
+    let q = |query: &str| Error::query(&target, query);
 
     const VARS: &str = "SELECT VERSION(), @@character_set_server, @@lower_case_table_names";
     let (version, server_charset, lower): (String, String, u32) = conn

@@ -121,14 +121,7 @@ impl ServerInfo {
     /// Asks the server. Needs only the capture user's grants.
     pub async fn probe(conn: &mut Conn, cfg: &SourceConfig) -> Result<ServerInfo> {
         let target = cfg.describe();
-        let q = |query: &'static str| {
-            let target = target.clone();
-            move |e: mysql_async::Error| Error::Query {
-                target,
-                query: query.to_string(),
-                reason: e.to_string(),
-            }
-        };
+        let q = |query: &str| Error::query(&target, query);
         const VARS: &str = "SELECT VERSION(), @@server_id, @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image";
         let row: Option<(String, u32, u8, String, String)> =
             conn.query_first(VARS).await.map_err(q(VARS))?;

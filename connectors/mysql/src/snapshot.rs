@@ -154,7 +154,6 @@ pub struct Chunk {
 pub struct ChunkReader {
     conn: Conn,
     cfg: SnapshotConfig,
-    flavor: Flavor,
     schemas: HashMap<String, Arc<TableSchema>>,
     opts: Arc<DebeziumOptions>,
     status_query: &'static str,
@@ -185,11 +184,7 @@ impl ChunkReader {
         let target = source.describe();
         conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4")
             .await
-            .map_err(|e| Error::Query {
-                target: target.clone(),
-                query: "SET time_zone".into(),
-                reason: e.to_string(),
-            })?;
+            .map_err(Error::query(&target, "SET time_zone"))?;
         let filter = source.filter();
         let history = crate::schema_history::load_from_information_schema(&mut conn, &|db, t| {
             filter.table_included(db, t)
@@ -228,7 +223,6 @@ impl ChunkReader {
             ChunkReader {
                 conn,
                 cfg: cfg.clone(),
-                flavor,
                 schemas,
                 opts,
                 status_query,
@@ -247,11 +241,7 @@ impl ChunkReader {
             .conn
             .query_first(self.status_query)
             .await
-            .map_err(|e| Error::Query {
-                target: "snapshot connection".into(),
-                query: self.status_query.into(),
-                reason: e.to_string(),
-            })?;
+            .map_err(Error::query("snapshot connection", self.status_query))?;
         let (file, pos) = row
             .and_then(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
             .ok_or_else(|| Error::Unexpected {
@@ -301,15 +291,11 @@ impl ChunkReader {
         }
         let _ = write!(sql, " ORDER BY {key_list} LIMIT {}", self.cfg.chunk_size);
         let low = self.binlog_end().await?;
-        let rows: Vec<mysql_async::Row> =
-            self.conn
-                .exec(&sql, params)
-                .await
-                .map_err(|e| Error::Query {
-                    target: "snapshot connection".into(),
-                    query: sql.clone(),
-                    reason: e.to_string(),
-                })?;
+        let rows: Vec<mysql_async::Row> = self
+            .conn
+            .exec(&sql, params)
+            .await
+            .map_err(Error::query("snapshot connection", &sql))?;
         let high = self.binlog_end().await?;
         let n = rows.len();
         let mut out = Vec::with_capacity(n);
@@ -326,7 +312,6 @@ impl ChunkReader {
                 })?;
             out.push(row);
         }
-        let _ = self.flavor;
         Ok(Chunk {
             table: schema,
             rows: out,

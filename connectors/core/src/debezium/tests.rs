@@ -762,7 +762,7 @@ fn arb_event() -> impl Strategy<Value = (ChangeEvent, DebeziumOptions)> {
                             SnapshotMarker::False
                         },
                         thread,
-                        query: thread.map(|t| format!("UPDATE t SET x = {t}")),
+                        query: thread.map(|t| format!("UPDATE t SET x = {t}").into()),
                     },
                     transaction: txn.then(|| TransactionInfo {
                         id: format!("{domain}-{server_id}-{seq}").into(),

@@ -150,7 +150,8 @@ struct Txn {
     total_order: u64,
     per_table: HashMap<u64, u64>,
     thread: Option<u32>,
-    query: Option<String>,
+    /// The statement of the rows that follow (shared by all their events).
+    query: Option<Arc<str>>,
     events: u64,
 }
 
@@ -301,7 +302,7 @@ impl Decoder {
             }
             mariadb::ANNOTATE_ROWS_EVENT => {
                 if let Some(t) = self.txn.as_mut() {
-                    t.query = Some(mariadb::parse_annotate_rows(event.data()));
+                    t.query = Some(mariadb::parse_annotate_rows(event.data()).into());
                 }
                 Ok(())
             }
@@ -420,7 +421,7 @@ impl Decoder {
             EventData::XidEvent(_) => self.commit(event, sink)?,
             EventData::RowsQueryEvent(q) => {
                 if let Some(t) = self.txn.as_mut() {
-                    t.query = Some(q.query().into_owned());
+                    t.query = Some(q.query().as_ref().into());
                 }
             }
             EventData::TableMapEvent(tme) => self.table_map(&tme, event.data(), start)?,
@@ -586,7 +587,7 @@ impl Decoder {
                     .map(|s| Arc::new(self.filter.project_schema(s)))
             });
             if let Some(schema) = schema {
-                let source = self.source_info(start, 0, Some(thread), Some(sql.clone()));
+                let source = self.source_info(start, 0, Some(thread), Some(sql.as_str().into()));
                 let txn = self.txn.as_mut().map(|t| {
                     t.total_order += 1;
                     t.events += 1;
@@ -668,7 +669,7 @@ impl Decoder {
         start: u64,
         row: u32,
         thread: Option<u32>,
-        query: Option<String>,
+        query: Option<Arc<str>>,
     ) -> SourceInfo {
         SourceInfo {
             server_id: self.server_id,
