@@ -35,7 +35,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use binlake_core::ResumePosition;
+use binlake_core::{ChangeEvent, Flavor, ResumePosition, SchemaChange};
 use binlake_kafka::CaptureWriter;
 use binlake_mysql::binlog::{BinlogItem, BinlogReader, NoLookup, StartFrom};
 use binlake_mysql::snapshot::{
@@ -55,6 +55,9 @@ pub enum CaptureError {
     /// From Kafka.
     #[error(transparent)]
     Kafka(#[from] binlake_kafka::Error),
+    /// From the lake (`run`).
+    #[error(transparent)]
+    Lake(#[from] binlake_lake::Error),
     /// The configuration lacks something capture needs.
     #[error("{0}")]
     Config(String),
@@ -65,6 +68,7 @@ impl CaptureError {
         match self {
             CaptureError::Mysql(e) => e.is_transient(),
             CaptureError::Kafka(e) => e.is_transient(),
+            CaptureError::Lake(e) => e.is_transient(),
             CaptureError::Config(_) => false,
         }
     }
@@ -73,12 +77,163 @@ impl CaptureError {
 /// How long a shutdown may take to reach a transaction boundary.
 const GRACE: Duration = Duration::from_secs(10);
 
-/// Runs capture until `shutdown` turns true. Restarts on transient errors.
-pub async fn run(cfg: &Config, mut shutdown: watch::Receiver<bool>) -> Result<(), CaptureError> {
+/// Where captured changes go: Kafka (`capture`) or the lake (`run`). The pump hands it
+/// whole source transactions and asks it to commit them, with the position they end at,
+/// at transaction boundaries.
+pub(crate) trait Sink {
+    /// Writes one change of the open batch.
+    async fn write_change(&mut self, e: &ChangeEvent) -> Result<(), CaptureError>;
+    /// Writes a DDL statement.
+    async fn write_schema_change(&mut self, s: &SchemaChange) -> Result<(), CaptureError>;
+    /// Writes a BEGIN (`end` = None) or END marker of a source transaction.
+    async fn write_transaction_marker(
+        &mut self,
+        id: &str,
+        end: Option<(u64, &BTreeMap<String, u64>)>,
+        ts_us: i64,
+    ) -> Result<(), CaptureError>;
+    /// Notes that the source was idle for a heartbeat interval.
+    async fn write_heartbeat(&mut self) -> Result<(), CaptureError>;
+    /// Makes the open batch durable together with the position it ends at.
+    async fn commit(
+        &mut self,
+        position: &ResumePosition,
+        file_pos: &str,
+        ts_us: i64,
+    ) -> Result<(), CaptureError>;
+    /// Drops the open batch.
+    async fn abort(&mut self);
+    /// Whether a batch is open.
+    fn in_transaction(&self) -> bool;
+    /// Snapshot progress recorded with every following commit.
+    fn set_snapshot_state(&mut self, state: Option<serde_json::Value>);
+    /// (changes written, commits).
+    fn counts(&self) -> (u64, u64);
+}
+
+impl Sink for CaptureWriter {
+    async fn write_change(&mut self, e: &ChangeEvent) -> Result<(), CaptureError> {
+        Ok(CaptureWriter::write_change(self, e).await?)
+    }
+    async fn write_schema_change(&mut self, s: &SchemaChange) -> Result<(), CaptureError> {
+        Ok(CaptureWriter::write_schema_change(self, s).await?)
+    }
+    async fn write_transaction_marker(
+        &mut self,
+        id: &str,
+        end: Option<(u64, &BTreeMap<String, u64>)>,
+        ts_us: i64,
+    ) -> Result<(), CaptureError> {
+        Ok(CaptureWriter::write_transaction_marker(self, id, end, ts_us).await?)
+    }
+    async fn write_heartbeat(&mut self) -> Result<(), CaptureError> {
+        Ok(CaptureWriter::write_heartbeat(self).await?)
+    }
+    async fn commit(
+        &mut self,
+        position: &ResumePosition,
+        file_pos: &str,
+        ts_us: i64,
+    ) -> Result<(), CaptureError> {
+        Ok(CaptureWriter::commit(self, position, file_pos, ts_us).await?)
+    }
+    async fn abort(&mut self) {
+        CaptureWriter::abort(self).await
+    }
+    fn in_transaction(&self) -> bool {
+        CaptureWriter::in_transaction(self)
+    }
+    fn set_snapshot_state(&mut self, state: Option<serde_json::Value>) {
+        CaptureWriter::set_snapshot_state(self, state)
+    }
+    fn counts(&self) -> (u64, u64) {
+        (self.stats().messages, self.stats().commits)
+    }
+}
+
+/// What a sink recorded last: where to resume.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub(crate) resume: ResumePosition,
+    pub(crate) file_pos: String,
+    pub(crate) ts_us: i64,
+    pub(crate) snapshot: Option<serde_json::Value>,
+}
+
+/// Opens a sink once the source's flavour is known, with what it recorded last.
+pub(crate) trait SinkFactory {
+    /// The sink.
+    type Sink: Sink;
+    /// Opens it.
+    async fn open(&self, flavor: Flavor) -> Result<(Self::Sink, Option<Stored>), CaptureError>;
+}
+
+/// When the pump commits.
+#[derive(Debug, Clone)]
+pub(crate) struct Batching {
+    pub(crate) max_rows: usize,
+    pub(crate) linger: Duration,
+    pub(crate) heartbeat: Duration,
+    pub(crate) per_table_counts: bool,
+}
+
+struct KafkaSinkFactory<'a>(&'a Config);
+
+impl SinkFactory for KafkaSinkFactory<'_> {
+    type Sink = CaptureWriter;
+    async fn open(&self, flavor: Flavor) -> Result<(CaptureWriter, Option<Stored>), CaptureError> {
+        let cfg = self.0;
+        let kafka = cfg.kafka.as_ref().ok_or_else(|| {
+            CaptureError::Config("capture needs a [kafka] section with bootstrap_servers".into())
+        })?;
+        let (writer, stored) = CaptureWriter::open(
+            kafka,
+            &cfg.capture,
+            &cfg.name,
+            cfg.encoding.options(&cfg.name, flavor),
+        )
+        .await?;
+        let stored = match stored {
+            Some(s) => Some(Stored {
+                resume: s.resume()?,
+                file_pos: s.file_pos.clone(),
+                ts_us: s.source_ts_ms * 1000,
+                snapshot: s.snapshot.clone(),
+            }),
+            None => None,
+        };
+        Ok((writer, stored))
+    }
+}
+
+/// Runs capture into Kafka until `shutdown` turns true. Restarts on transient errors.
+pub async fn run(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<(), CaptureError> {
+    if cfg.kafka.is_none() {
+        return Err(CaptureError::Config(
+            "capture needs a [kafka] section with bootstrap_servers".into(),
+        ));
+    }
+    let batching = Batching {
+        max_rows: cfg.capture.max_batch_rows,
+        linger: cfg.capture.linger,
+        heartbeat: cfg.capture.heartbeat_interval,
+        per_table_counts: cfg.capture.transaction_topic,
+    };
+    run_with(cfg, &KafkaSinkFactory(cfg), &batching, shutdown).await
+}
+
+/// Runs the binlog (and snapshot) into the sink `factory` opens, until `shutdown` turns
+/// true. Restarts on transient errors.
+pub(crate) async fn run_with<F: SinkFactory>(
+    cfg: &Config,
+    factory: &F,
+    batching: &Batching,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), CaptureError> {
     let mut backoff = Duration::from_millis(500);
     let mut resnapshot = false;
     loop {
-        match run_once(cfg, &mut shutdown, resnapshot).await {
+        match run_once(cfg, factory, batching, &mut shutdown, resnapshot).await {
             Ok(()) => return Ok(()),
             Err(CaptureError::Mysql(e @ binlake_mysql::Error::PositionPurged { .. }))
                 if cfg.snapshot.mode == SnapshotMode::WhenNeeded && !resnapshot =>
@@ -106,14 +261,13 @@ struct Pending {
     ts_us: i64,
 }
 
-async fn run_once(
+async fn run_once<F: SinkFactory>(
     cfg: &Config,
+    factory: &F,
+    batching: &Batching,
     shutdown: &mut watch::Receiver<bool>,
     resnapshot: bool,
 ) -> Result<(), CaptureError> {
-    let kafka = cfg.kafka.as_ref().ok_or_else(|| {
-        CaptureError::Config("capture needs a [kafka] section with bootstrap_servers".into())
-    })?;
     // Without binlog_row_metadata=FULL, table maps carry no column names: keep a schema
     // history, loaded from information_schema now and kept current by the binlog's DDL.
     // (It is not persisted yet: events from before a DDL that happened while capture was
@@ -143,13 +297,7 @@ async fn run_once(
         (info.flavor, lookup)
     };
     tracing::info!(source = %cfg.source.describe(), flavor = ?flavor, "connected to the primary");
-    let (mut writer, stored) = CaptureWriter::open(
-        kafka,
-        &cfg.capture,
-        &cfg.name,
-        cfg.encoding.options(&cfg.name, flavor),
-    )
-    .await?;
+    let (mut writer, stored) = factory.open(flavor).await?;
     // After a purged position (snapshot.mode = when_needed) the record is ignored: start
     // over at the end of the binlog, with a new snapshot.
     let stored = if resnapshot {
@@ -164,7 +312,7 @@ async fn run_once(
         cfg.source.start_position()
     };
     let start = match (&stored, start_position) {
-        (Some(s), _) => StartFrom::Position(s.resume()?),
+        (Some(s), _) => StartFrom::Position(s.resume.clone()),
         (None, Some(p)) => {
             tracing::info!(position = %p, "no recorded position: starting at source.start");
             StartFrom::Position(p)
@@ -184,9 +332,9 @@ async fn run_once(
     let reader = BinlogReader::open(&cfg.source, start, cfg.source.filter(), lookup).await?;
     let mut last = match &stored {
         Some(s) => Some(Pending {
-            position: s.resume()?,
+            position: s.resume.clone(),
             file_pos: s.file_pos.clone(),
-            ts_us: s.source_ts_ms * 1000,
+            ts_us: s.ts_us,
         }),
         None => Some(Pending {
             position: reader.resume_position().clone(),
@@ -232,17 +380,27 @@ async fn run_once(
         writer.commit(&start, &start.to_string(), 0).await?;
     }
     tracing::info!(position = %reader.resume_position(), name = %cfg.name, "streaming changes");
-    let result = pump(cfg, reader, &mut writer, shutdown, &mut last, snapshot).await;
+    let result = pump(
+        cfg,
+        batching,
+        reader,
+        &mut writer,
+        shutdown,
+        &mut last,
+        snapshot,
+    )
+    .await;
     if result.is_err() {
         writer.abort().await;
     }
     result
 }
 
-async fn pump(
+async fn pump<S: Sink>(
     cfg: &Config,
+    cc: &Batching,
     mut reader: BinlogReader,
-    writer: &mut CaptureWriter,
+    writer: &mut S,
     shutdown: &mut watch::Receiver<bool>,
     last: &mut Option<Pending>,
     mut snapshot: Option<SnapshotRun>,
@@ -268,7 +426,6 @@ async fn pump(
     });
     let _guard = AbortOnDrop(reader_task);
 
-    let cc = &cfg.capture;
     let mut batch_rows = 0usize;
     let mut batch_started: Option<Instant> = None;
     let mut pending: Option<Pending> = None;
@@ -285,7 +442,7 @@ async fn pump(
         let deadline = match (&pending, batch_started, stopping) {
             (_, _, Some(s)) => s + GRACE,
             (Some(_), Some(b), None) if batch_rows > 0 => b + cc.linger,
-            _ => last_commit + cc.heartbeat_interval,
+            _ => last_commit + cc.heartbeat,
         };
         tokio::select! {
             _ = shutdown.changed(), if stopping.is_none() => {
@@ -355,7 +512,7 @@ async fn pump(
                         writer.write_change(&e).await?;
                         batch_rows += 1;
                         txn_events += 1;
-                        if cc.transaction_topic {
+                        if cc.per_table_counts {
                             *per_table.entry(e.table.qualified_name()).or_default() += 1;
                         }
                     }
@@ -381,7 +538,7 @@ async fn pump(
                             return finish(writer, &mut pending, last).await;
                         }
                         let idle = rx.is_empty();
-                        let due = batch_rows >= cc.max_batch_rows
+                        let due = batch_rows >= cc.max_rows
                             || batch_started.is_some_and(|b| b.elapsed() >= cc.linger)
                             || (idle && batch_rows > 0);
                         if due {
@@ -469,10 +626,10 @@ async fn next_chunk(s: &mut Option<SnapshotRun>) -> Result<Chunk, CaptureError> 
 
 /// Emits the chunk waiting in `window` once the stream has reached its high watermark,
 /// records the progress with a commit, and asks for the next chunk.
-async fn flush_chunk(
+async fn flush_chunk<S: Sink>(
     window: &mut Window,
     snapshot: &mut Option<SnapshotRun>,
-    writer: &mut CaptureWriter,
+    writer: &mut S,
     pending: &mut Option<Pending>,
     last: &mut Option<Pending>,
 ) -> Result<bool, CaptureError> {
@@ -527,8 +684,8 @@ async fn flush_chunk(
     Ok(done)
 }
 
-async fn commit(
-    writer: &mut CaptureWriter,
+async fn commit<S: Sink>(
+    writer: &mut S,
     pending: &mut Option<Pending>,
     last: &mut Option<Pending>,
 ) -> Result<(), CaptureError> {
@@ -539,8 +696,8 @@ async fn commit(
     Ok(())
 }
 
-async fn finish(
-    writer: &mut CaptureWriter,
+async fn finish<S: Sink>(
+    writer: &mut S,
     pending: &mut Option<Pending>,
     last: &mut Option<Pending>,
 ) -> Result<(), CaptureError> {
@@ -549,11 +706,8 @@ async fn finish(
     } else if writer.in_transaction() {
         writer.abort().await;
     }
-    tracing::info!(
-        messages = writer.stats().messages,
-        commits = writer.stats().commits,
-        "capture stopped cleanly"
-    );
+    let (messages, commits) = writer.counts();
+    tracing::info!(messages, commits, "capture stopped cleanly");
     Ok(())
 }
 

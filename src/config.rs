@@ -20,13 +20,23 @@ use std::path::Path;
 use binlake_core::debezium::EncodingConfig;
 use binlake_core::{Problem, Problems};
 use binlake_kafka::{CaptureConfig, KafkaConfig};
+use binlake_lake::LakeConfig;
 use binlake_mysql::SourceConfig;
 use binlake_mysql::snapshot::SnapshotConfig;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 /// Sections (top-level keys) the config may have.
-const SECTIONS: &[&str] = &["name", "source", "snapshot", "kafka", "capture", "encoding"];
+const SECTIONS: &[&str] = &[
+    "name",
+    "source",
+    "snapshot",
+    "kafka",
+    "capture",
+    "encoding",
+    "lake",
+    "materialize",
+];
 
 /// A loaded, valid config.
 #[derive(Debug)]
@@ -44,6 +54,11 @@ pub struct Config {
     pub capture: CaptureConfig,
     /// How messages are encoded.
     pub encoding: EncodingConfig,
+    /// Where and how replicas and change logs are written (`materialize`, `run`, `status`,
+    /// `query`).
+    pub lake: LakeConfig,
+    /// The materialize workers' consumer group.
+    pub materialize: crate::materialize::MaterializeConfig,
 }
 
 /// Why a config could not be loaded.
@@ -120,6 +135,10 @@ impl Config {
         let snapshot: SnapshotConfig = loader.optional(&mut table, "snapshot").unwrap_or_default();
         let capture: CaptureConfig = loader.optional(&mut table, "capture").unwrap_or_default();
         let encoding: EncodingConfig = loader.optional(&mut table, "encoding").unwrap_or_default();
+        let lake: LakeConfig = loader.optional(&mut table, "lake").unwrap_or_default();
+        let materialize: crate::materialize::MaterializeConfig = loader
+            .optional(&mut table, "materialize")
+            .unwrap_or_default();
 
         if let Some(name) = &name {
             validate_name(name, &mut loader.problems);
@@ -132,6 +151,7 @@ impl Config {
         }
         capture.validate("capture", &mut loader.problems);
         snapshot.validate("snapshot", &mut loader.problems);
+        lake.validate("lake", &mut loader.problems);
         match (name, source) {
             (Some(name), Some(source)) if loader.problems.is_empty() => Ok(Config {
                 name,
@@ -140,6 +160,8 @@ impl Config {
                 snapshot,
                 capture,
                 encoding,
+                lake,
+                materialize,
             }),
             _ => Err(ConfigError::Invalid {
                 path: shown.to_string(),

@@ -14,6 +14,9 @@
 mod capture;
 mod config;
 mod dump;
+mod materialize;
+mod query;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +59,32 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Consumes the change topics into Parquet change logs and Delta Lake replicas, exactly
+    /// once, until SIGTERM/SIGINT. Run several with the same config to share the work.
+    Materialize {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Captures the primary straight into the change logs and replicas, without Kafka,
+    /// until SIGTERM/SIGINT.
+    Run {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Prints every replica's freshness: rows, last applied position, source commit time
+    /// and lag.
+    Status {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs SQL over the replicas (`db.table`) and change logs (`db.table__changes`).
+    Query(query::QueryArgs),
     /// Offline tools for binlog files.
     Binlog {
         #[command(subcommand)]
@@ -76,34 +105,25 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Validate { config } => validate(&config),
-        Command::Capture { config } => {
-            let cfg = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            rt.block_on(async {
-                let shutdown = shutdown_signal();
-                match capture::run(&cfg, shutdown).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        tracing::error!(error = %e, "capture stopped");
-                        eprintln!("error: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
+        Command::Capture { config } => with_config(&config, |cfg| async move {
+            let shutdown = shutdown_signal();
+            report("capture", capture::run(&cfg, shutdown).await)
+        }),
+        Command::Run { config } => with_config(&config, |cfg| async move {
+            let shutdown = shutdown_signal();
+            report("run", run::run(&cfg, shutdown).await)
+        }),
+        Command::Materialize { config } => with_config(&config, |cfg| async move {
+            let shutdown = shutdown_signal();
+            report("materialize", materialize::run(&cfg, shutdown).await)
+        }),
+        Command::Status { config, json } => with_config(&config, |cfg| async move {
+            report("status", query::status(&cfg, json).await)
+        }),
+        Command::Query(args) => {
+            let config = args.config.clone();
+            with_config(&config, |cfg| async move {
+                report("query", query::query(&cfg, &args).await)
             })
         }
         Command::Binlog {
@@ -115,6 +135,43 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Loads the config (exit 2 when invalid) and runs `f` on a multi-threaded runtime.
+fn with_config<F, Fut>(path: &std::path::Path, f: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f(cfg)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit code 0, or 1 with the error logged and printed.
+fn report<E: std::fmt::Display>(what: &str, r: Result<(), E>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "{what} stopped");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -178,7 +235,12 @@ fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        // delta-rs' kernel logs routine steps at INFO and a table being created at ERROR;
+        // binlake reports what matters from the results.
+        .unwrap_or_else(|_| {
+            EnvFilter::new("info,buoyant_kernel=off,deltalake_core=warn,datafusion=warn")
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

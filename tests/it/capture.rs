@@ -27,12 +27,17 @@ pub struct CaptureProcess {
 
 impl CaptureProcess {
     pub fn start(config: &std::path::Path) -> CaptureProcess {
+        CaptureProcess::start_command("capture", config)
+    }
+
+    /// Starts `binlake <command> --config <config>` (`capture`, `run`, `materialize`).
+    pub fn start_command(command: &str, config: &std::path::Path) -> CaptureProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_binlake"))
-            .args(["capture", "--config"])
+            .args([command, "--config"])
             .arg(config)
             .env(
                 "RUST_LOG",
-                "binlake=info,binlake_mysql=info,binlake_kafka=info",
+                "binlake=info,binlake_mysql=info,binlake_kafka=info,binlake_lake=info",
             )
             // The capture user's password, through the config's ${ENV} substitution.
             .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
@@ -267,7 +272,7 @@ fn validator(file: &str) -> jsonschema::Validator {
     jsonschema::validator_for(&schema).unwrap()
 }
 
-async fn setup_db(db: &str, ddl: &[&str]) -> mysql_async::Conn {
+pub async fn setup_db(db: &str, ddl: &[&str]) -> mysql_async::Conn {
     let mut c = admin_conn().await;
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
     c.query_drop(format!("USE {db}")).await.unwrap();

@@ -12,6 +12,7 @@ mod broker_restart;
 mod capture;
 mod cli;
 mod kafka;
+mod lake;
 mod mariadb;
 mod schema_history;
 mod services;

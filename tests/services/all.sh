@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Start/stop/inspect every real test service (MariaDB and Kafka) at once.
+# Start/stop/inspect every real test service (MariaDB, Kafka, S3 and the Python venv
+# for reading binlake's output) at once.
 #
 #   tests/services/all.sh start|stop|status|env
-#   eval "$(tests/services/all.sh env)"   # exports BINLAKE_TEST_* for cargo test
+#   eval "$(tests/services/all.sh env)"   # exports BINLAKE_TEST_*, BINLAKE_S3_*, BINLAKE_PYTHON
 set -euo pipefail
 
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SERVICES=(mariadb kafka)
+SERVICES=(mariadb kafka s3 python)
 
 case ${1:-} in
 start)

@@ -241,4 +241,24 @@ impl TableSchema {
     pub fn key_columns(&self) -> impl Iterator<Item = &Column> {
         self.primary_key.iter().map(|&i| &self.columns[i])
     }
+
+    /// A stable identifier of this exact schema: FNV-1a (64-bit, hex) of its JSON form.
+    /// Messages name their table's schema by it (header `binlake.schema`); the schema
+    /// itself is in the `<name>.schemas` topic under this key.
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in json {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        format!("{h:016x}")
+    }
+
+    /// Whether an update from `before` to `after` changes the primary key.
+    pub fn key_changed(&self, before: &[crate::Value], after: &[crate::Value]) -> bool {
+        self.primary_key
+            .iter()
+            .any(|&i| before.get(i) != after.get(i))
+    }
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use binlake_core::debezium::{DebeziumOptions, TableCodec};
-use binlake_core::{ChangeEvent, Op, ResumePosition, SchemaChange};
+use binlake_core::{ChangeEvent, Op, ResumePosition, SchemaChange, TableSchema};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -208,7 +208,7 @@ pub struct CaptureWriter {
     opts: Arc<DebeziumOptions>,
     /// Per table schema (by `Arc` address; the entry keeps the `Arc`, so the address
     /// cannot be reused while it is here): its codec and topic.
-    tables: HashMap<usize, (TableCodec, Arc<str>)>,
+    tables: HashMap<usize, (TableCodec, Arc<str>, String)>,
     topics: HashSet<String>,
     inflight: VecDeque<DeliveryFuture>,
     in_txn: bool,
@@ -245,6 +245,15 @@ impl CaptureWriter {
     /// The topic of a table's changes.
     pub fn table_topic(name: &str, db: &str, table: &str) -> String {
         format!("{name}.{db}.{table}")
+    }
+
+    /// The compacted topic of table schemas, keyed by [`TableSchema::fingerprint`]: every
+    /// change message names its schema in the `binlake.schema` header, and the schema is
+    /// written here in the same Kafka transaction before the first message that uses it.
+    ///
+    /// [`TableSchema::fingerprint`]: binlake_core::TableSchema::fingerprint
+    pub fn schemas_topic(name: &str) -> String {
+        format!("{name}.schemas")
     }
 
     /// Initialises the transactional producer (fencing older captures with the same name)
@@ -362,8 +371,29 @@ impl CaptureWriter {
         Ok(topic)
     }
 
-    /// Writes one change (and its tombstone after a delete).
+    /// Writes one change (and its tombstone after a delete). An update that changes the
+    /// primary key is written as Debezium does: a delete of the old key (and its
+    /// tombstone) followed by a create of the new key, so each key's messages stay in its
+    /// own partition, in order.
     pub async fn write_change(&mut self, e: &ChangeEvent) -> Result<()> {
+        if let (Op::Update, Some(before), Some(after)) = (e.op, &e.before, &e.after)
+            && e.table.key_changed(before, after)
+        {
+            {
+                let mut delete = e.clone();
+                delete.op = Op::Delete;
+                delete.after = None;
+                self.write_one(&delete).await?;
+                let mut create = e.clone();
+                create.op = Op::Create;
+                create.before = None;
+                return self.write_one(&create).await;
+            }
+        }
+        self.write_one(e).await
+    }
+
+    async fn write_one(&mut self, e: &ChangeEvent) -> Result<()> {
         self.begin()?;
         let id = Arc::as_ptr(&e.table) as usize;
         if !self.tables.contains_key(&id) {
@@ -372,13 +402,16 @@ impl CaptureWriter {
                 self.tables.clear();
             }
             let topic = self.topic_for(&e.table.database, &e.table.table).await?;
+            let fingerprint = e.table.fingerprint();
+            self.write_schema(&fingerprint, &e.table).await?;
             let codec = TableCodec::new(e.table.clone(), self.opts.clone());
-            self.tables.insert(id, (codec, topic.into()));
+            self.tables.insert(id, (codec, topic.into(), fingerprint));
         }
-        let Some((codec, topic)) = self.tables.get(&id) else {
+        let Some((codec, topic, fingerprint)) = self.tables.get(&id) else {
             return Ok(());
         };
         let topic = topic.clone();
+        let fingerprint = fingerprint.clone();
         self.key_buf.clear();
         self.value_buf.clear();
         let has_key = codec
@@ -398,10 +431,15 @@ impl CaptureWriter {
             self.pos_buf.push_str("snapshot:");
         }
         let _ = write!(self.pos_buf, "{}", e.source.position);
-        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
-            key: "binlake.position",
-            value: Some(self.pos_buf.as_bytes()),
-        });
+        let mut headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: "binlake.position",
+                value: Some(self.pos_buf.as_bytes()),
+            })
+            .insert(Header {
+                key: "binlake.schema",
+                value: Some(fingerprint.as_bytes()),
+            });
         if let Some(g) = &e.source.gtid {
             // Every event of a transaction has the same GTID: format it once.
             if self
@@ -471,6 +509,29 @@ impl CaptureWriter {
 
     /// Creates a one-partition topic of binlake's own (schema changes, transactions,
     /// heartbeats, dead letters) on first use.
+    /// Writes a table schema to the schemas topic (once per schema and writer).
+    async fn write_schema(&mut self, fingerprint: &str, table: &TableSchema) -> Result<()> {
+        let topic = CaptureWriter::schemas_topic(&self.name);
+        if !self.topics.contains(&topic) {
+            let mut compact = BTreeMap::new();
+            compact.insert("cleanup.policy".to_string(), "compact".to_string());
+            ensure_topic(
+                &self.kafka,
+                &TopicSpec {
+                    name: topic.clone(),
+                    partitions: 1,
+                    replication_factor: self.cfg.replication_factor,
+                    configs: compact,
+                },
+            )
+            .await?;
+            self.topics.insert(topic.clone());
+        }
+        let value = serde_json::to_vec(table).map_err(|e| Error::Encode(e.to_string()))?;
+        self.send(&topic, Some(fingerprint.as_bytes()), Some(&value), None)
+            .await
+    }
+
     async fn ensure_single_partition_topic(&mut self, topic: &str) -> Result<()> {
         if !self.topics.contains(topic) {
             ensure_topic(
@@ -692,7 +753,7 @@ impl CaptureWriter {
 
 /// A consumer context that does not report reaching the end of a partition as an error
 /// (binlake asks for that signal to know it has read the whole offsets topic).
-struct QuietEof;
+pub(crate) struct QuietEof;
 
 impl rdkafka::ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {

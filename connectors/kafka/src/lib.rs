@@ -15,11 +15,13 @@
 pub mod capture;
 mod client;
 mod config;
+pub mod consume;
 mod error;
 
 pub use capture::{CaptureConfig, CaptureStats, CaptureWriter, StoredPosition};
 pub use client::{TopicSpec, ensure_topic, read_committed_consumer, transactional_producer};
 pub use config::KafkaConfig;
+pub use consume::{Assignment, ChangeConsumer, Consumed};
 pub use error::{Error, Result};
 /// rdkafka types callers need to hold producers and consumers.
 pub use rdkafka;

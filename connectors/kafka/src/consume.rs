@@ -1,0 +1,305 @@
+//! [`ChangeConsumer`]: reads capture's change topics back as [`ChangeEvent`]s, for
+//! `binlake materialize`.
+//!
+//! A consumer-group member subscribed to every `<name>.<db>.<table>` topic, reading
+//! `read_committed` (only committed capture transactions). Each message names its table
+//! schema in the `binlake.schema` header; the schemas come from the compacted
+//! `<name>.schemas` topic, which capture writes in the same transaction before the first
+//! message that uses a schema, so a schema is always there when a message names it.
+//!
+//! The consumer does not decide where to start: the caller seeks each newly assigned
+//! partition to the offset its sink recorded ([`ChangeConsumer::seek`]), which is what
+//! makes materialize exactly once; Kafka's committed group offsets are only written for
+//! lag monitoring.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use binlake_core::debezium::{DebeziumOptions, TableCodec};
+use binlake_core::{ChangeEvent, TableSchema};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::capture::QuietEof;
+use crate::{CaptureWriter, Error, KafkaConfig, Result};
+
+/// A change of the group's assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignment {
+    /// These topic-partitions are now this member's.
+    Assigned(Vec<(String, i32)>),
+    /// These are not any more: drop what is buffered for them.
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Records rebalances for the consumer loop.
+#[derive(Debug, Default)]
+pub struct RebalanceLog(Mutex<Vec<Assignment>>);
+
+fn tpl_list(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for RebalanceLog {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for RebalanceLog {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = r
+            && let Ok(mut log) = self.0.lock()
+        {
+            log.push(Assignment::Revoked(tpl_list(tpl)));
+        }
+    }
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = r
+            && let Ok(mut log) = self.0.lock()
+        {
+            log.push(Assignment::Assigned(tpl_list(tpl)));
+        }
+    }
+}
+
+/// One consumed message.
+#[derive(Debug)]
+pub struct Consumed {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// The change, or `None` for a tombstone.
+    pub event: Option<ChangeEvent>,
+    /// Key + value bytes.
+    pub bytes: usize,
+}
+
+/// Reads change topics back as events.
+pub struct ChangeConsumer {
+    consumer: StreamConsumer<RebalanceLog>,
+    kafka: KafkaConfig,
+    name: String,
+    opts: Arc<DebeziumOptions>,
+    codecs: HashMap<String, TableCodec>,
+    topics: HashMap<String, Arc<str>>,
+}
+
+impl std::fmt::Debug for ChangeConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeConsumer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChangeConsumer {
+    /// Joins `group` and subscribes to every table topic of capture `name`.
+    pub fn open(
+        kafka: &KafkaConfig,
+        name: &str,
+        group: &str,
+        opts: DebeziumOptions,
+    ) -> Result<Self> {
+        let mut c = kafka.client_config();
+        c.set("group.id", group)
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .set("fetch.max.bytes", "52428800")
+            .set("queued.max.messages.kbytes", "65536");
+        let consumer: StreamConsumer<RebalanceLog> = c
+            .create_with_context(RebalanceLog::default())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let pattern = format!("^{}\\.[^.]+\\.[^.]+$", regex_escape(name));
+        consumer
+            .subscribe(&[&pattern])
+            .map_err(|e| Error::client("subscribe", &e))?;
+        Ok(ChangeConsumer {
+            consumer,
+            kafka: kafka.clone(),
+            name: name.to_string(),
+            opts: Arc::new(opts),
+            codecs: HashMap::new(),
+            topics: HashMap::new(),
+        })
+    }
+
+    /// `(db, table)` of a change topic of capture `name`.
+    pub fn table_of<'a>(name: &str, topic: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = topic.strip_prefix(name)?.strip_prefix('.')?;
+        rest.split_once('.')
+    }
+
+    /// Assignment changes since the last call.
+    pub fn take_assignments(&self) -> Vec<Assignment> {
+        self.consumer
+            .context()
+            .0
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+
+    /// The next message, decoded.
+    pub async fn recv(&mut self) -> Result<Consumed> {
+        let m = self
+            .consumer
+            .recv()
+            .await
+            .map_err(|e| Error::client("consume", &e))?;
+        let topic = match self.topics.get(m.topic()) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = m.topic().into();
+                self.topics.insert(m.topic().to_string(), t.clone());
+                t
+            }
+        };
+        let (partition, offset) = (m.partition(), m.offset());
+        let bytes = m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len);
+        let Some(payload) = m.payload() else {
+            return Ok(Consumed {
+                topic,
+                partition,
+                offset,
+                event: None,
+                bytes,
+            });
+        };
+        let fingerprint = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "binlake.schema"))
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string)
+            .ok_or_else(|| Error::Topic {
+                topic: topic.to_string(),
+                reason: format!(
+                    "the message at partition {partition} offset {offset} has no binlake.schema header: it was not written by binlake capture"
+                ),
+            })?;
+        if !self.codecs.contains_key(&fingerprint) {
+            load_schemas(&self.kafka, &self.name, &self.opts, &mut self.codecs).await?;
+        }
+        let codec = self.codecs.get(&fingerprint).ok_or_else(|| Error::Topic {
+            topic: CaptureWriter::schemas_topic(&self.name),
+            reason: format!("schema {fingerprint} (named by {topic} partition {partition} offset {offset}) is missing"),
+        })?;
+        let decoded = codec.decode_value(payload).map_err(|e| Error::Topic {
+            topic: topic.to_string(),
+            reason: format!(
+                "the message at partition {partition} offset {offset} cannot be decoded: {e}"
+            ),
+        })?;
+        Ok(Consumed {
+            topic,
+            partition,
+            offset,
+            event: Some(decoded.event),
+            bytes,
+        })
+    }
+}
+
+/// Reads the schemas topic to its end into `codecs`.
+async fn load_schemas(
+    kafka: &KafkaConfig,
+    name: &str,
+    opts: &Arc<DebeziumOptions>,
+    codecs: &mut HashMap<String, TableCodec>,
+) -> Result<()> {
+    {
+        let topic = CaptureWriter::schemas_topic(name);
+        let mut c = kafka.client_config();
+        c.set("group.id", format!("binlake-{name}-schemas-reader"))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "10");
+        let consumer: StreamConsumer<QuietEof> = c
+            .create_with_context(QuietEof)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+            .map_err(|e| Error::client("assign schemas topic", &e))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| Error::client("assign schemas topic", &e))?;
+        loop {
+            let msg = tokio::time::timeout(kafka.request_timeout, consumer.recv())
+                .await
+                .map_err(|_| Error::Client {
+                    operation: format!("read {topic}"),
+                    reason: format!("no answer within {:?}", kafka.request_timeout),
+                    transient: true,
+                })?;
+            match msg {
+                Ok(m) => {
+                    let (Some(k), Some(v)) = (m.key(), m.payload()) else {
+                        continue;
+                    };
+                    let key = String::from_utf8_lossy(k).to_string();
+                    if codecs.contains_key(&key) {
+                        continue;
+                    }
+                    let schema: TableSchema =
+                        serde_json::from_slice(v).map_err(|e| Error::Topic {
+                            topic: topic.clone(),
+                            reason: format!("schema {key} cannot be read: {e}"),
+                        })?;
+                    codecs.insert(key, TableCodec::new(Arc::new(schema), opts.clone()));
+                }
+                Err(KafkaError::PartitionEOF(_)) => return Ok(()),
+                Err(e) => return Err(Error::client(format!("read {topic}"), &e)),
+            }
+        }
+    }
+}
+
+impl ChangeConsumer {
+    /// Makes the next message of `topic`/`partition` the one at `offset` (`None`: the
+    /// earliest there is).
+    pub fn seek(&self, topic: &str, partition: i32, offset: Option<i64>) -> Result<()> {
+        let o = offset.map_or(Offset::Beginning, Offset::Offset);
+        self.consumer
+            .seek(topic, partition, o, Duration::from_secs(10))
+            .map_err(|e| Error::client(format!("seek {topic}/{partition}"), &e))
+    }
+
+    /// Records consumed positions in the group (for lag monitoring only: binlake resumes
+    /// from what its sinks recorded). `offsets` are the next offsets to read.
+    pub fn commit_offsets(&self, offsets: &[(String, i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p, o) in offsets {
+            let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "group offset commit failed (monitoring only)");
+        }
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for c in s.chars() {
+        if !c.is_ascii_alphanumeric() && c != '_' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,95 @@
+//! Errors of the lake connector.
+
+/// Result alias of the lake connector.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong writing or reading the lake.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The storage location or its settings are wrong.
+    #[error("lake storage {location}: {reason}")]
+    Config {
+        /// The root URL or path.
+        location: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// Reading or writing object storage failed.
+    #[error("lake storage {operation} failed: {reason}")]
+    Storage {
+        /// What binlake was doing (with the path).
+        operation: String,
+        /// The store's message.
+        reason: String,
+    },
+    /// A Delta Lake operation failed.
+    #[error("Delta table {table}: {operation} failed: {reason}")]
+    Delta {
+        /// The table's location.
+        table: String,
+        /// What binlake was doing.
+        operation: String,
+        /// delta-rs' message.
+        reason: String,
+        /// Whether retrying (after reloading the table) may succeed.
+        transient: bool,
+    },
+    /// A value does not fit the column it is written to.
+    #[error("{table}.{column}: {reason}")]
+    Value {
+        /// `db.table`.
+        table: String,
+        /// The column.
+        column: String,
+        /// Why.
+        reason: String,
+    },
+    /// The table's schema changed in a way the replica cannot follow.
+    #[error(
+        "{table}: {reason}; the replica stops here. Re-snapshot the table: stop binlake, delete {location}, and start it again with a snapshot of that table"
+    )]
+    IncompatibleSchema {
+        /// `db.table`.
+        table: String,
+        /// The change.
+        reason: String,
+        /// The table folder to delete.
+        location: String,
+    },
+    /// A query failed.
+    #[error("query failed: {0}")]
+    Query(String),
+}
+
+impl Error {
+    /// Whether retrying (after reloading state) may succeed: storage hiccups and commit
+    /// conflicts are transient, bad values and schema changes are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Storage { .. } => true,
+            Error::Delta { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn delta(
+        table: &str,
+        operation: &str,
+        e: impl std::fmt::Display,
+        transient: bool,
+    ) -> Self {
+        Error::Delta {
+            table: table.to_string(),
+            operation: operation.to_string(),
+            reason: e.to_string(),
+            transient,
+        }
+    }
+
+    pub(crate) fn storage(operation: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Error::Storage {
+            operation: operation.into(),
+            reason: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Freshness of every replica: what `binlake status` prints and `/status` serves.
+
+use serde::Serialize;
+
+use crate::Result;
+use crate::store::{Lake, TableKind};
+use crate::table::{read_applied, row_count};
+
+/// Where the whole pipeline stood when it last confirmed it had everything up to a time,
+/// recorded in `_binlake/` by `run` and `materialize`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct Checkpoint {
+    /// The source resume position everything up to which is in every table.
+    pub resume: Option<String>,
+    /// Source commit time of the last transaction covered, µs since the epoch.
+    pub source_ts_us: i64,
+    /// When the pipeline last saw nothing newer on the source (caught up), µs since the
+    /// epoch; 0 when it was not caught up.
+    pub caught_up_at_us: i64,
+    /// Opaque state of the writer (snapshot progress).
+    #[serde(default)]
+    pub state: Option<serde_json::Value>,
+    /// The batch number of the last batch whose commits all completed.
+    #[serde(default)]
+    pub batch: i64,
+}
+
+/// One table's freshness.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    /// `db.table`.
+    pub table: String,
+    /// Rows in the replica (from file statistics).
+    pub rows: Option<u64>,
+    /// Rows in the change log.
+    pub changes: Option<u64>,
+    /// Position of the last change applied to the replica.
+    pub position: Option<String>,
+    /// Source commit time of the last change applied, RFC 3339.
+    pub last_commit: Option<String>,
+    /// The replica holds every change up to this source time, RFC 3339.
+    pub current_to: Option<String>,
+    /// Seconds between now and `current_to`; `None` when unknown.
+    pub lag_seconds: Option<f64>,
+}
+
+fn rfc3339(us: i64) -> Option<String> {
+    binlake_core::temporal::format_utc_timestamp(us, 3)
+}
+
+/// Every table's status. `checkpoint` is the pipeline's, when there is one.
+pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<TableStatus>> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for (db, table) in lake.tables().await? {
+        let replica = match lake
+            .load(&lake.table_url(&db, &table, TableKind::Replica)?)
+            .await?
+        {
+            Some(t) => t,
+            None => continue,
+        };
+        let changes = lake
+            .load(&lake.table_url(&db, &table, TableKind::Changes)?)
+            .await?;
+        let applied = read_applied(&replica, &[]).await?;
+        let f = applied.freshness.unwrap_or_default();
+        // The table is current to its last change, or to the pipeline's checkpoint when
+        // the pipeline covered it (every table holds everything before the checkpoint).
+        let mut current = f.source_ts_us;
+        if let Some(cp) = checkpoint {
+            current = current.max(cp.source_ts_us);
+            if cp.caught_up_at_us > 0 {
+                current = current.max(cp.caught_up_at_us);
+            }
+        }
+        out.push(TableStatus {
+            table: format!("{db}.{table}"),
+            rows: row_count(&replica),
+            changes: changes.as_ref().and_then(row_count),
+            position: f.position,
+            last_commit: (f.source_ts_us > 0)
+                .then(|| rfc3339(f.source_ts_us))
+                .flatten(),
+            current_to: (current > 0).then(|| rfc3339(current)).flatten(),
+            lag_seconds: (current > 0).then(|| ((now - current).max(0) as f64) / 1e6),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,1169 @@
+//! [`TableSink`]: one captured table's change log and replica, and how a batch of changes
+//! lands in them exactly once.
+//!
+//! # Contract
+//!
+//! [`TableSink::apply`] writes a batch of changes (in source order) to the change log and
+//! then to the replica, each in one Delta commit that also records the batch's
+//! [`Progress`] (its `txn` actions, and in the commit info the position and source commit
+//! time of its last change). Callers must pass only changes the sink does not hold yet:
+//! [`TableSink::applied`] tells, per Delta table, what it holds, so after a crash the
+//! caller replays from the older of the two and filters per table with
+//! [`Applied::covers`]. A crash between the two commits leaves the change log ahead of
+//! the replica, never the reverse order of changes.
+//!
+//! # Replica layout
+//!
+//! The replica's files are buckets of the primary key (FNV-1a of Arrow's row encoding of
+//! the key columns, modulo the bucket count fixed at creation in the table property
+//! `binlake.buckets`). Applying a batch reduces it to the last change per key, then for
+//! each touched bucket reads its file, drops the changed keys, appends the new rows and
+//! writes one new file; the commit removes the old files. A TRUNCATE removes every file.
+//! Buckets are rewritten in parallel (`spawn_blocking`), so a batch costs about one
+//! rewrite of the touched buckets however many changes it holds: catching up makes big
+//! batches and amortizes it; at a trickle, more buckets mean smaller rewrites.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::row::{RowConverter, SortField};
+use binlake_core::{ChangeEvent, Op, TableSchema, Value};
+use bytes::Bytes;
+use deltalake::DeltaTable;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Remove, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::arrow_map::{ColumnBuilder, arrow_field, replica_schema};
+use crate::store::{Lake, TableKind};
+use crate::{Error, Result};
+
+/// The change log's partition column.
+pub const COMMIT_DATE: &str = "__commit_date";
+/// Commit-info key of binlake's freshness record.
+pub const FRESHNESS_KEY: &str = "binlake";
+const BUCKETS_PROPERTY: &str = "binlake.buckets";
+
+/// One change and, when it came through Kafka, where from.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The change.
+    pub event: ChangeEvent,
+    /// Kafka partition and offset, when materialized from Kafka.
+    pub kafka: Option<(i32, i64)>,
+}
+
+/// What a batch covers, recorded with it.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// `txn` actions: app id → version (the last Kafka offset of a topic-partition, or a
+    /// `run` batch number).
+    pub txns: Vec<(String, i64)>,
+    /// A token unique to the batch's contents, used in change-log file names (e.g.
+    /// `p3-o100-o250`), so a replay of the same batch writes the same file names.
+    pub file_token: String,
+    /// The resume position of the source after this batch, as text (recorded for `status`).
+    pub resume: Option<String>,
+}
+
+/// binlake's record in each commit: what the table is current to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Freshness {
+    /// Position of the last change applied (`file:pos#row`).
+    pub position: Option<String>,
+    /// The same position, structured: binlog file.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Byte position of the last change's event.
+    #[serde(default)]
+    pub pos: u64,
+    /// Row index of the last change within its event.
+    #[serde(default)]
+    pub row: u32,
+    /// Source commit time of the last change applied, µs since the epoch.
+    pub source_ts_us: i64,
+    /// The source resume position after the batch, when known.
+    pub resume: Option<String>,
+    /// When binlake committed, µs since the epoch.
+    pub committed_at_us: i64,
+}
+
+impl Freshness {
+    /// The position of the last change applied.
+    pub fn event_position(&self) -> Option<binlake_core::EventPosition> {
+        Some(binlake_core::EventPosition {
+            file: self.file.as_deref()?.into(),
+            pos: self.pos,
+            row: self.row,
+        })
+    }
+}
+
+/// What one Delta table holds: its `txn` versions and freshness.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// app id → version.
+    pub txns: HashMap<String, i64>,
+    /// The last freshness record.
+    pub freshness: Option<Freshness>,
+}
+
+impl Applied {
+    /// Whether the change at `app_id`/`version` (e.g. a topic-partition and offset) is
+    /// already held.
+    pub fn covers(&self, app_id: &str, version: i64) -> bool {
+        self.txns.get(app_id).is_some_and(|v| *v >= version)
+    }
+}
+
+/// A table's change log and replica.
+#[derive(Debug)]
+pub struct TableSink {
+    name: String,
+    changes: DeltaTable,
+    replica: DeltaTable,
+    changes_schema: SchemaRef,
+    replica_schema: SchemaRef,
+    key_names: Vec<String>,
+    buckets: u32,
+    before_images: bool,
+    applied_changes: Applied,
+    applied_replica: Applied,
+}
+
+/// Counters of one `apply`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyStats {
+    /// Changes written to the change log.
+    pub changes: u64,
+    /// Keys changed in the replica after reduction.
+    pub keys: u64,
+    /// Bytes of Parquet written (both tables).
+    pub bytes_written: u64,
+    /// Replica rows rewritten (kept + new).
+    pub rows_rewritten: u64,
+    /// Buckets rewritten.
+    pub buckets: u64,
+}
+
+fn change_log_schema(table: &TableSchema, before_images: bool) -> Schema {
+    let mut fields = vec![
+        Field::new("__op", DataType::Utf8, false),
+        Field::new(
+            "__commit_ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("__binlog_file", DataType::Utf8, true),
+        Field::new("__binlog_pos", DataType::Int64, true),
+        Field::new("__binlog_row", DataType::Int32, true),
+        Field::new("__gtid", DataType::Utf8, true),
+        Field::new("__kafka_partition", DataType::Int32, true),
+        Field::new("__kafka_offset", DataType::Int64, true),
+    ];
+    for c in &table.columns {
+        fields.push(arrow_field(&c.name, &c.ty));
+    }
+    if before_images {
+        for c in &table.columns {
+            fields.push(arrow_field(&format!("__before_{}", c.name), &c.ty));
+        }
+    }
+    fields.push(Field::new(COMMIT_DATE, DataType::Date32, false));
+    Schema::new(fields)
+}
+
+/// FNV-1a, 64 bits: stable across versions and platforms (the bucket layout depends on it).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn arrow_to_delta(schema: &Schema) -> Result<StructType> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+    let s: StructType = schema
+        .try_into_kernel()
+        .map_err(|e| Error::delta("-", "map the schema", e, false))?;
+    Ok(s)
+}
+
+impl TableSink {
+    /// Opens (or creates) the change log and replica of `table`, and evolves them to its
+    /// schema.
+    pub async fn open(lake: &Lake, table: &TableSchema) -> Result<TableSink> {
+        let name = table.qualified_name();
+        if table.primary_key.is_empty() {
+            return Err(Error::IncompatibleSchema {
+                table: name,
+                reason: "the table has no primary key, so a replica cannot identify rows".into(),
+                location: lake
+                    .table_url(&table.database, &table.table, TableKind::Replica)?
+                    .to_string(),
+            });
+        }
+        let cfg = lake.config();
+        let before_images = cfg.before_images;
+        let changes_url = lake.table_url(&table.database, &table.table, TableKind::Changes)?;
+        let replica_url = lake.table_url(&table.database, &table.table, TableKind::Replica)?;
+        let key_names: Vec<String> = table.key_columns().map(|c| c.name.clone()).collect();
+
+        let changes = match lake.load(&changes_url).await? {
+            Some(t) => t,
+            None => {
+                create(
+                    lake,
+                    &changes_url,
+                    &change_log_schema(table, before_images),
+                    &[COMMIT_DATE],
+                    &name,
+                    &[("binlake.table", name.clone())],
+                )
+                .await?
+            }
+        };
+        let replica = match lake.load(&replica_url).await? {
+            Some(t) => t,
+            None => {
+                create(
+                    lake,
+                    &replica_url,
+                    &replica_schema(table),
+                    &[],
+                    &name,
+                    &[
+                        ("binlake.table", name.clone()),
+                        (BUCKETS_PROPERTY, cfg.buckets.to_string()),
+                        ("binlake.primary_key", key_names.join(",")),
+                    ],
+                )
+                .await?
+            }
+        };
+        let buckets = replica
+            .snapshot()
+            .ok()
+            .and_then(|s| s.metadata().configuration().get(BUCKETS_PROPERTY).cloned())
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|b| *b > 0)
+            .unwrap_or(cfg.buckets);
+        let mut sink = TableSink {
+            name,
+            changes_schema: Arc::new(Schema::empty()),
+            replica_schema: Arc::new(Schema::empty()),
+            changes,
+            replica,
+            key_names,
+            buckets,
+            before_images,
+            applied_changes: Applied::default(),
+            applied_replica: Applied::default(),
+        };
+        sink.refresh_schemas()?;
+        sink.evolve(table).await?;
+        sink.applied_changes = read_applied(&sink.changes, &[]).await?;
+        sink.applied_replica = read_applied(&sink.replica, &[]).await?;
+        Ok(sink)
+    }
+
+    /// `db.table`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the change log holds.
+    pub fn applied_changes(&self) -> &Applied {
+        &self.applied_changes
+    }
+
+    /// What the replica holds.
+    pub fn applied_replica(&self) -> &Applied {
+        &self.applied_replica
+    }
+
+    /// Re-reads what both tables hold for `app_ids` (after a commit conflict or a
+    /// rebalance).
+    pub async fn reload(&mut self) -> Result<()> {
+        for t in [&mut self.changes, &mut self.replica] {
+            let url = t.table_url().to_string();
+            t.update_incremental(None)
+                .await
+                .map_err(|e| Error::delta(&url, "reload", e, true))?;
+        }
+        self.refresh_schemas()?;
+        let apps: Vec<String> = self
+            .applied_changes
+            .txns
+            .keys()
+            .chain(self.applied_replica.txns.keys())
+            .cloned()
+            .collect();
+        self.applied_changes = read_applied(&self.changes, &apps).await?;
+        self.applied_replica = read_applied(&self.replica, &apps).await?;
+        Ok(())
+    }
+
+    /// Makes sure [`TableSink::applied_changes`] and [`TableSink::applied_replica`] know
+    /// the `txn` versions of `app_ids` (reads them from the tables once).
+    pub async fn watch(&mut self, app_ids: &[String]) -> Result<()> {
+        for app in app_ids {
+            if !self.applied_changes.txns.contains_key(app)
+                && let Some(v) = txn_version(&self.changes, app).await?
+            {
+                self.applied_changes.txns.insert(app.clone(), v);
+            }
+            if !self.applied_replica.txns.contains_key(app)
+                && let Some(v) = txn_version(&self.replica, app).await?
+            {
+                self.applied_replica.txns.insert(app.clone(), v);
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_schemas(&mut self) -> Result<()> {
+        self.changes_schema = arrow_schema_of(&self.changes)?;
+        self.replica_schema = arrow_schema_of(&self.replica)?;
+        Ok(())
+    }
+
+    /// Brings both tables' schemas to `table`'s: new columns are added (NULL in older
+    /// rows); dropped columns stay (NULL from now on); a column whose Arrow type changed
+    /// is an [`Error::IncompatibleSchema`].
+    pub async fn evolve(&mut self, table: &TableSchema) -> Result<()> {
+        let mut added_replica = Vec::new();
+        for c in &table.columns {
+            let f = arrow_field(&c.name, &c.ty);
+            match self.replica_schema.field_with_name(&c.name) {
+                Ok(existing) if existing.data_type() == f.data_type() => {}
+                Ok(existing) => {
+                    return Err(Error::IncompatibleSchema {
+                        table: self.name.clone(),
+                        reason: format!(
+                            "column {} changed from {} to {} ({})",
+                            c.name,
+                            existing.data_type(),
+                            f.data_type(),
+                            c.ty.sql_name()
+                        ),
+                        location: self
+                            .replica
+                            .table_url()
+                            .join("..")
+                            .map(|u| u.to_string())
+                            .unwrap_or_default(),
+                    });
+                }
+                Err(_) => added_replica.push(f),
+            }
+        }
+        if added_replica.is_empty() {
+            return Ok(());
+        }
+        let mut added_changes = added_replica.clone();
+        if self.before_images {
+            added_changes.extend(added_replica.iter().map(|f| {
+                Field::new(
+                    format!("__before_{}", f.name()),
+                    f.data_type().clone(),
+                    true,
+                )
+                .with_metadata(f.metadata().clone())
+            }));
+        }
+        for (t, added) in [
+            (&mut self.changes, added_changes),
+            (&mut self.replica, added_replica),
+        ] {
+            let url = t.table_url().to_string();
+            let fields = arrow_to_delta(&Schema::new(added))?;
+            let new = t
+                .clone()
+                .add_columns()
+                .with_fields(fields.fields().cloned().collect::<Vec<_>>())
+                .await
+                .map_err(|e| Error::delta(&url, "add columns", e, true))?;
+            *t = new;
+        }
+        tracing::info!(table = %self.name, "schema evolved: columns added");
+        self.refresh_schemas()
+    }
+
+    /// Writes `batch` (changes of this table, in source order, none already held by the
+    /// tables they go to: filter with [`Applied::covers`]) to the change log and the
+    /// replica, recording `progress` with each.
+    pub async fn apply(
+        &mut self,
+        batch: &[Change],
+        progress: &Progress,
+        to_changes: bool,
+        to_replica: bool,
+    ) -> Result<ApplyStats> {
+        let mut stats = ApplyStats::default();
+        let Some(last) = batch.last() else {
+            return Ok(stats);
+        };
+        // An update that moves the primary key is a delete of the old key and a create
+        // of the new one (as Debezium writes it), so that each key's history in the
+        // change log is complete.
+        let split;
+        let batch = if batch.iter().any(moves_key) {
+            split = batch.iter().flat_map(split_key_move).collect::<Vec<_>>();
+            &split[..]
+        } else {
+            batch
+        };
+        let freshness = Freshness {
+            position: Some(last.event.source.position.to_string()),
+            file: Some(last.event.source.position.file.to_string()),
+            pos: last.event.source.position.pos,
+            row: last.event.source.position.row,
+            source_ts_us: last.event.source.ts_us,
+            resume: progress.resume.clone(),
+            committed_at_us: 0,
+        };
+        // Evolve before writing rows of a newer schema (checked once per schema).
+        let mut seen: Option<*const TableSchema> = None;
+        for c in batch {
+            let ptr = Arc::as_ptr(&c.event.table);
+            if seen != Some(ptr) {
+                seen = Some(ptr);
+                self.evolve(&c.event.table).await?;
+            }
+        }
+        if to_changes {
+            self.write_changes(batch, progress, &freshness, &mut stats)
+                .await?;
+        }
+        if to_replica {
+            self.write_replica(batch, progress, &freshness, &mut stats)
+                .await?;
+        }
+        Ok(stats)
+    }
+
+    async fn write_changes(
+        &mut self,
+        batch: &[Change],
+        progress: &Progress,
+        freshness: &Freshness,
+        stats: &mut ApplyStats,
+    ) -> Result<()> {
+        let file_schema = Arc::new(Schema::new(
+            self.changes_schema
+                .fields()
+                .iter()
+                .filter(|f| f.name() != COMMIT_DATE)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
+        // Rows by commit date, in order.
+        let mut by_date: BTreeMap<i32, Vec<&Change>> = BTreeMap::new();
+        for c in batch {
+            let day = c.event.source.ts_us.div_euclid(86_400_000_000) as i32;
+            by_date.entry(day).or_default().push(c);
+        }
+        let mut actions = Vec::new();
+        let store = self.changes.log_store().object_store(None);
+        for (day, changes) in by_date {
+            let rb = self.change_rows(&file_schema, &changes)?;
+            let date = binlake_core::temporal::Date::from_epoch_days(day)
+                .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+                .unwrap_or_else(|| "1970-01-01".into());
+            let rel = format!("{COMMIT_DATE}={date}/part-{}.parquet", progress.file_token);
+            let meta = vec![(
+                "binlake.progress".to_string(),
+                serde_json::to_string(&progress.txns).unwrap_or_default(),
+            )];
+            let bytes = tokio::task::spawn_blocking(move || {
+                encode_parquet(&rb, meta, Compression::ZSTD(Default::default()))
+            })
+            .await
+            .map_err(|e| Error::storage("encode", e))??;
+            let size = bytes.len() as i64;
+            stats.bytes_written += size as u64;
+            store
+                .put(&Path::from(rel.as_str()), bytes.into())
+                .await
+                .map_err(|e| Error::storage(format!("write {rel}"), e))?;
+            actions.push(Action::Add(add(
+                rel,
+                size,
+                changes.len(),
+                [(COMMIT_DATE, Some(date))],
+            )));
+        }
+        stats.changes += batch.len() as u64;
+        commit(
+            &mut self.changes,
+            actions,
+            progress,
+            freshness,
+            "append changes",
+        )
+        .await?;
+        apply_progress(&mut self.applied_changes, progress, freshness);
+        Ok(())
+    }
+
+    fn change_rows(&self, schema: &SchemaRef, changes: &[&Change]) -> Result<RecordBatch> {
+        let n = changes.len();
+        let mut op = arrow::array::StringBuilder::with_capacity(n, n);
+        let mut ts =
+            arrow::array::TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut file = arrow::array::StringBuilder::with_capacity(n, n * 16);
+        let mut pos = arrow::array::Int64Builder::with_capacity(n);
+        let mut row = arrow::array::Int32Builder::with_capacity(n);
+        let mut gtid = arrow::array::StringBuilder::with_capacity(n, 0);
+        let mut kp = arrow::array::Int32Builder::with_capacity(n);
+        let mut ko = arrow::array::Int64Builder::with_capacity(n);
+        for c in changes {
+            let e = &c.event;
+            op.append_value(e.op.code());
+            ts.append_value(e.source.ts_us);
+            file.append_value(&*e.source.position.file);
+            pos.append_value(e.source.position.pos as i64);
+            row.append_value(e.source.position.row as i32);
+            match &e.source.gtid {
+                Some(g) => gtid.append_value(g.to_string()),
+                None => gtid.append_null(),
+            }
+            match c.kafka {
+                Some((p, o)) => {
+                    kp.append_value(p);
+                    ko.append_value(o);
+                }
+                None => {
+                    kp.append_null();
+                    ko.append_null();
+                }
+            }
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(op.finish()),
+            Arc::new(ts.finish()),
+            Arc::new(file.finish()),
+            Arc::new(pos.finish()),
+            Arc::new(row.finish()),
+            Arc::new(gtid.finish()),
+            Arc::new(kp.finish()),
+            Arc::new(ko.finish()),
+        ];
+        let fixed = columns.len();
+        for field in &schema.fields()[fixed..] {
+            let (before, col_name) = match field.name().strip_prefix("__before_") {
+                Some(rest) if self.before_images => (true, rest),
+                _ => (false, field.name().as_str()),
+            };
+            let mut b = builder_for(field, n);
+            // The column's index in each event's schema, looked up once per schema.
+            let mut cached: Option<(*const TableSchema, Option<usize>)> = None;
+            for c in changes {
+                let e = &c.event;
+                // After-image, or the before-image for deletes; `__before_` columns hold
+                // the before-image of updates and deletes.
+                let image = if before || e.op == Op::Delete {
+                    e.before.as_ref()
+                } else {
+                    e.after.as_ref()
+                };
+                let ptr = Arc::as_ptr(&e.table);
+                let idx = match cached {
+                    Some((p, i)) if p == ptr => i,
+                    _ => {
+                        let i = e.table.column_index(col_name);
+                        cached = Some((ptr, i));
+                        i
+                    }
+                };
+                match (image, idx) {
+                    (Some(r), Some(i)) => b.append(&r[i]).map_err(|reason| Error::Value {
+                        table: self.name.clone(),
+                        column: col_name.to_string(),
+                        reason,
+                    })?,
+                    _ => b.append_null(),
+                }
+            }
+            columns.push(b.finish());
+        }
+        RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| Error::storage("build the change-log batch", e))
+    }
+
+    async fn write_replica(
+        &mut self,
+        batch: &[Change],
+        progress: &Progress,
+        freshness: &Freshness,
+        stats: &mut ApplyStats,
+    ) -> Result<()> {
+        let schema = self.replica_schema.clone();
+        let key_idx: Vec<usize> = self
+            .key_names
+            .iter()
+            .map(|k| {
+                schema.index_of(k).map_err(|_| Error::IncompatibleSchema {
+                    table: self.name.clone(),
+                    reason: format!("primary-key column {k} is missing"),
+                    location: self.replica.table_url().to_string(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let key_fields: Vec<SortField> = key_idx
+            .iter()
+            .map(|i| SortField::new(schema.field(*i).data_type().clone()))
+            .collect();
+        let converter =
+            RowConverter::new(key_fields.clone()).map_err(|e| Error::storage("key encoding", e))?;
+
+        // Key rows of every change, in order: (key image, upsert?) pairs.
+        let mut truncated = false;
+        // (row whose key is changed, its schema, the new row unless it is a delete)
+        type KeyOp<'a> = (&'a [Value], &'a Arc<TableSchema>, Option<&'a [Value]>);
+        let mut ops: Vec<KeyOp<'_>> = Vec::new();
+        for c in batch {
+            let e = &c.event;
+            match (e.op, e.before.as_deref(), e.after.as_deref()) {
+                (Op::Truncate, _, _) => {
+                    truncated = true;
+                    ops.clear();
+                }
+                (Op::Delete, Some(b), _) => ops.push((b, &e.table, None)),
+                (Op::Update, Some(b), Some(a)) => {
+                    let moved = e.table.primary_key.iter().any(|&i| b[i] != a[i]);
+                    if moved {
+                        ops.push((b, &e.table, None));
+                    }
+                    ops.push((a, &e.table, Some(a)));
+                }
+                (_, _, Some(a)) => ops.push((a, &e.table, Some(a))),
+                _ => {}
+            }
+        }
+        // Encode the keys.
+        let key_batch = {
+            let mut builders: Vec<ColumnBuilder> = key_idx
+                .iter()
+                .map(|&i| builder_for(schema.field(i), ops.len()))
+                .collect();
+            for (row, table, _) in &ops {
+                for (b, name) in builders.iter_mut().zip(&self.key_names) {
+                    let v = table
+                        .column_index(name)
+                        .map(|i| &row[i])
+                        .unwrap_or(&Value::Null);
+                    b.append(v).map_err(|reason| Error::Value {
+                        table: self.name.clone(),
+                        column: name.clone(),
+                        reason,
+                    })?;
+                }
+            }
+            builders.iter_mut().map(|b| b.finish()).collect::<Vec<_>>()
+        };
+        let keys = converter
+            .convert_columns(&key_batch)
+            .map_err(|e| Error::storage("key encoding", e))?;
+        // Last change per key wins.
+        let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(ops.len());
+        for i in 0..ops.len() {
+            last.insert(keys.row(i).data(), i);
+        }
+        stats.keys += last.len() as u64;
+        let mut per_bucket: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (k, &i) in &last {
+            per_bucket
+                .entry((fnv1a(k) % self.buckets as u64) as u32)
+                .or_default()
+                .push(i);
+        }
+        // Existing files by bucket.
+        let mut files: HashMap<u32, Vec<(String, i64)>> = HashMap::new();
+        let snapshot = self
+            .replica
+            .snapshot()
+            .map_err(|e| Error::delta(self.replica.table_url().as_str(), "snapshot", e, true))?;
+        for f in snapshot.log_data().iter() {
+            let path = f.path().to_string();
+            if let Some(b) = bucket_of(&path) {
+                files.entry(b).or_default().push((path, f.size()));
+            }
+        }
+        let touched: Vec<u32> = if truncated {
+            let mut all: HashSet<u32> = files.keys().copied().collect();
+            all.extend(per_bucket.keys().copied());
+            all.into_iter().collect()
+        } else {
+            per_bucket.keys().copied().collect()
+        };
+        let store = self.replica.log_store().object_store(None);
+        let version = self.replica.version().unwrap_or(0) + 1;
+        let mut jobs = Vec::new();
+        for b in touched {
+            let old = files.remove(&b).unwrap_or_default();
+            let mut changed: Vec<usize> = per_bucket.remove(&b).unwrap_or_default();
+            changed.sort_unstable();
+            // The new rows of this bucket, as an Arrow batch.
+            let mut builders: Vec<ColumnBuilder> = schema
+                .fields()
+                .iter()
+                .map(|f| builder_for(f, changed.len()))
+                .collect();
+            let mut changed_keys = HashSet::with_capacity(changed.len());
+            for &i in &changed {
+                changed_keys.insert(keys.row(i).data().to_vec());
+                let (_, table, upsert) = &ops[i];
+                if let Some(row) = upsert {
+                    for (b, f) in builders.iter_mut().zip(schema.fields()) {
+                        let v = table
+                            .column_index(f.name())
+                            .map(|i| &row[i])
+                            .unwrap_or(&Value::Null);
+                        b.append(v).map_err(|reason| Error::Value {
+                            table: self.name.clone(),
+                            column: f.name().clone(),
+                            reason,
+                        })?;
+                    }
+                }
+            }
+            let new_rows = RecordBatch::try_new(
+                schema.clone(),
+                builders.iter_mut().map(|b| b.finish()).collect(),
+            )
+            .map_err(|e| Error::storage("build the replica batch", e))?;
+            jobs.push(BucketJob {
+                bucket: b,
+                old,
+                keep_old: !truncated,
+                changed_keys,
+                new_rows,
+                key_idx: key_idx.clone(),
+                key_fields: key_fields.clone(),
+                schema: schema.clone(),
+                path: format!(
+                    "part-b{b:05}-v{version:012}-{}.parquet",
+                    uuid::Uuid::new_v4().simple()
+                ),
+                store: store.clone(),
+            });
+        }
+        stats.buckets += jobs.len() as u64;
+        let results: Vec<BucketResult> = futures::stream::iter(jobs.into_iter().map(|j| j.run()))
+            .buffer_unordered(2)
+            .try_collect()
+            .await?;
+        let now = now_us() / 1000;
+        let mut actions = Vec::new();
+        for r in results {
+            for (path, size) in r.removed {
+                actions.push(Action::Remove(Remove {
+                    path,
+                    data_change: true,
+                    deletion_timestamp: Some(now),
+                    extended_file_metadata: Some(true),
+                    partition_values: Some(HashMap::new()),
+                    size: Some(size),
+                    tags: None,
+                    deletion_vector: None,
+                    base_row_id: None,
+                    default_row_commit_version: None,
+                }));
+            }
+            if let Some((path, size, rows)) = r.added {
+                stats.bytes_written += size as u64;
+                stats.rows_rewritten += rows as u64;
+                actions.push(Action::Add(add(
+                    path,
+                    size,
+                    rows,
+                    std::iter::empty::<(&str, Option<String>)>(),
+                )));
+            }
+        }
+        commit(
+            &mut self.replica,
+            actions,
+            progress,
+            freshness,
+            "apply changes",
+        )
+        .await?;
+        apply_progress(&mut self.applied_replica, progress, freshness);
+        Ok(())
+    }
+}
+
+fn moves_key(c: &Change) -> bool {
+    let e = &c.event;
+    match (e.op, &e.before, &e.after) {
+        (Op::Update, Some(b), Some(a)) => e.table.key_changed(b, a),
+        _ => false,
+    }
+}
+
+fn split_key_move(c: &Change) -> Vec<Change> {
+    if !moves_key(c) {
+        return vec![c.clone()];
+    }
+    let mut delete = c.clone();
+    delete.event.op = Op::Delete;
+    delete.event.after = None;
+    let mut create = c.clone();
+    create.event.op = Op::Create;
+    create.event.before = None;
+    vec![delete, create]
+}
+
+struct BucketJob {
+    bucket: u32,
+    old: Vec<(String, i64)>,
+    keep_old: bool,
+    changed_keys: HashSet<Vec<u8>>,
+    new_rows: RecordBatch,
+    key_idx: Vec<usize>,
+    key_fields: Vec<SortField>,
+    schema: SchemaRef,
+    path: String,
+    store: Arc<dyn ObjectStore>,
+}
+
+struct BucketResult {
+    removed: Vec<(String, i64)>,
+    added: Option<(String, i64, usize)>,
+}
+
+impl BucketJob {
+    async fn run(self) -> Result<BucketResult> {
+        let mut old_bytes = Vec::new();
+        if self.keep_old {
+            for (p, _) in &self.old {
+                let b = self
+                    .store
+                    .get(&Path::from(p.as_str()))
+                    .await
+                    .map_err(|e| Error::storage(format!("read {p}"), e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::storage(format!("read {p}"), e))?;
+                old_bytes.push(b);
+            }
+        }
+        let BucketJob {
+            bucket,
+            old,
+            changed_keys,
+            new_rows,
+            key_idx,
+            key_fields,
+            schema,
+            path,
+            store,
+            ..
+        } = self;
+        let encoded = tokio::task::spawn_blocking(move || -> Result<Option<(Bytes, usize)>> {
+            let converter =
+                RowConverter::new(key_fields).map_err(|e| Error::storage("key encoding", e))?;
+            let mut parts = Vec::new();
+            for bytes in old_bytes {
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .and_then(|b| b.with_batch_size(65536).build())
+                    .map_err(|e| Error::storage(format!("read bucket {bucket}"), e))?;
+                for rb in reader {
+                    let rb = rb.map_err(|e| Error::storage(format!("read bucket {bucket}"), e))?;
+                    let rb = align(&rb, &schema)?;
+                    let cols: Vec<ArrayRef> =
+                        key_idx.iter().map(|&i| rb.column(i).clone()).collect();
+                    let rows = converter
+                        .convert_columns(&cols)
+                        .map_err(|e| Error::storage("key encoding", e))?;
+                    let keep: arrow::array::BooleanArray = (0..rb.num_rows())
+                        .map(|i| Some(!changed_keys.contains(rows.row(i).data())))
+                        .collect();
+                    let kept =
+                        filter_record_batch(&rb, &keep).map_err(|e| Error::storage("filter", e))?;
+                    if kept.num_rows() > 0 {
+                        parts.push(kept);
+                    }
+                }
+            }
+            if new_rows.num_rows() > 0 {
+                parts.push(new_rows);
+            }
+            let rows: usize = parts.iter().map(|p| p.num_rows()).sum();
+            if rows == 0 {
+                return Ok(None);
+            }
+            let all = arrow::compute::concat_batches(&schema, &parts)
+                .map_err(|e| Error::storage("concat", e))?;
+            Ok(Some((
+                encode_parquet(&all, Vec::new(), Compression::SNAPPY)?,
+                rows,
+            )))
+        })
+        .await
+        .map_err(|e| Error::storage("rewrite bucket", e))??;
+        let added = match encoded {
+            Some((bytes, rows)) => {
+                let size = bytes.len() as i64;
+                store
+                    .put(&Path::from(path.as_str()), bytes.into())
+                    .await
+                    .map_err(|e| Error::storage(format!("write {path}"), e))?;
+                Some((path, size, rows))
+            }
+            None => None,
+        };
+        Ok(BucketResult {
+            removed: old,
+            added,
+        })
+    }
+}
+
+/// The bucket of a replica file, from its name (`part-b00007-…`).
+fn bucket_of(path: &str) -> Option<u32> {
+    let name = path.rsplit('/').next()?;
+    name.strip_prefix("part-b")?.get(..5)?.parse().ok()
+}
+
+/// `rb` with `schema`'s columns: missing ones (added later) are NULL.
+fn align(rb: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if rb.schema().fields().len() == schema.fields().len() {
+        return RecordBatch::try_new(schema.clone(), rb.columns().to_vec())
+            .map_err(|e| Error::storage("align columns", e));
+    }
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match rb.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => new_null_array(f.data_type(), rb.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::storage("align columns", e))
+}
+
+fn builder_for(field: &Field, capacity: usize) -> ColumnBuilder {
+    ColumnBuilder::for_arrow(field.data_type(), capacity)
+}
+
+fn encode_parquet(
+    rb: &RecordBatch,
+    meta: Vec<(String, String)>,
+    compression: Compression,
+) -> Result<Bytes> {
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .set_key_value_metadata(Some(
+            meta.into_iter()
+                .map(|(k, v)| parquet::file::metadata::KeyValue::new(k, v))
+                .collect(),
+        ))
+        .build();
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut w = ArrowWriter::try_new(&mut buf, rb.schema(), Some(props))
+        .map_err(|e| Error::storage("encode Parquet", e))?;
+    w.write(rb)
+        .map_err(|e| Error::storage("encode Parquet", e))?;
+    w.close().map_err(|e| Error::storage("encode Parquet", e))?;
+    Ok(Bytes::from(buf))
+}
+
+fn add<'a>(
+    path: String,
+    size: i64,
+    rows: usize,
+    partition: impl IntoIterator<Item = (&'a str, Option<String>)>,
+) -> Add {
+    Add {
+        path,
+        partition_values: partition
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        size,
+        modification_time: now_us() / 1000,
+        data_change: true,
+        stats: Some(format!("{{\"numRecords\":{rows}}}")),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    }
+}
+
+async fn create(
+    lake: &Lake,
+    url: &url::Url,
+    schema: &Schema,
+    partitions: &[&str],
+    name: &str,
+    props: &[(&str, String)],
+) -> Result<DeltaTable> {
+    let fields = arrow_to_delta(schema)?;
+    if let Ok(dir) = url.to_file_path() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::storage(format!("create {}", dir.display()), e))?;
+    }
+    let ops =
+        DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options().clone())
+            .await
+            .map_err(|e| Error::delta(url.as_str(), "open", e, true))?;
+    let mut b = ops
+        .create()
+        .with_columns(fields.fields().cloned())
+        .with_partition_columns(partitions.iter().map(|s| s.to_string()))
+        .with_table_name(name)
+        .with_save_mode(SaveMode::Ignore)
+        .with_raise_if_key_not_exists(false);
+    b = b.with_configuration(props.iter().map(|(k, v)| (k.to_string(), Some(v.clone()))));
+    b.await
+        .map_err(|e| Error::delta(url.as_str(), "create", e, true))
+}
+
+fn arrow_schema_of(t: &DeltaTable) -> Result<SchemaRef> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
+    let snap = t
+        .snapshot()
+        .map_err(|e| Error::delta(t.table_url().as_str(), "snapshot", e, true))?;
+    let s: Schema = snap
+        .schema()
+        .as_ref()
+        .try_into_arrow()
+        .map_err(|e| Error::delta(t.table_url().as_str(), "read the schema", e, false))?;
+    Ok(Arc::new(s))
+}
+
+async fn commit(
+    t: &mut DeltaTable,
+    mut actions: Vec<Action>,
+    progress: &Progress,
+    freshness: &Freshness,
+    what: &str,
+) -> Result<()> {
+    let url = t.table_url().to_string();
+    let now = now_us();
+    for (app, v) in &progress.txns {
+        actions.push(Action::Txn(Transaction::new_with_last_update(
+            app,
+            *v,
+            Some(now / 1000),
+        )));
+    }
+    let mut f = freshness.clone();
+    f.committed_at_us = now;
+    let meta = HashMap::from([(
+        FRESHNESS_KEY.to_string(),
+        serde_json::to_value(&f).unwrap_or_default(),
+    )]);
+    let snapshot = t
+        .snapshot()
+        .map_err(|e| Error::delta(&url, "snapshot", e, true))?;
+    let op = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    let props = CommitProperties::default()
+        .with_metadata(meta)
+        .with_max_retries(0)
+        .with_create_checkpoint(true);
+    let done = CommitBuilder::from(props)
+        .with_actions(actions)
+        .build(Some(snapshot), t.log_store(), op)
+        .await
+        .map_err(|e| Error::delta(&url, what, e, true))?;
+    let version = done.version();
+    t.update_incremental(Some(version))
+        .await
+        .map_err(|e| Error::delta(&url, "reload", e, true))?;
+    Ok(())
+}
+
+fn apply_progress(applied: &mut Applied, progress: &Progress, freshness: &Freshness) {
+    for (app, v) in &progress.txns {
+        applied.txns.insert(app.clone(), *v);
+    }
+    let mut f = freshness.clone();
+    f.committed_at_us = now_us();
+    applied.freshness = Some(f);
+}
+
+/// The `txn` version of `app_id` in a table (`None`: the table holds nothing of it).
+pub async fn txn_version(t: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let url = t.table_url().to_string();
+    let snap = t
+        .snapshot()
+        .map_err(|e| Error::delta(&url, "snapshot", e, true))?;
+    snap.transaction_version(t.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| Error::delta(&url, "read transactions", e, true))
+}
+
+/// The `txn` versions of `app_ids` and the latest freshness record of a table.
+pub async fn read_applied(t: &DeltaTable, app_ids: &[String]) -> Result<Applied> {
+    let url = t.table_url().to_string();
+    let mut applied = Applied::default();
+    for app in app_ids {
+        if let Some(v) = txn_version(t, app).await? {
+            applied.txns.insert(app.clone(), v);
+        }
+    }
+    let mut history = t.history(Some(10));
+    while let Some(ci) = history.next().await {
+        let infos = ci.map_err(|e| Error::delta(&url, "read history", e, true))?;
+        if let Some(v) = infos.info.get(FRESHNESS_KEY) {
+            applied.freshness = serde_json::from_value(v.clone()).ok();
+            break;
+        }
+    }
+    Ok(applied)
+}
+
+/// Row count of a Delta table, from its files' statistics.
+pub fn row_count(t: &DeltaTable) -> Option<u64> {
+    let snap = t.snapshot().ok()?;
+    let mut n = 0u64;
+    for f in snap.log_data().iter() {
+        let stats: serde_json::Value = serde_json::from_str(&f.stats()?).ok()?;
+        n += stats.get("numRecords")?.as_u64()?;
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names_round_trip() {
+        assert_eq!(bucket_of("part-b00007-v000000000012-abc.parquet"), Some(7));
+        assert_eq!(bucket_of("x/part-b00100-v1.parquet"), Some(100));
+        assert_eq!(bucket_of("part-foo.parquet"), None);
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+    }
+}

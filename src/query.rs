@@ -1,0 +1,107 @@
+//! `binlake status` and `binlake query`.
+
+use std::path::PathBuf;
+
+use binlake_lake::Lake;
+use binlake_lake::query::OutputFormat;
+use binlake_lake::status::Checkpoint;
+use clap::{Args, ValueEnum};
+
+use crate::config::Config;
+
+/// Output formats of `binlake query`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// An aligned text table.
+    Table,
+    /// JSON lines, one object per row.
+    Json,
+    /// CSV with a header row.
+    Csv,
+    /// A Parquet file (needs --output).
+    Parquet,
+}
+
+/// Arguments of `binlake query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The TOML config file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// The SQL (DataFusion dialect). Tables: `db.table` (replica), `db.table__changes`.
+    pub sql: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Answer from the replicas as they were at this source commit time (RFC 3339, e.g.
+    /// 2026-11-26T10:00:00Z), computed from the change logs.
+    #[arg(long)]
+    pub as_of: Option<String>,
+}
+
+fn checkpoint_of(v: Option<serde_json::Value>) -> Option<Checkpoint> {
+    v.and_then(|v| serde_json::from_value(v).ok())
+}
+
+/// Prints every table's freshness.
+pub async fn status(cfg: &Config, json: bool) -> Result<(), binlake_lake::Error> {
+    let lake = Lake::open(&cfg.lake)?;
+    let cp = checkpoint_of(
+        lake.get_json(&crate::run::checkpoint_path(&cfg.name))
+            .await?,
+    );
+    let tables = binlake_lake::status::status(&lake, cp.as_ref()).await?;
+    if json {
+        let v = serde_json::json!({ "root": lake.root().as_str(), "tables": tables });
+        println!("{v}");
+        return Ok(());
+    }
+    if tables.is_empty() {
+        println!("no tables under {} yet", lake.root());
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:>12} {:>12} {:<28} {:<26} {:>10}",
+        "TABLE", "ROWS", "CHANGES", "POSITION", "CURRENT TO", "LAG"
+    );
+    for t in tables {
+        let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+        println!(
+            "{:<32} {:>12} {:>12} {:<28} {:<26} {:>10}",
+            t.table,
+            opt(t.rows),
+            opt(t.changes),
+            t.position.unwrap_or_else(|| "-".into()),
+            t.current_to.unwrap_or_else(|| "-".into()),
+            t.lag_seconds.map_or("-".into(), |l| format!("{l:.1}s")),
+        );
+    }
+    Ok(())
+}
+
+/// Runs the query and prints or writes the result.
+pub async fn query(cfg: &Config, args: &QueryArgs) -> Result<(), binlake_lake::Error> {
+    let as_of = match &args.as_of {
+        None => None,
+        Some(t) => Some(
+            binlake_core::temporal::parse_utc_timestamp(t).ok_or_else(|| {
+                binlake_lake::Error::Query(format!(
+                    "--as-of {t:?} is not an RFC 3339 UTC time like 2026-11-26T10:00:00Z"
+                ))
+            })?,
+        ),
+    };
+    let lake = Lake::open(&cfg.lake)?;
+    let ctx = binlake_lake::query::session(&lake, as_of).await?;
+    let batches = binlake_lake::query::run(&ctx, &args.sql).await?;
+    let format = match args.format {
+        Format::Table => OutputFormat::Table,
+        Format::Json => OutputFormat::Json,
+        Format::Csv => OutputFormat::Csv,
+        Format::Parquet => OutputFormat::Parquet,
+    };
+    binlake_lake::query::write(&batches, format, args.output.as_deref())
+}

@@ -1,0 +1,492 @@
+//! The lake end to end, as users run it (the real binary): `binlake run` and `binlake
+//! materialize` against the real MariaDB and Kafka. After catch-up each replica equals
+//! `SELECT * FROM` the primary's table (every type of the type matrix), the change log
+//! holds every change exactly once, kill -9 at random moments loses and duplicates
+//! nothing, and the files are readable by DuckDB and pyarrow.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use binlake_core::{Flavor, TableSchema};
+use binlake_lake::arrow_map::{ColumnBuilder, replica_schema};
+use binlake_lake::{Lake, LakeConfig};
+use binlake_mysql::snapshot::{ChunkReader, SnapshotConfig};
+use mysql_async::prelude::Queryable;
+
+use crate::capture::{CaptureProcess, setup_db};
+use crate::services::{capture_source, kafka_brokers, unique};
+
+/// A config for `db.*` with the lake at `root`.
+pub fn lake_config(name: &str, db: &str, root: &Path, extra: &str) -> PathBuf {
+    let port = std::env::var("BINLAKE_MARIADB_PORT").unwrap_or_else(|_| "13306".into());
+    let server_id = capture_source().server_id;
+    let brokers = kafka_brokers();
+    let text = format!(
+        r#"
+name = "{name}"
+[source]
+host = "127.0.0.1"
+port = {port}
+user = "binlake"
+password = "${{BINLAKE_IT_MYSQL_PASSWORD}}"
+server_id = {server_id}
+include = ["{db}.*"]
+[kafka]
+bootstrap_servers = "{brokers}"
+request_timeout = "20s"
+[lake]
+root = "{root}"
+flush_interval = "200ms"
+buckets = 4
+{extra}
+"#,
+        root = root.display()
+    );
+    let dir = std::env::temp_dir().join(unique("binlake-it-lake"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("binlake.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn lake_at(root: &Path) -> Lake {
+    Lake::open(&LakeConfig {
+        root: root.display().to_string(),
+        ..LakeConfig::default()
+    })
+    .unwrap()
+}
+
+/// Rows of a batch as strings, one Vec per row, columns in `names` order.
+fn render(batches: &[RecordBatch], names: &[String]) -> Vec<Vec<String>> {
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let fmts: Vec<ArrayFormatter<'_>> = names
+            .iter()
+            .map(|n| {
+                let col = b
+                    .column_by_name(n)
+                    .unwrap_or_else(|| panic!("column {n} missing"));
+                ArrayFormatter::try_new(col.as_ref(), &opts).unwrap()
+            })
+            .collect();
+        for i in 0..b.num_rows() {
+            out.push(fmts.iter().map(|f| f.value(i).to_string()).collect());
+        }
+    }
+    out
+}
+
+/// `SELECT * FROM db.table` on the primary, as the replica's Arrow types would render it,
+/// ordered by the primary key, and the table's schema.
+async fn primary_rows(db: &str, table: &str) -> (Arc<TableSchema>, Vec<Vec<String>>) {
+    let mut source = capture_source();
+    source.include = vec![format!("{db}.{table}")];
+    let cfg = SnapshotConfig {
+        chunk_size: 1_000_000,
+        ..SnapshotConfig::default()
+    };
+    let (mut reader, _) = ChunkReader::open(&source, &cfg, Flavor::MariaDb)
+        .await
+        .unwrap();
+    let name = format!("{db}.{table}");
+    let schema = reader.schema(&name).unwrap().clone();
+    let chunk = reader.read_chunk(&name, None).await.unwrap();
+    let arrow_schema = Arc::new(replica_schema(&schema));
+    let cols = schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut b = ColumnBuilder::new(&c.ty, chunk.rows.len());
+            for r in &chunk.rows {
+                b.append(&r[i]).unwrap();
+            }
+            b.finish()
+        })
+        .collect();
+    let batch = RecordBatch::try_new(arrow_schema, cols).unwrap();
+    let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+    (schema, render(&[batch], &names))
+}
+
+/// The replica's rows via `binlake query`'s engine, ordered by `order`.
+async fn replica_rows(
+    root: &Path,
+    db: &str,
+    table: &str,
+    names: &[String],
+    order: &str,
+) -> Vec<Vec<String>> {
+    let lake = lake_at(root);
+    let ctx = binlake_lake::query::session(&lake, None).await.unwrap();
+    let batches = binlake_lake::query::run(
+        &ctx,
+        &format!("SELECT * FROM \"{db}\".\"{table}\" ORDER BY {order}"),
+    )
+    .await
+    .unwrap();
+    render(&batches, names)
+}
+
+async fn query(root: &Path, sql: &str) -> Vec<RecordBatch> {
+    let lake = lake_at(root);
+    let ctx = binlake_lake::query::session(&lake, None).await.unwrap();
+    binlake_lake::query::run(&ctx, sql).await.unwrap()
+}
+
+/// Waits until the replica equals the primary's table.
+async fn wait_equal(
+    root: &Path,
+    db: &str,
+    table: &str,
+    order: &str,
+    timeout: Duration,
+) -> Vec<Vec<String>> {
+    let (schema, want) = primary_rows(db, table).await;
+    let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lake = lake_at(root);
+        let ready = lake
+            .tables()
+            .await
+            .unwrap()
+            .contains(&(db.to_string(), table.to_string()));
+        let got = if ready {
+            replica_rows(root, db, table, &names, order).await
+        } else {
+            Vec::new()
+        };
+        if got == want {
+            return got;
+        }
+        if Instant::now() > deadline {
+            let diff: Vec<_> = want
+                .iter()
+                .zip(got.iter())
+                .filter(|(a, b)| a != b)
+                .take(3)
+                .collect();
+            panic!(
+                "replica of {db}.{table} differs from the primary after {timeout:?}: {} rows vs {} (first differences: {diff:#?})",
+                got.len(),
+                want.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn start(command: &str, config: &Path) -> CaptureProcess {
+    let mut p = CaptureProcess::start_command(command, config);
+    let needle = if command == "materialize" {
+        "materializing changes"
+    } else {
+        "streaming changes"
+    };
+    p.wait_for(needle, Duration::from_secs(60));
+    p
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_replicates_every_type_exactly_and_logs_every_change_once() {
+    let db = unique("it_lake");
+    let name = unique("itlake");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(&db, &[crate::binlog::TYPE_MATRIX]).await;
+    c.query_drop("SET SESSION sql_mode = ''").await.unwrap();
+    // Rows before the start come through the snapshot.
+    c.query_drop(format!(
+        "INSERT INTO type_matrix VALUES {}",
+        crate::binlog::ROWS[0]
+    ))
+    .await
+    .unwrap();
+    let cfg = lake_config(&name, &db, &root, "");
+    let p = start("run", &cfg);
+    // The rest through the binlog: inserts, updates (one moves its primary key), deletes.
+    for r in &crate::binlog::ROWS[1..] {
+        c.query_drop(format!("INSERT INTO type_matrix VALUES {r}"))
+            .await
+            .unwrap();
+    }
+    c.query_drop("UPDATE type_matrix SET c_varchar = 'updated', c_int = c_int + 1 WHERE id = 2")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE type_matrix SET id = 40 WHERE id = 4")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM type_matrix WHERE id = 3")
+        .await
+        .unwrap();
+    wait_equal(&root, &db, "type_matrix", "id", Duration::from_secs(60)).await;
+
+    // The change log: one row per change, in order: c(2) c(3) c(4) u(2), the key
+    // move 4→40 as c(40) + d(4) at one position (as Debezium writes it), d(3).
+    let rows = query(
+        &root,
+        &format!("SELECT __op, id FROM \"{db}\".\"type_matrix__changes\" ORDER BY __binlog_file, __binlog_pos, __binlog_row, __op"),
+    )
+    .await;
+    let mut got = render(&rows, &["__op".into(), "id".into()]);
+    // The snapshot row sits at its chunk's high watermark, wherever that fell among the
+    // streamed changes; it is there exactly once.
+    let snapshot_rows: Vec<_> = got.iter().filter(|r| r[0] == "r").cloned().collect();
+    assert_eq!(snapshot_rows, vec![vec!["r".to_string(), "1".to_string()]]);
+    got.retain(|r| r[0] != "r");
+    let want: Vec<Vec<String>> = [
+        ("c", "2"),
+        ("c", "3"),
+        ("c", "4"),
+        ("u", "2"),
+        ("c", "40"),
+        ("d", "4"),
+        ("d", "3"),
+    ]
+    .iter()
+    .map(|(o, i)| vec![o.to_string(), i.to_string()])
+    .collect();
+    assert_eq!(got, want);
+
+    // Truncate empties the replica; the change log records it.
+    c.query_drop("TRUNCATE TABLE type_matrix").await.unwrap();
+    c.query_drop("INSERT INTO type_matrix (id, c_int) VALUES (7, 7)")
+        .await
+        .unwrap();
+    wait_equal(&root, &db, "type_matrix", "id", Duration::from_secs(30)).await;
+
+    let (code, log) = p.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "SIGTERM exits 0:\n{log}");
+
+    // `binlake status` names the table, its rows and its freshness.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["status", "--json", "--config"])
+        .arg(&cfg)
+        .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &v["tables"][0];
+    assert_eq!(t["table"], format!("{db}.type_matrix"));
+    assert_eq!(t["rows"], 1);
+    assert!(t["lag_seconds"].as_f64().unwrap() < 600.0, "{v}");
+    assert!(t["position"].as_str().unwrap().contains('#'), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_survives_kill_9_at_random_moments() {
+    let db = unique("it_lake_kill");
+    let name = unique("itlakekill");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, s VARCHAR(40))"],
+    )
+    .await;
+    for i in 0..200 {
+        c.query_drop(format!("INSERT INTO t VALUES ({i}, 0, 'seed')"))
+            .await
+            .unwrap();
+    }
+    let cfg = lake_config(&name, &db, &root, "");
+    let mut writes = 200u64;
+    let mut seed = std::process::id() as u64;
+    let mut rnd = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for cycle in 0..10 {
+        let p = start("run", &cfg);
+        let n = 20 + rnd(60);
+        for _ in 0..n {
+            let id = rnd(260);
+            match rnd(10) {
+                0..=5 => c
+                    .query_drop(format!(
+                        "INSERT INTO t VALUES ({id}, 1, 'ins') ON DUPLICATE KEY UPDATE v = v + 1"
+                    ))
+                    .await
+                    .unwrap(),
+                6..=7 => c
+                    .query_drop(format!(
+                        "UPDATE t SET v = v + 1, s = 'upd{cycle}' WHERE id = {id}"
+                    ))
+                    .await
+                    .unwrap(),
+                _ => c
+                    .query_drop(format!("DELETE FROM t WHERE id = {id}"))
+                    .await
+                    .unwrap(),
+            }
+            writes += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(rnd(1500))).await;
+        p.kill9();
+    }
+    let p = start("run", &cfg);
+    wait_equal(&root, &db, "t", "id", Duration::from_secs(60)).await;
+    // No change twice in the change log: (file, pos, row, op) is unique.
+    let dups = query(
+        &root,
+        &format!(
+            "SELECT count(*) AS n FROM (SELECT __binlog_file, __binlog_pos, __binlog_row, __op, id, count(*) AS k FROM \"{db}\".\"t__changes\" WHERE __op <> 'r' GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1)"
+        ),
+    )
+    .await;
+    assert_eq!(
+        render(&dups, &["n".into()]),
+        vec![vec!["0".to_string()]],
+        "duplicate changes in the change log"
+    );
+    let _ = writes;
+    drop(p);
+}
+
+/// The Python venv with duckdb, pyarrow and deltalake (tests/services/python.sh).
+fn python() -> String {
+    std::env::var("BINLAKE_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/binlake/venv/bin/python")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn materialize_from_kafka_with_two_workers_and_kill_9_then_read_by_duckdb_and_pyarrow() {
+    let db = unique("it_mat");
+    let name = unique("itmat");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE orders (id INT PRIMARY KEY, amount DECIMAL(10,2), note VARCHAR(50), at DATETIME(3), big BIGINT UNSIGNED)"],
+    )
+    .await;
+    for i in 0..50 {
+        c.query_drop(format!("INSERT INTO orders VALUES ({i}, {i}.25, 'seed', '2024-01-02 03:04:05.678', 18446744073709551615)"))
+            .await
+            .unwrap();
+    }
+    let cfg = lake_config(&name, &db, &root, "[capture]\npartitions = 4\n");
+    let _capture = start("capture", &cfg);
+    let mut w1 = start("materialize", &cfg);
+    let mut seed = 7u64;
+    let mut rnd = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut w2: Option<CaptureProcess> = None;
+    for cycle in 0..10 {
+        for _ in 0..30 {
+            let id = rnd(80);
+            match rnd(10) {
+                0..=5 => c.query_drop(format!("INSERT INTO orders VALUES ({id}, 1.50, 'ins', NOW(3), {cycle}) ON DUPLICATE KEY UPDATE amount = amount + 1")).await.unwrap(),
+                6..=7 => c.query_drop(format!("UPDATE orders SET note = 'upd{cycle}' WHERE id = {id}")).await.unwrap(),
+                _ => c.query_drop(format!("DELETE FROM orders WHERE id = {id}")).await.unwrap(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rnd(1200))).await;
+        // Alternate: kill -9 the first worker and restart it; run a second worker (a
+        // rebalance) in between.
+        if cycle % 2 == 0 {
+            w1.kill9();
+            w1 = start("materialize", &cfg);
+        } else if let Some(w) = w2.take() {
+            w.kill9();
+        } else {
+            w2 = Some(start("materialize", &cfg));
+        }
+    }
+    wait_equal(&root, &db, "orders", "id", Duration::from_secs(120)).await;
+    let dups = query(
+        &root,
+        &format!(
+            "SELECT count(*) AS n FROM (SELECT __kafka_partition, __kafka_offset, count(*) FROM \"{db}\".\"orders__changes\" GROUP BY 1, 2 HAVING count(*) > 1)"
+        ),
+    )
+    .await;
+    assert_eq!(
+        render(&dups, &["n".into()]),
+        vec![vec!["0".to_string()]],
+        "duplicate changes in the change log"
+    );
+    drop(w1);
+    drop(w2);
+
+    // DuckDB and pyarrow (deltalake) read the same values binlake wrote.
+    let replica = root.join(&db).join("orders").join("replica");
+    let (_, want) = primary_rows(&db, "orders").await;
+    let script = format!(
+        r#"
+import duckdb, deltalake, json, sys
+t = deltalake.DeltaTable("{replica}")
+rows = t.to_pyarrow_table().sort_by("id").to_pylist()
+con = duckdb.connect()
+ext = "{ext}"
+if ext:
+    con.execute(f"SET extension_directory = '{{ext}}'")
+d = con.execute("SELECT id, CAST(amount AS VARCHAR), note, CAST(big AS VARCHAR) FROM delta_scan('{replica}') ORDER BY id").fetchall()
+out = {{"pyarrow": [[r["id"], str(r["amount"]), r["note"], str(r["big"]) if r["big"] is not None else None] for r in rows],
+       "duckdb": [list(x) for x in d]}}
+print(json.dumps(out, default=str))
+"#,
+        replica = replica.display(),
+        ext = std::env::var("BINLAKE_DUCKDB_EXTENSION_DIR").unwrap_or_default(),
+    );
+    let out = std::process::Command::new(python())
+        .args(["-c", &script])
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            crate::services::unavailable("the Python venv (tests/services/python.sh start)", e)
+        }
+    };
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expect: Vec<serde_json::Value> = want
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r[0].parse::<i64>().unwrap(),
+                r[1],
+                if r[2] == "NULL" {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::Value::String(r[2].clone())
+                },
+                if r[4] == "NULL" {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::Value::String(r[4].clone())
+                },
+            ])
+        })
+        .collect();
+    assert_eq!(
+        v["pyarrow"].as_array().unwrap(),
+        &expect,
+        "pyarrow/deltalake read"
+    );
+    assert_eq!(
+        v["duckdb"].as_array().unwrap(),
+        &expect,
+        "duckdb delta_scan read"
+    );
+}
