@@ -49,7 +49,7 @@ services-stop:
 # and fails when any test failed.
 test: deps
 	@started=""; \
-	for s in mariadb kafka; do \
+	for s in mariadb kafka s3 python; do \
 	  $(SERVICES)/$$s.sh status >/dev/null 2>&1 || started="$$started $$s"; \
 	done; \
 	for s in $$started; do $(SERVICES)/$$s.sh start || exit 1; done; \

@@ -35,7 +35,12 @@ pub async fn run(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<(), Ca
     let batching = Batching {
         max_rows: cfg.lake.max_batch_rows,
         linger: cfg.lake.flush_interval,
-        heartbeat: cfg.capture.heartbeat_interval,
+        // An idle source is confirmed (and the checkpoint's caught-up time moved) this
+        // often, so `status` tells an idle replica from a stale one.
+        heartbeat: cfg
+            .lake
+            .flush_interval
+            .max(std::time::Duration::from_secs(1)),
         per_table_counts: false,
     };
     crate::capture::run_with(cfg, &LakeSinkFactory(cfg), &batching, shutdown).await

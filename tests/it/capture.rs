@@ -32,7 +32,17 @@ impl CaptureProcess {
 
     /// Starts `binlake <command> --config <config>` (`capture`, `run`, `materialize`).
     pub fn start_command(command: &str, config: &std::path::Path) -> CaptureProcess {
+        CaptureProcess::start_command_env(command, config, &[])
+    }
+
+    /// Like [`CaptureProcess::start_command`], with extra environment variables.
+    pub fn start_command_env(
+        command: &str,
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> CaptureProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .envs(env.iter().copied())
             .args([command, "--config"])
             .arg(config)
             .env(

@@ -19,8 +19,13 @@ use mysql_async::prelude::Queryable;
 use crate::capture::{CaptureProcess, setup_db};
 use crate::services::{capture_source, kafka_brokers, unique};
 
-/// A config for `db.*` with the lake at `root`.
+/// A config for `db.*` with the lake in the local folder `root`.
 pub fn lake_config(name: &str, db: &str, root: &Path, extra: &str) -> PathBuf {
+    lake_config_at(name, db, &root.display().to_string(), extra)
+}
+
+/// A config for `db.*` with the lake at `root` (a folder or a URL).
+pub fn lake_config_at(name: &str, db: &str, root: &str, extra: &str) -> PathBuf {
     let port = std::env::var("BINLAKE_MARIADB_PORT").unwrap_or_else(|_| "13306".into());
     let server_id = capture_source().server_id;
     let brokers = kafka_brokers();
@@ -43,7 +48,6 @@ flush_interval = "200ms"
 buckets = 4
 {extra}
 "#,
-        root = root.display()
     );
     let dir = std::env::temp_dir().join(unique("binlake-it-lake"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -116,49 +120,55 @@ async fn primary_rows(db: &str, table: &str) -> (Arc<TableSchema>, Vec<Vec<Strin
 
 /// The replica's rows via `binlake query`'s engine, ordered by `order`.
 async fn replica_rows(
-    root: &Path,
+    lake: &Lake,
     db: &str,
     table: &str,
     names: &[String],
     order: &str,
 ) -> Vec<Vec<String>> {
-    let lake = lake_at(root);
-    let ctx = binlake_lake::query::session(&lake, None).await.unwrap();
-    let batches = binlake_lake::query::run(
+    // Until the replica's first commit there is no table to query: no rows yet.
+    let Ok(ctx) = binlake_lake::query::session(lake, None).await else {
+        return Vec::new();
+    };
+    match binlake_lake::query::run(
         &ctx,
         &format!("SELECT * FROM \"{db}\".\"{table}\" ORDER BY {order}"),
     )
     .await
-    .unwrap();
-    render(&batches, names)
+    {
+        Ok(batches) => render(&batches, names),
+        Err(_) => Vec::new(),
+    }
 }
 
-async fn query(root: &Path, sql: &str) -> Vec<RecordBatch> {
-    let lake = lake_at(root);
-    let ctx = binlake_lake::query::session(&lake, None).await.unwrap();
+async fn query(lake: &Lake, sql: &str) -> Vec<RecordBatch> {
+    let ctx = binlake_lake::query::session(lake, None).await.unwrap();
     binlake_lake::query::run(&ctx, sql).await.unwrap()
 }
 
 /// Waits until the replica equals the primary's table.
 async fn wait_equal(
-    root: &Path,
+    lake: &Lake,
     db: &str,
     table: &str,
     order: &str,
     timeout: Duration,
 ) -> Vec<Vec<String>> {
     let (schema, want) = primary_rows(db, table).await;
+    assert!(
+        !want.is_empty(),
+        "{db}.{table} is empty on the primary: nothing to compare"
+    );
     let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
     let deadline = Instant::now() + timeout;
     loop {
-        let lake = lake_at(root);
         let ready = lake
             .tables()
             .await
             .unwrap()
             .contains(&(db.to_string(), table.to_string()));
         let got = if ready {
-            replica_rows(root, db, table, &names, order).await
+            replica_rows(lake, db, table, &names, order).await
         } else {
             Vec::new()
         };
@@ -224,12 +234,13 @@ async fn run_replicates_every_type_exactly_and_logs_every_change_once() {
     c.query_drop("DELETE FROM type_matrix WHERE id = 3")
         .await
         .unwrap();
-    wait_equal(&root, &db, "type_matrix", "id", Duration::from_secs(60)).await;
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "type_matrix", "id", Duration::from_secs(60)).await;
 
     // The change log: one row per change, in order: c(2) c(3) c(4) u(2), the key
     // move 4→40 as c(40) + d(4) at one position (as Debezium writes it), d(3).
     let rows = query(
-        &root,
+        &lake,
         &format!("SELECT __op, id FROM \"{db}\".\"type_matrix__changes\" ORDER BY __binlog_file, __binlog_pos, __binlog_row, __op"),
     )
     .await;
@@ -258,7 +269,7 @@ async fn run_replicates_every_type_exactly_and_logs_every_change_once() {
     c.query_drop("INSERT INTO type_matrix (id, c_int) VALUES (7, 7)")
         .await
         .unwrap();
-    wait_equal(&root, &db, "type_matrix", "id", Duration::from_secs(30)).await;
+    wait_equal(&lake, &db, "type_matrix", "id", Duration::from_secs(30)).await;
 
     let (code, log) = p.terminate(Duration::from_secs(30));
     assert_eq!(code, Some(0), "SIGTERM exits 0:\n{log}");
@@ -336,10 +347,11 @@ async fn run_survives_kill_9_at_random_moments() {
         p.kill9();
     }
     let p = start("run", &cfg);
-    wait_equal(&root, &db, "t", "id", Duration::from_secs(60)).await;
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
     // No change twice in the change log: (file, pos, row, op) is unique.
     let dups = query(
-        &root,
+        &lake,
         &format!(
             "SELECT count(*) AS n FROM (SELECT __binlog_file, __binlog_pos, __binlog_row, __op, id, count(*) AS k FROM \"{db}\".\"t__changes\" WHERE __op <> 'r' GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1)"
         ),
@@ -409,9 +421,10 @@ async fn materialize_from_kafka_with_two_workers_and_kill_9_then_read_by_duckdb_
             w2 = Some(start("materialize", &cfg));
         }
     }
-    wait_equal(&root, &db, "orders", "id", Duration::from_secs(120)).await;
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "orders", "id", Duration::from_secs(120)).await;
     let dups = query(
-        &root,
+        &lake,
         &format!(
             "SELECT count(*) AS n FROM (SELECT __kafka_partition, __kafka_offset, count(*) FROM \"{db}\".\"orders__changes\" GROUP BY 1, 2 HAVING count(*) > 1)"
         ),
@@ -489,4 +502,131 @@ print(json.dumps(out, default=str))
         &expect,
         "duckdb delta_scan read"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_writes_replicas_to_a_real_s3_server() {
+    let endpoint =
+        std::env::var("BINLAKE_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:19000".into());
+    let bucket = std::env::var("BINLAKE_S3_BUCKET").unwrap_or_else(|_| "binlake-test".into());
+    let key = std::env::var("BINLAKE_S3_ACCESS_KEY").unwrap_or_else(|_| "binlake".into());
+    let secret = std::env::var("BINLAKE_S3_SECRET_KEY").unwrap_or_else(|_| "binlake-secret".into());
+    if std::net::TcpStream::connect(endpoint.trim_start_matches("http://")).is_err() {
+        crate::services::unavailable("the S3 server (tests/services/s3.sh start)", &endpoint);
+    }
+    let db = unique("it_s3");
+    let name = unique("its3");
+    let root = format!("s3://{bucket}/{}", unique("lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20), d DECIMAL(8,3))"],
+    )
+    .await;
+    c.query_drop("INSERT INTO t VALUES (1, 'one', 1.5), (2, 'two', -2.25)")
+        .await
+        .unwrap();
+    let storage = format!(
+        "[lake.storage]\naws_endpoint = \"{endpoint}\"\naws_access_key_id = \"{key}\"\naws_secret_access_key = \"${{BINLAKE_IT_S3_SECRET}}\"\naws_region = \"us-east-1\"\naws_allow_http = \"true\"\n"
+    );
+    let cfg = lake_config_at(&name, &db, &root, &storage);
+    // SAFETY of the test: the secret reaches the child through the environment.
+    let mut p =
+        CaptureProcess::start_command_env("run", &cfg, &[("BINLAKE_IT_S3_SECRET", &secret)]);
+    p.wait_for("streaming changes", Duration::from_secs(60));
+    c.query_drop("INSERT INTO t VALUES (3, 'three', 3)")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE t SET v = 'uno' WHERE id = 1")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM t WHERE id = 2").await.unwrap();
+    let lake = Lake::open(&binlake_lake::LakeConfig {
+        root: root.clone(),
+        storage: [
+            ("aws_endpoint", endpoint.as_str()),
+            ("aws_access_key_id", key.as_str()),
+            ("aws_secret_access_key", secret.as_str()),
+            ("aws_region", "us-east-1"),
+            ("aws_allow_http", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), binlake_core::Secret::new(v)))
+        .collect(),
+        ..binlake_lake::LakeConfig::default()
+    })
+    .unwrap();
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    let (code, log) = p.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains(&secret), "the S3 secret leaked into the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_changes_mid_stream_evolve_the_replica_or_stop_with_a_way_out() {
+    let db = unique("it_lake_ddl");
+    let name = unique("itlakeddl");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, a INT, s VARCHAR(10))"],
+    )
+    .await;
+    c.query_drop("INSERT INTO t VALUES (1, 10, 'one')")
+        .await
+        .unwrap();
+    let cfg = lake_config(&name, &db, &root, "");
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
+    c.query_drop("INSERT INTO t VALUES (2, 20, 'two')")
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
+    // ADD COLUMN: older rows read NULL.
+    c.query_drop("ALTER TABLE t ADD COLUMN b DECIMAL(6,2)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (3, 30, 'three', 3.25)")
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
+    // DROP COLUMN: the replica keeps it, NULL in rows written from now on.
+    c.query_drop("ALTER TABLE t DROP COLUMN s").await.unwrap();
+    c.query_drop("INSERT INTO t VALUES (4, 40, 4.5)")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE t SET a = 11 WHERE id = 1")
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
+    let s = query(
+        &lake,
+        &format!("SELECT id, s FROM \"{db}\".\"t\" ORDER BY id"),
+    )
+    .await;
+    assert_eq!(
+        render(&s, &["id".into(), "s".into()]),
+        [["1", "NULL"], ["2", "two"], ["3", "three"], ["4", "NULL"]]
+            .iter()
+            .map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
+    // MODIFY to a wider type: the files are rewritten, values kept.
+    c.query_drop("ALTER TABLE t MODIFY a BIGINT, MODIFY b DECIMAL(12,4)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (5, 9000000000, 5.1234)")
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
+    // MODIFY to a type that cannot hold the old values: the run stops and says what to do.
+    c.query_drop("ALTER TABLE t MODIFY a VARCHAR(20)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (6, 'six', 6)")
+        .await
+        .unwrap();
+    let (code, log) = p.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("column a changed from Int64 to Utf8"), "{log}");
+    assert!(log.contains("Re-snapshot the table"), "{log}");
 }

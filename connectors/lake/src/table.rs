@@ -353,15 +353,19 @@ impl TableSink {
     /// is an [`Error::IncompatibleSchema`].
     pub async fn evolve(&mut self, table: &TableSchema) -> Result<()> {
         let mut added_replica = Vec::new();
+        let mut widened: Vec<(String, DataType)> = Vec::new();
         for c in &table.columns {
             let f = arrow_field(&c.name, &c.ty);
             match self.replica_schema.field_with_name(&c.name) {
                 Ok(existing) if existing.data_type() == f.data_type() => {}
+                Ok(existing) if widens(existing.data_type(), f.data_type()) => {
+                    widened.push((c.name.clone(), f.data_type().clone()));
+                }
                 Ok(existing) => {
                     return Err(Error::IncompatibleSchema {
                         table: self.name.clone(),
                         reason: format!(
-                            "column {} changed from {} to {} ({})",
+                            "column {} changed from {} to {} ({}), which does not hold every old value",
                             c.name,
                             existing.data_type(),
                             f.data_type(),
@@ -377,6 +381,18 @@ impl TableSink {
                 }
                 Err(_) => added_replica.push(f),
             }
+        }
+        if !widened.is_empty() {
+            let before: Vec<(String, DataType)> = widened
+                .iter()
+                .map(|(n, t)| (format!("__before_{n}"), t.clone()))
+                .collect();
+            let mut for_changes = widened.clone();
+            for_changes.extend(before);
+            rewrite_widened(&mut self.changes, &for_changes).await?;
+            rewrite_widened(&mut self.replica, &widened).await?;
+            tracing::info!(table = %self.name, columns = ?widened.iter().map(|w| &w.0).collect::<Vec<_>>(), "schema evolved: columns widened (files rewritten)");
+            self.refresh_schemas()?;
         }
         if added_replica.is_empty() {
             return Ok(());
@@ -941,6 +957,173 @@ impl BucketJob {
             added,
         })
     }
+}
+
+/// Whether every value of `from` has the same value in `to` (MySQL's widening MODIFY
+/// COLUMNs: a wider integer, FLOAT to DOUBLE, a DECIMAL with more digits on both sides).
+fn widens(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let int_rank = |t: &DataType| match t {
+        Int8 => Some(1),
+        Int16 => Some(2),
+        Int32 => Some(3),
+        Int64 => Some(4),
+        _ => None,
+    };
+    match (from, to) {
+        (Float32, Float64) => true,
+        (Decimal128(p1, s1), Decimal128(p2, s2)) => {
+            s2 >= s1 && (*p2 as i16 - *s2 as i16) >= (*p1 as i16 - *s1 as i16)
+        }
+        (Int8 | Int16 | Int32 | Int64, Decimal128(p, 0)) => *p >= 20,
+        _ => matches!((int_rank(from), int_rank(to)), (Some(a), Some(b)) if b > a),
+    }
+}
+
+/// Rewrites every file of `t` with `columns` cast to their new types, and commits the new
+/// schema with the files (a metadata-only change for readers: no data changes).
+async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> Result<()> {
+    use deltalake::kernel::MetadataExt;
+    use deltalake::kernel::scalars::ScalarExt;
+    let url = t.table_url().to_string();
+    let old_schema = arrow_schema_of(t)?;
+    let fields: Vec<Field> = old_schema
+        .fields()
+        .iter()
+        .map(|f| match columns.iter().find(|(n, _)| n == f.name()) {
+            Some((_, ty)) => {
+                Field::new(f.name(), ty.clone(), true).with_metadata(f.metadata().clone())
+            }
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let new_schema = Arc::new(Schema::new(fields));
+    let snapshot = t
+        .snapshot()
+        .map_err(|e| Error::delta(&url, "snapshot", e, true))?;
+    let partition_cols: Vec<String> = snapshot.metadata().partition_columns().to_vec();
+    let file_schema = Arc::new(Schema::new(
+        new_schema
+            .fields()
+            .iter()
+            .filter(|f| !partition_cols.contains(f.name()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
+    let files: Vec<(String, i64, Option<HashMap<String, Option<String>>>)> = snapshot
+        .log_data()
+        .iter()
+        .map(|f| {
+            let pv = f.partition_values().map(|pv| {
+                pv.fields()
+                    .iter()
+                    .zip(pv.values())
+                    .map(|(k, v)| {
+                        let text = if v.is_null() {
+                            None
+                        } else {
+                            Some(ScalarExt::serialize(v))
+                        };
+                        (k.name().to_string(), text)
+                    })
+                    .collect::<HashMap<_, _>>()
+            });
+            (f.path().to_string(), f.size(), pv)
+        })
+        .collect();
+    let store = t.log_store().object_store(None);
+    let now = now_us() / 1000;
+    let mut actions = Vec::new();
+    for (path, size, pv) in files {
+        let bytes = store
+            .get(&Path::from(path.as_str()))
+            .await
+            .map_err(|e| Error::storage(format!("read {path}"), e))?
+            .bytes()
+            .await
+            .map_err(|e| Error::storage(format!("read {path}"), e))?;
+        let fs = file_schema.clone();
+        let (encoded, rows) = tokio::task::spawn_blocking(move || -> Result<(Bytes, usize)> {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.build())
+                .map_err(|e| Error::storage("read for widening", e))?;
+            let mut parts = Vec::new();
+            for rb in reader {
+                let rb = rb.map_err(|e| Error::storage("read for widening", e))?;
+                let cols = fs
+                    .fields()
+                    .iter()
+                    .map(|f| match rb.column_by_name(f.name()) {
+                        Some(c) => arrow::compute::cast(c, f.data_type())
+                            .map_err(|e| Error::storage("widen", e)),
+                        None => Ok(new_null_array(f.data_type(), rb.num_rows())),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                parts.push(
+                    RecordBatch::try_new(fs.clone(), cols)
+                        .map_err(|e| Error::storage("widen", e))?,
+                );
+            }
+            let all = arrow::compute::concat_batches(&fs, &parts)
+                .map_err(|e| Error::storage("widen", e))?;
+            let rows = all.num_rows();
+            Ok((encode_parquet(&all, Vec::new(), Compression::SNAPPY)?, rows))
+        })
+        .await
+        .map_err(|e| Error::storage("widen", e))??;
+        let dir = path
+            .rsplit_once('/')
+            .map(|(d, _)| format!("{d}/"))
+            .unwrap_or_default();
+        let new_path = format!("{dir}widened-{}.parquet", uuid::Uuid::new_v4().simple());
+        let new_size = encoded.len() as i64;
+        store
+            .put(&Path::from(new_path.as_str()), encoded.into())
+            .await
+            .map_err(|e| Error::storage(format!("write {new_path}"), e))?;
+        let mut a = add(
+            new_path,
+            new_size,
+            rows,
+            std::iter::empty::<(&str, Option<String>)>(),
+        );
+        a.partition_values = pv.clone().unwrap_or_default();
+        a.data_change = false;
+        actions.push(Action::Add(a));
+        actions.push(Action::Remove(Remove {
+            path,
+            data_change: false,
+            deletion_timestamp: Some(now),
+            extended_file_metadata: Some(true),
+            partition_values: pv,
+            size: Some(size),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+        }));
+    }
+    let metadata = snapshot
+        .metadata()
+        .clone()
+        .with_schema(&arrow_to_delta(&new_schema)?)
+        .map_err(|e| Error::delta(&url, "new schema", e, false))?;
+    actions.push(Action::Metadata(metadata));
+    let op = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    let done = CommitBuilder::default()
+        .with_actions(actions)
+        .with_max_retries(0)
+        .build(Some(snapshot), t.log_store(), op)
+        .await
+        .map_err(|e| Error::delta(&url, "widen columns", e, true))?;
+    t.update_incremental(Some(done.version()))
+        .await
+        .map_err(|e| Error::delta(&url, "reload", e, true))?;
+    Ok(())
 }
 
 /// The bucket of a replica file, from its name (`part-b00007-…`).
