@@ -1010,7 +1010,8 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
             .cloned()
             .collect::<Vec<_>>(),
     ));
-    let files: Vec<(String, i64, Option<HashMap<String, Option<String>>>)> = snapshot
+    type PartitionValues = HashMap<String, Option<String>>;
+    let files: Vec<(String, i64, Option<PartitionValues>)> = snapshot
         .log_data()
         .iter()
         .map(|f| {
