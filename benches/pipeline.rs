@@ -13,6 +13,19 @@
 //!   its COMMIT returned, a read_committed consumer when the row arrives: p50/p99 of the
 //!   difference (primary commit → committed in Kafka).
 //!
+//! - `materialize_catch_up`: the same table with 1,000,000 inserts, 1,000,000 updates
+//!   and 200,000 deletes (2,200,000 changes) is captured into Kafka first; then
+//!   `binlake materialize` (a fresh lake folder and consumer group per run) reads the
+//!   pre-filled topic (4 partitions) until the change log holds 2,200,000 rows and the
+//!   replica 800,000. Reported: rows/s, and write amplification: bytes of Parquet + Delta
+//!   log written (no vacuum) per byte of changed rows (188 bytes per row image: INT, INT,
+//!   CHAR(120), CHAR(60)), for the change log and the replica.
+//! - `run_freshness`: a 1,000,000-row table, `binlake run` with default lake settings
+//!   (after its snapshot), then a steady 2,000 rows/s of updates (10-row transactions
+//!   every 5 ms, 30 s), each setting a sequence number; visible = the first Delta commit
+//!   of the replica whose files hold that sequence number (its commit timestamp): p50/p99
+//!   of primary commit → visible in the replica.
+//!
 //! Not criterion: one run takes tens of seconds and needs the services; the harness
 //! prints medians of repeated runs instead.
 
@@ -68,8 +81,12 @@ fn config(name: &str, db: &str, start: Option<&str>, extra: &str) -> std::path::
 }
 
 fn start_capture(cfg: &std::path::Path) -> Child {
+    start_binlake("capture", cfg)
+}
+
+fn start_binlake(command: &str, cfg: &std::path::Path) -> Child {
     Command::new(binlake_bin())
-        .args(["capture", "--config"])
+        .args([command, "--config"])
         .arg(cfg)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -104,8 +121,9 @@ async fn admin() -> mysql_async::Conn {
         .expect("MariaDB must be running: tests/services/all.sh start")
 }
 
-/// Writes the 2M-change workload; returns (start file:pos, end GTID position, binlog bytes).
-async fn write_workload(db: &str) -> (String, String, u64) {
+/// Writes the 2M-change workload (plus 200,000 deletes of every fifth row when
+/// `deletes`); returns (start file:pos, end GTID position, binlog bytes).
+async fn write_workload(db: &str, deletes: bool) -> (String, String, u64) {
     let mut c = admin().await;
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
     c.query_drop(format!("USE {db}")).await.unwrap();
@@ -135,6 +153,17 @@ async fn write_workload(db: &str) -> (String, String, u64) {
         ))
         .await
         .unwrap();
+    }
+    if deletes {
+        for chunk in 0..200u64 {
+            let lo = chunk * 5000 + 1;
+            c.query_drop(format!(
+                "DELETE FROM sbtest1 WHERE id BETWEEN {lo} AND {} AND id % 5 = 0",
+                lo + 4999
+            ))
+            .await
+            .unwrap();
+        }
     }
     let end: String = c
         .query_first("SELECT @@gtid_binlog_pos")
@@ -214,7 +243,7 @@ async fn catch_up(runs: usize) {
     let db = format!("bench_cap_{}", stamp());
     eprintln!("writing 2,000,000 row changes into {db} ...");
     let t = Instant::now();
-    let (start, end_gtid, binlog_bytes) = write_workload(&db).await;
+    let (start, end_gtid, binlog_bytes) = write_workload(&db, false).await;
     eprintln!(
         "  written in {:.1} s; binlog {:.1} MB; end {end_gtid}",
         t.elapsed().as_secs_f64(),
@@ -382,4 +411,309 @@ async fn main() {
     if want("capture_catch_up") {
         catch_up(3).await;
     }
+    if want("materialize_catch_up") {
+        materialize_catch_up(3).await;
+    }
+    if want("run_freshness") {
+        run_freshness().await;
+    }
+}
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            n += if md.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                md.len()
+            };
+        }
+    }
+    n
+}
+
+/// Row count of a Delta table from its log (sum of numRecords of the live files).
+fn delta_rows(table: &std::path::Path) -> u64 {
+    let mut live: HashMap<String, u64> = HashMap::new();
+    let mut logs: Vec<_> = std::fs::read_dir(table.join("_delta_log"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    logs.sort();
+    for l in logs {
+        let Ok(text) = std::fs::read_to_string(&l) else {
+            continue;
+        };
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if let Some(a) = v.get("add") {
+                let rows = a["stats"]
+                    .as_str()
+                    .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                    .and_then(|s| s["numRecords"].as_u64())
+                    .unwrap_or(0);
+                live.insert(a["path"].as_str().unwrap_or_default().to_string(), rows);
+            } else if let Some(r) = v.get("remove") {
+                live.remove(r["path"].as_str().unwrap_or_default());
+            }
+        }
+    }
+    live.values().sum()
+}
+
+fn lake_config(name: &str, db: &str, root: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    config(
+        name,
+        db,
+        None,
+        &format!(
+            "[capture]\npartitions = 4\n[lake]\nroot = \"{}\"\n{extra}",
+            root.display()
+        ),
+    )
+}
+
+async fn materialize_catch_up(runs: usize) {
+    let db = format!("bench_mat_{}", stamp());
+    eprintln!("writing 2,200,000 row changes into {db} ...");
+    let (start, end_gtid, _) = write_workload(&db, true).await;
+    let target = gtid_seq(&end_gtid);
+    // Pre-fill the topic: capture from before the workload until it has committed all.
+    let name = format!("benchmat_{}", stamp());
+    let cfg = config(
+        &name,
+        &db,
+        Some(&start),
+        "[snapshot]\nmode = \"never\"\n[capture]\npartitions = 4\n",
+    );
+    let t0 = Instant::now();
+    let mut cap = start_capture(&cfg);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let n = name.clone();
+        let pos = tokio::task::spawn_blocking(move || committed_position(&n))
+            .await
+            .ok()
+            .flatten();
+        if pos.as_deref().is_some_and(|p| gtid_seq(p) >= target) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(900),
+            "capture did not catch up"
+        );
+    }
+    let _ = cap.kill();
+    let _ = cap.wait();
+    eprintln!("  topics pre-filled in {:.1} s", t0.elapsed().as_secs_f64());
+    let row_bytes = 2_200_000f64 * 188.0;
+    let (mut rates, mut amp_c, mut amp_r, mut rss) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let root = std::env::temp_dir().join(format!("bench-lake-{run}-{}", stamp()));
+        let mcfg = config(
+            &name,
+            &db,
+            Some(&start),
+            &format!(
+                "[lake]\nroot = \"{}\"\n[materialize]\ngroup = \"bench-{run}-{}\"\n",
+                root.display(),
+                stamp()
+            ),
+        );
+        let t0 = Instant::now();
+        let mut child = start_binlake("materialize", &mcfg);
+        let pid = child.id();
+        let (changes, replica) = (
+            root.join(&db).join("sbtest1").join("changes"),
+            root.join(&db).join("sbtest1").join("replica"),
+        );
+        let mut peak = 0.0f64;
+        loop {
+            std::thread::sleep(Duration::from_millis(250));
+            peak = peak.max(peak_rss_mb(pid));
+            if delta_rows(&changes) >= 2_200_000 && delta_rows(&replica) == 800_000 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(900),
+                "materialize did not catch up"
+            );
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let _ = child.kill();
+        let _ = child.wait();
+        let (bc, br) = (dir_bytes(&changes), dir_bytes(&replica));
+        let rate = 2_200_000.0 / secs;
+        eprintln!(
+            "  run {run}: {secs:.2} s, {rate:.0} rows/s into change log and replica; written: change log {:.0} MB ({:.2}x), replica {:.0} MB ({:.2}x); peak RSS {peak:.0} MB",
+            bc as f64 / 1e6,
+            bc as f64 / row_bytes,
+            br as f64 / 1e6,
+            br as f64 / row_bytes
+        );
+        rates.push(rate);
+        amp_c.push(bc as f64 / row_bytes);
+        amp_r.push(br as f64 / row_bytes);
+        rss.push(peak);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    println!(
+        "materialize_catch_up: median {:.0} rows/s (change log and replica both complete), write amplification change log {:.2}x, replica {:.2}x, peak RSS {:.0} MB ({runs} runs; includes process start and 0.25 s polling)",
+        median(rates),
+        median(amp_c),
+        median(amp_r),
+        median(rss)
+    );
+    let mut c = admin().await;
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+/// For every sequence number in the replica's files: the timestamp (ms) of the first
+/// Delta commit that made it visible.
+fn first_visible(table: &std::path::Path) -> HashMap<i64, i64> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut out = HashMap::new();
+    let mut logs: Vec<_> = std::fs::read_dir(table.join("_delta_log"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    logs.sort();
+    for l in logs {
+        let text = std::fs::read_to_string(&l).unwrap_or_default();
+        let mut ts = 0i64;
+        let mut adds = Vec::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            if let Some(ci) = v.get("commitInfo") {
+                ts = ci["timestamp"].as_i64().unwrap_or(0);
+            }
+            if let Some(a) = v.get("add") {
+                adds.push(a["path"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        for a in adds {
+            let Ok(f) = std::fs::File::open(table.join(&a)) else {
+                continue;
+            };
+            let b = ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet");
+            let idx = b.schema().index_of("seq").expect("seq column");
+            let mask = ProjectionMask::roots(b.parquet_schema(), [idx]);
+            for rb in b.with_projection(mask).build().expect("reader") {
+                let rb = rb.expect("batch");
+                let col = rb
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .expect("int64");
+                for v in col.iter().flatten() {
+                    if v >= 0 {
+                        out.entry(v).or_insert(ts);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn run_freshness() {
+    let db = format!("bench_fresh_{}", stamp());
+    let name = format!("benchfresh_{}", stamp());
+    let mut c = admin().await;
+    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    c.query_drop(format!("USE {db}")).await.unwrap();
+    c.query_drop("CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)")
+        .await
+        .unwrap();
+    for chunk in 0..10u64 {
+        let lo = chunk * 100_000 + 1;
+        c.query_drop(format!(
+            "INSERT INTO sbtest1 SELECT seq, -1, REPEAT('c', 120), REPEAT('p', 60) FROM seq_{lo}_to_{}",
+            lo + 99_999
+        ))
+        .await
+        .unwrap();
+    }
+    let root = std::env::temp_dir().join(format!("bench-fresh-{}", stamp()));
+    let cfg = lake_config(&name, &db, &root, "");
+    let mut child = start_binlake("run", &cfg);
+    let replica = root.join(&db).join("sbtest1").join("replica");
+    let t0 = Instant::now();
+    while delta_rows(&replica) < 1_000_000 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "snapshot did not finish"
+        );
+    }
+    eprintln!(
+        "  snapshot of 1,000,000 rows in the replica after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 10-row transactions every 5 ms for 30 s = 2,000 rows/s of updates.
+    let mut committed: HashMap<i64, i64> = HashMap::new();
+    let mut seq = 0i64;
+    let mut x = 12345u64;
+    let t0 = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    while t0.elapsed() < Duration::from_secs(30) {
+        tick.tick().await;
+        let mut sql = String::from("BEGIN;");
+        for _ in 0..10 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let id = (x >> 33) % 1_000_000 + 1;
+            sql.push_str(&format!("UPDATE sbtest1 SET seq = {seq} WHERE id = {id};"));
+            seq += 1;
+        }
+        sql.push_str("COMMIT;");
+        c.query_drop(sql).await.unwrap();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for s in seq - 10..seq {
+            committed.insert(s, now_ms);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let visible = first_visible(&replica);
+    let mut lat: Vec<f64> = committed
+        .iter()
+        .filter_map(|(s, t)| visible.get(s).map(|v| (*v - *t) as f64))
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "run_freshness: {} of {} updates seen in the replica (the rest were superseded within a batch) at 2,000 rows/s on a 1,000,000-row table: primary commit → visible in the replica p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        lat.len(),
+        committed.len(),
+        pct(0.5),
+        pct(0.99),
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

@@ -102,6 +102,7 @@ struct Worker {
     bytes: usize,
     first_at: Option<Instant>,
     applied_rows: u64,
+    maintained: Instant,
 }
 
 async fn run_once(
@@ -137,6 +138,7 @@ async fn run_once(
         bytes: 0,
         first_at: None,
         applied_rows: 0,
+        maintained: Instant::now(),
     };
     let lc = cfg.lake.clone();
     loop {
@@ -341,6 +343,17 @@ impl Worker {
         }
         if !committed.is_empty() {
             self.consumer.commit_offsets(&committed);
+        }
+        let cfg = self.lake.config();
+        if !cfg.maintenance_interval.is_zero()
+            && self.maintained.elapsed() >= cfg.maintenance_interval
+        {
+            let (min_files, retention) = (cfg.compact_min_files, cfg.vacuum_retention);
+            for (topic, sink) in self.sinks.iter_mut() {
+                let (compacted, deleted) = sink.maintain(min_files, retention).await?;
+                tracing::info!(topic = %topic, compacted, deleted, "maintenance done");
+            }
+            self.maintained = Instant::now();
         }
         Ok(())
     }

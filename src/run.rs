@@ -89,6 +89,7 @@ impl SinkFactory for LakeSinkFactory<'_> {
             snapshot: None,
             changes: 0,
             commits: 0,
+            maintained: std::time::Instant::now(),
         };
         Ok((sink, stored))
     }
@@ -115,6 +116,7 @@ pub(crate) struct LakeSink {
     snapshot: Option<serde_json::Value>,
     changes: u64,
     commits: u64,
+    maintained: std::time::Instant,
 }
 
 fn now_us() -> i64 {
@@ -256,6 +258,17 @@ impl Sink for LakeSink {
         self.open = false;
         self.idle = false;
         self.commits += 1;
+        let cfg = self.lake.config();
+        if !cfg.maintenance_interval.is_zero()
+            && self.maintained.elapsed() >= cfg.maintenance_interval
+        {
+            let (min_files, retention) = (cfg.compact_min_files, cfg.vacuum_retention);
+            for (name, state) in self.tables.iter_mut() {
+                let (compacted, deleted) = state.sink.maintain(min_files, retention).await?;
+                tracing::info!(table = %name, compacted, deleted, "maintenance done");
+            }
+            self.maintained = std::time::Instant::now();
+        }
         Ok(())
     }
 

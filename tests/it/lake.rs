@@ -630,3 +630,81 @@ async fn schema_changes_mid_stream_evolve_the_replica_or_stop_with_a_way_out() {
     assert!(log.contains("column a changed from Int64 to Utf8"), "{log}");
     assert!(log.contains("Re-snapshot the table"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn maintenance_compacts_the_change_log_and_vacuums_without_changing_data() {
+    let db = unique("it_lake_mnt");
+    let name = unique("itlakemnt");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY, v INT)"]).await;
+    c.query_drop("INSERT INTO t VALUES (0, 0)").await.unwrap();
+    let cfg = lake_config(
+        &name,
+        &db,
+        &root,
+        "maintenance_interval = \"2s\"\ncompact_min_files = 3\nvacuum_retention = \"0s\"\n",
+    );
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
+    // Many small batches: one change-log file each.
+    for i in 1..=12 {
+        c.query_drop(format!("INSERT INTO t VALUES ({i}, {i})"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(350)).await;
+    }
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
+    let changes_dir = root.join(&db).join("t").join("changes");
+    let parquet_files = |dir: &Path| -> usize {
+        walk(dir)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .count()
+    };
+    let before = parquet_files(&changes_dir);
+    assert!(
+        before >= 6,
+        "expected many small change-log files, found {before}"
+    );
+    // One more batch after the maintenance interval triggers compaction and vacuum.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.query_drop("INSERT INTO t VALUES (100, 100)")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while parquet_files(&changes_dir) > 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no compaction: {} files",
+            parquet_files(&changes_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
+    let n = query(
+        &lake,
+        &format!("SELECT count(*) AS n FROM \"{db}\".\"t__changes\""),
+    )
+    .await;
+    assert_eq!(
+        render(&n, &["n".into()]),
+        vec![vec!["14".to_string()]],
+        "the change log lost or gained rows in compaction"
+    );
+    drop(p);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -426,6 +426,143 @@ impl TableSink {
         self.refresh_schemas()
     }
 
+    /// Table maintenance: compacts change-log date partitions holding at least
+    /// `min_files` files into one file each (a `dataChange: false` commit, so readers and
+    /// change-data feeds see no change), then deletes files of both tables that are no
+    /// longer part of them and older than `retention` (vacuum). Checkpoints are written by
+    /// the commits themselves (delta-rs' post-commit hook, every 100 versions).
+    /// Returns (partitions compacted, files deleted).
+    pub async fn maintain(
+        &mut self,
+        min_files: usize,
+        retention: std::time::Duration,
+    ) -> Result<(u64, u64)> {
+        let url = self.changes.table_url().to_string();
+        let snapshot = self
+            .changes
+            .snapshot()
+            .map_err(|e| Error::delta(&url, "snapshot", e, true))?;
+        let mut by_part: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+        for f in snapshot.log_data().iter() {
+            let path = f.path().to_string();
+            let part = path
+                .rsplit_once('/')
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_default();
+            by_part.entry(part).or_default().push((path, f.size()));
+        }
+        let file_schema = Arc::new(Schema::new(
+            self.changes_schema
+                .fields()
+                .iter()
+                .filter(|f| f.name() != COMMIT_DATE)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
+        let store = self.changes.log_store().object_store(None);
+        let mut compacted = 0u64;
+        for (part, files) in by_part {
+            if files.len() < min_files {
+                continue;
+            }
+            let date = part
+                .strip_prefix(&format!("{COMMIT_DATE}="))
+                .map(str::to_string);
+            let mut blobs = Vec::with_capacity(files.len());
+            for (p, _) in &files {
+                blobs.push(
+                    store
+                        .get(&Path::from(p.as_str()))
+                        .await
+                        .map_err(|e| Error::storage(format!("read {p}"), e))?
+                        .bytes()
+                        .await
+                        .map_err(|e| Error::storage(format!("read {p}"), e))?,
+                );
+            }
+            let fs = file_schema.clone();
+            let (bytes, rows) = tokio::task::spawn_blocking(move || -> Result<(Bytes, usize)> {
+                let mut parts = Vec::new();
+                for b in blobs {
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(b)
+                        .and_then(|b| b.build())
+                        .map_err(|e| Error::storage("read for compaction", e))?;
+                    for rb in reader {
+                        let rb = rb.map_err(|e| Error::storage("read for compaction", e))?;
+                        parts.push(align(&rb, &fs)?);
+                    }
+                }
+                let all = arrow::compute::concat_batches(&fs, &parts)
+                    .map_err(|e| Error::storage("compact", e))?;
+                let rows = all.num_rows();
+                Ok((
+                    encode_parquet(&all, Vec::new(), Compression::ZSTD(Default::default()))?,
+                    rows,
+                ))
+            })
+            .await
+            .map_err(|e| Error::storage("compact", e))??;
+            let path = format!("{part}/compacted-{}.parquet", uuid::Uuid::new_v4().simple());
+            let size = bytes.len() as i64;
+            store
+                .put(&Path::from(path.as_str()), bytes.into())
+                .await
+                .map_err(|e| Error::storage(format!("write {path}"), e))?;
+            let now = now_us() / 1000;
+            let mut actions = Vec::new();
+            let mut a = add(path, size, rows, [(COMMIT_DATE, date.clone())]);
+            a.data_change = false;
+            actions.push(Action::Add(a));
+            for (p, sz) in files {
+                actions.push(Action::Remove(Remove {
+                    path: p,
+                    data_change: false,
+                    deletion_timestamp: Some(now),
+                    extended_file_metadata: Some(true),
+                    partition_values: Some(HashMap::from([(
+                        COMMIT_DATE.to_string(),
+                        date.clone(),
+                    )])),
+                    size: Some(sz),
+                    tags: None,
+                    deletion_vector: None,
+                    base_row_id: None,
+                    default_row_commit_version: None,
+                }));
+            }
+            let freshness = self.applied_changes.freshness.clone().unwrap_or_default();
+            let progress = Progress::default();
+            commit_as(
+                &mut self.changes,
+                actions,
+                &progress,
+                &freshness,
+                "compact",
+                DeltaOperation::Optimize {
+                    predicate: None,
+                    target_size: 0,
+                },
+            )
+            .await?;
+            compacted += 1;
+        }
+        let mut deleted = 0u64;
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
+        for t in [&mut self.changes, &mut self.replica] {
+            let url = t.table_url().to_string();
+            let (new, metrics) = t
+                .clone()
+                .vacuum()
+                .with_retention_period(retention)
+                .with_enforce_retention_duration(false)
+                .await
+                .map_err(|e| Error::delta(&url, "vacuum", e, true))?;
+            deleted += metrics.files_deleted.len() as u64;
+            *t = new;
+        }
+        Ok((compacted, deleted))
+    }
+
     /// Writes `batch` (changes of this table, in source order, none already held by the
     /// tables they go to: filter with [`Applied::covers`]) to the change log and the
     /// replica, recording `progress` with each.
@@ -678,6 +815,20 @@ impl TableSink {
                 _ => {}
             }
         }
+        // For each schema in the batch: replica field → column index in that schema.
+        let mut positions: HashMap<*const TableSchema, Vec<Option<usize>>> = HashMap::new();
+        for (_, table, _) in &ops {
+            positions.entry(Arc::as_ptr(table)).or_insert_with(|| {
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| table.column_index(f.name()))
+                    .collect()
+            });
+        }
+        let value_at = |table: &Arc<TableSchema>, _row: &[Value], field: usize| -> Option<usize> {
+            positions.get(&Arc::as_ptr(table)).and_then(|p| p[field])
+        };
         // Encode the keys.
         let key_batch = {
             let mut builders: Vec<ColumnBuilder> = key_idx
@@ -685,9 +836,8 @@ impl TableSink {
                 .map(|&i| builder_for(schema.field(i), ops.len()))
                 .collect();
             for (row, table, _) in &ops {
-                for (b, name) in builders.iter_mut().zip(&self.key_names) {
-                    let v = table
-                        .column_index(name)
+                for ((b, name), &field) in builders.iter_mut().zip(&self.key_names).zip(&key_idx) {
+                    let v = value_at(table, row, field)
                         .map(|i| &row[i])
                         .unwrap_or(&Value::Null);
                     b.append(v).map_err(|reason| Error::Value {
@@ -752,9 +902,8 @@ impl TableSink {
                 changed_keys.insert(keys.row(i).data().to_vec());
                 let (_, table, upsert) = &ops[i];
                 if let Some(row) = upsert {
-                    for (b, f) in builders.iter_mut().zip(schema.fields()) {
-                        let v = table
-                            .column_index(f.name())
+                    for (field, (b, f)) in builders.iter_mut().zip(schema.fields()).enumerate() {
+                        let v = value_at(table, row, field)
                             .map(|i| &row[i])
                             .unwrap_or(&Value::Null);
                         b.append(v).map_err(|reason| Error::Value {
@@ -1244,10 +1393,26 @@ fn arrow_schema_of(t: &DeltaTable) -> Result<SchemaRef> {
 
 async fn commit(
     t: &mut DeltaTable,
+    actions: Vec<Action>,
+    progress: &Progress,
+    freshness: &Freshness,
+    what: &str,
+) -> Result<()> {
+    let op = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    commit_as(t, actions, progress, freshness, what, op).await
+}
+
+async fn commit_as(
+    t: &mut DeltaTable,
     mut actions: Vec<Action>,
     progress: &Progress,
     freshness: &Freshness,
     what: &str,
+    op: DeltaOperation,
 ) -> Result<()> {
     let url = t.table_url().to_string();
     let now = now_us();
@@ -1267,11 +1432,6 @@ async fn commit(
     let snapshot = t
         .snapshot()
         .map_err(|e| Error::delta(&url, "snapshot", e, true))?;
-    let op = DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by: None,
-        predicate: None,
-    };
     let props = CommitProperties::default()
         .with_metadata(meta)
         .with_max_retries(0)
