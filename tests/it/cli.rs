@@ -118,6 +118,8 @@ fn the_readme_config_example_is_valid() {
         .arg(&path)
         .env("BINLAKE_MYSQL_PASSWORD", "x")
         .env("KAFKA_PASSWORD", "y")
+        .env("S3_KEY", "k")
+        .env("S3_SECRET", "s")
         .output()
         .unwrap();
     assert!(
