@@ -109,6 +109,8 @@ pub(crate) trait Sink {
     fn set_snapshot_state(&mut self, state: Option<serde_json::Value>);
     /// (changes written, commits).
     fn counts(&self) -> (u64, u64);
+    /// The sink's name in metrics (`kafka`, `lake`).
+    fn kind(&self) -> &'static str;
 }
 
 impl Sink for CaptureWriter {
@@ -148,6 +150,9 @@ impl Sink for CaptureWriter {
     }
     fn counts(&self) -> (u64, u64) {
         (self.stats().messages, self.stats().commits)
+    }
+    fn kind(&self) -> &'static str {
+        "kafka"
     }
 }
 
@@ -242,6 +247,7 @@ pub(crate) async fn run_with<F: SinkFactory>(
                 resnapshot = true;
             }
             Err(e) if e.is_transient() && !*shutdown.borrow() => {
+                crate::telemetry::error(true);
                 tracing::warn!(error = %e, retry_in = ?backoff, "capture interrupted, restarting from the last committed position");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -249,7 +255,10 @@ pub(crate) async fn run_with<F: SinkFactory>(
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                crate::telemetry::error(false);
+                return Err(e);
+            }
         }
     }
 }
@@ -380,6 +389,7 @@ async fn run_once<F: SinkFactory>(
         writer.commit(&start, &start.to_string(), 0).await?;
     }
     tracing::info!(position = %reader.resume_position(), name = %cfg.name, "streaming changes");
+    crate::telemetry::set_ready(true);
     let result = pump(
         cfg,
         batching,
@@ -414,6 +424,14 @@ async fn pump<S: Sink>(
         tracing::info!("snapshot.mode = initial_only and nothing (more) to snapshot: stopping");
         return Ok(());
     }
+    // Readiness follows the replication connection while the reader reconnects.
+    let connected = reader.connection_state();
+    let _health = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            crate::telemetry::set_ready(connected.load(std::sync::atomic::Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }));
     let (tx, mut rx) = mpsc::channel::<Result<BinlogItem, binlake_mysql::Error>>(4096);
     let reader_task = tokio::spawn(async move {
         loop {
@@ -435,6 +453,7 @@ async fn pump<S: Sink>(
     let mut last_commit = Instant::now();
     let mut stopping: Option<Instant> = None;
     let mut caught_up = false;
+    let mut read_counts = ReadCounts::default();
 
     loop {
         // When to wake up without an item: the linger of a batch that could be
@@ -468,6 +487,7 @@ async fn pump<S: Sink>(
                     if let Some(p) = last.as_ref() {
                         let (pos, fp, ts) = (p.position.clone(), p.file_pos.clone(), p.ts_us);
                         writer.commit(&pos, &fp, ts).await?;
+                        crate::telemetry::committed(writer.kind(), ts, true);
                     }
                     last_commit = Instant::now();
                 }
@@ -508,6 +528,7 @@ async fn pump<S: Sink>(
                         }
                     }
                     BinlogItem::Change(e) => {
+                        read_counts.add(&e);
                         window.observe_change(&e);
                         writer.write_change(&e).await?;
                         batch_rows += 1;
@@ -519,6 +540,7 @@ async fn pump<S: Sink>(
                     BinlogItem::SchemaChange(s) => writer.write_schema_change(&s).await?,
                     BinlogItem::Commit(c) => {
                         in_source_txn = false;
+                        read_counts.flush();
                         if txn_events > 0 {
                             writer.write_transaction_marker(&c.id, Some((txn_events, &per_table)), c.ts_us).await?;
                         }
@@ -555,6 +577,43 @@ async fn pump<S: Sink>(
                             caught_up = false;
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Changes read per table and op, flushed into the metrics once per source transaction.
+#[derive(Default)]
+struct ReadCounts(
+    std::collections::HashMap<usize, (std::sync::Arc<binlake_core::TableSchema>, [u64; 5])>,
+);
+
+impl ReadCounts {
+    fn add(&mut self, e: &ChangeEvent) {
+        let i = match e.op {
+            binlake_core::Op::Create => 0,
+            binlake_core::Op::Update => 1,
+            binlake_core::Op::Delete => 2,
+            binlake_core::Op::Read => 3,
+            binlake_core::Op::Truncate => 4,
+        };
+        self.0
+            .entry(std::sync::Arc::as_ptr(&e.table) as usize)
+            .or_insert_with(|| (e.table.clone(), [0; 5]))
+            .1[i] += 1;
+    }
+
+    fn flush(&mut self) {
+        for (_, (table, n)) in self.0.drain() {
+            let name = table.qualified_name();
+            for (op, v) in ["c", "u", "d", "r", "t"].iter().zip(n) {
+                if v > 0 {
+                    crate::telemetry::count(
+                        "binlake_changes_read_total",
+                        &[("table", &name), ("op", op)],
+                        v as f64,
+                    );
                 }
             }
         }
@@ -691,6 +750,7 @@ async fn commit<S: Sink>(
 ) -> Result<(), CaptureError> {
     if let Some(p) = pending.take() {
         writer.commit(&p.position, &p.file_pos, p.ts_us).await?;
+        crate::telemetry::committed(writer.kind(), p.ts_us, false);
         *last = Some(p);
     }
     Ok(())

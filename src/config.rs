@@ -36,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "encoding",
     "lake",
     "materialize",
+    "http",
 ];
 
 /// A loaded, valid config.
@@ -59,6 +60,8 @@ pub struct Config {
     pub lake: LakeConfig,
     /// The materialize workers' consumer group.
     pub materialize: crate::materialize::MaterializeConfig,
+    /// The HTTP endpoint (metrics, health, status).
+    pub http: crate::telemetry::HttpConfig,
 }
 
 /// Why a config could not be loaded.
@@ -139,6 +142,8 @@ impl Config {
         let materialize: crate::materialize::MaterializeConfig = loader
             .optional(&mut table, "materialize")
             .unwrap_or_default();
+        let http: crate::telemetry::HttpConfig =
+            loader.optional(&mut table, "http").unwrap_or_default();
 
         if let Some(name) = &name {
             validate_name(name, &mut loader.problems);
@@ -152,6 +157,7 @@ impl Config {
         capture.validate("capture", &mut loader.problems);
         snapshot.validate("snapshot", &mut loader.problems);
         lake.validate("lake", &mut loader.problems);
+        http.validate("http", &mut loader.problems);
         match (name, source) {
             (Some(name), Some(source)) if loader.problems.is_empty() => Ok(Config {
                 name,
@@ -162,6 +168,7 @@ impl Config {
                 encoding,
                 lake,
                 materialize,
+                http,
             }),
             _ => Err(ConfigError::Invalid {
                 path: shown.to_string(),

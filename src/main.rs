@@ -17,6 +17,7 @@ mod dump;
 mod materialize;
 mod query;
 mod run;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,14 +107,23 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => validate(&config),
         Command::Capture { config } => with_config(&config, |cfg| async move {
+            if let Err(code) = serve_http(&cfg, false).await {
+                return code;
+            }
             let shutdown = shutdown_signal();
             report("capture", capture::run(&cfg, shutdown).await)
         }),
         Command::Run { config } => with_config(&config, |cfg| async move {
+            if let Err(code) = serve_http(&cfg, true).await {
+                return code;
+            }
             let shutdown = shutdown_signal();
             report("run", run::run(&cfg, shutdown).await)
         }),
         Command::Materialize { config } => with_config(&config, |cfg| async move {
+            if let Err(code) = serve_http(&cfg, true).await {
+                return code;
+            }
             let shutdown = shutdown_signal();
             report("materialize", materialize::run(&cfg, shutdown).await)
         }),
@@ -161,6 +171,32 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// Starts the `[http]` endpoint when configured; `/status` answers the lake's freshness
+/// (`lake`) or capture's position.
+async fn serve_http(cfg: &Config, lake: bool) -> Result<(), ExitCode> {
+    let Some(listen) = cfg.http.listen.clone() else {
+        return Ok(());
+    };
+    let lake_cfg = cfg.lake.clone();
+    let name = cfg.name.clone();
+    let status: telemetry::StatusFn = std::sync::Arc::new(move || {
+        let (lake_cfg, name) = (lake_cfg.clone(), name.clone());
+        Box::pin(async move {
+            if lake {
+                query::status_json(&lake_cfg, &name)
+                    .await
+                    .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+            } else {
+                telemetry::capture_status()
+            }
+        })
+    });
+    telemetry::serve(&listen, status).await.map_err(|e| {
+        eprintln!("error: cannot serve http on {listen}: {e}; set [http] listen to a free address");
+        ExitCode::FAILURE
+    })
 }
 
 /// Exit code 0, or 1 with the error logged and printed.

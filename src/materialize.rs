@@ -78,6 +78,7 @@ pub async fn run(
         match run_once(cfg, &mut shutdown).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && !*shutdown.borrow() => {
+                crate::telemetry::error(true);
                 tracing::warn!(error = %e, retry_in = ?backoff, "materialize interrupted, restarting from what the tables record");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -85,7 +86,10 @@ pub async fn run(
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                crate::telemetry::error(false);
+                return Err(e);
+            }
         }
     }
 }
@@ -127,6 +131,7 @@ async fn run_once(
         cfg.encoding.options(&cfg.name, Flavor::Mysql),
     )?;
     tracing::info!(group = %group, root = %lake.root(), "materializing changes");
+    crate::telemetry::set_ready(true);
     let mut w = Worker {
         lake,
         name: cfg.name.clone(),
@@ -329,11 +334,21 @@ impl Worker {
                     .iter()
                     .zip(&for_replica)
                     .all(|(a, b)| a.kafka == b.kafka);
-            if same {
-                sink.apply(&for_changes, &progress, true, true).await?;
+            let stats = if same {
+                sink.apply(&for_changes, &progress, true, true).await?
             } else {
-                sink.apply(&for_changes, &progress, true, false).await?;
-                sink.apply(&for_replica, &progress, false, true).await?;
+                let a = sink.apply(&for_changes, &progress, true, false).await?;
+                let b = sink.apply(&for_replica, &progress, false, true).await?;
+                a.merge(b)
+            };
+            crate::telemetry::applied(sink.name(), &stats);
+            crate::telemetry::count(
+                "binlake_kafka_messages_consumed_total",
+                &[],
+                changes.len() as f64,
+            );
+            if let Some(ts) = changes.last().map(|c| c.event.source.ts_us) {
+                crate::telemetry::committed("lake", ts, false);
             }
             self.applied_rows += changes.len() as u64;
             committed.extend(

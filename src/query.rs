@@ -46,19 +46,29 @@ fn checkpoint_of(v: Option<serde_json::Value>) -> Option<Checkpoint> {
     v.and_then(|v| serde_json::from_value(v).ok())
 }
 
+/// Every table's freshness as JSON (`status --json`, `/status`).
+pub async fn status_json(
+    lake_cfg: &binlake_lake::LakeConfig,
+    name: &str,
+) -> Result<serde_json::Value, binlake_lake::Error> {
+    let lake = Lake::open(lake_cfg)?;
+    let cp = checkpoint_of(lake.get_json(&crate::run::checkpoint_path(name)).await?);
+    let tables = binlake_lake::status::status(&lake, cp.as_ref()).await?;
+    Ok(serde_json::json!({ "root": lake.root().as_str(), "tables": tables }))
+}
+
 /// Prints every table's freshness.
 pub async fn status(cfg: &Config, json: bool) -> Result<(), binlake_lake::Error> {
+    if json {
+        println!("{}", status_json(&cfg.lake, &cfg.name).await?);
+        return Ok(());
+    }
     let lake = Lake::open(&cfg.lake)?;
     let cp = checkpoint_of(
         lake.get_json(&crate::run::checkpoint_path(&cfg.name))
             .await?,
     );
     let tables = binlake_lake::status::status(&lake, cp.as_ref()).await?;
-    if json {
-        let v = serde_json::json!({ "root": lake.root().as_str(), "tables": tables });
-        println!("{v}");
-        return Ok(());
-    }
     if tables.is_empty() {
         println!("no tables under {} yet", lake.root());
         return Ok(());

@@ -227,21 +227,23 @@ impl Sink for LakeSink {
                 }
             };
             let (from_c, from_r) = (after(&state.changes_done), after(&state.replica_done));
-            if from_c == from_r {
+            let stats = if from_c == from_r {
                 state
                     .sink
                     .apply(&changes[from_c..], &progress, true, true)
-                    .await?;
+                    .await?
             } else {
-                state
+                let a = state
                     .sink
                     .apply(&changes[from_c..], &progress, true, false)
                     .await?;
-                state
+                let b = state
                     .sink
                     .apply(&changes[from_r..], &progress, false, true)
                     .await?;
-            }
+                a.merge(b)
+            };
+            crate::telemetry::applied(&name, &stats);
             state.changes_done = None;
             state.replica_done = None;
         }
@@ -287,5 +289,9 @@ impl Sink for LakeSink {
 
     fn counts(&self) -> (u64, u64) {
         (self.changes, self.commits)
+    }
+
+    fn kind(&self) -> &'static str {
+        "lake"
     }
 }

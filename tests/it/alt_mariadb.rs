@@ -71,6 +71,16 @@ impl AltMariaDb {
         );
     }
 
+    /// Stops the instance (it keeps its data); [`AltMariaDb::start_again`] brings it back.
+    pub fn stop(&self) {
+        self.script("stop", "");
+    }
+
+    /// Starts the stopped instance again, with the base settings.
+    pub fn start_again(&self) {
+        self.script("start", BASE_CNF);
+    }
+
     /// A `[source]` config for `user`/`password` on this instance.
     pub fn source(&self, user: &str, password: &str) -> SourceConfig {
         let mut cfg = SourceConfig::new("127.0.0.1", self.port, user);

@@ -11,6 +11,7 @@ mod binlog;
 mod broker_restart;
 mod capture;
 mod cli;
+mod http;
 mod kafka;
 mod lake;
 mod mariadb;

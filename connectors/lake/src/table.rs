@@ -155,6 +155,22 @@ pub struct ApplyStats {
     pub rows_rewritten: u64,
     /// Buckets rewritten.
     pub buckets: u64,
+    /// Delta commits made.
+    pub commits: u64,
+}
+
+impl ApplyStats {
+    /// The sum of two.
+    pub fn merge(self, o: ApplyStats) -> ApplyStats {
+        ApplyStats {
+            changes: self.changes + o.changes,
+            keys: self.keys + o.keys,
+            bytes_written: self.bytes_written + o.bytes_written,
+            rows_rewritten: self.rows_rewritten + o.rows_rewritten,
+            buckets: self.buckets + o.buckets,
+            commits: self.commits + o.commits,
+        }
+    }
 }
 
 fn change_log_schema(table: &TableSchema, before_images: bool) -> Schema {
@@ -667,6 +683,7 @@ impl TableSink {
                 [(COMMIT_DATE, Some(date))],
             )));
         }
+        stats.commits += 1;
         stats.changes += batch.len() as u64;
         commit(
             &mut self.changes,
@@ -968,6 +985,7 @@ impl TableSink {
                 )));
             }
         }
+        stats.commits += 1;
         commit(
             &mut self.replica,
             actions,

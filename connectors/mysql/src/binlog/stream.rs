@@ -72,6 +72,8 @@ pub struct BinlogReader {
     /// After a TRANSACTION_PAYLOAD: skip mysql_async's copies of its inner events.
     skipping_payload: bool,
     reconnects: u64,
+    /// Whether the replication connection is up (for readiness probes).
+    connected: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for BinlogReader {
@@ -132,6 +134,7 @@ impl BinlogReader {
             buffer: VecDeque::new(),
             skipping_payload: false,
             reconnects: 0,
+            connected: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         reader.connect_stream().await?;
         tracing::info!(source = %cfg.describe(), position = %reader.resume, "streaming binlog");
@@ -141,6 +144,12 @@ impl BinlogReader {
     /// The position after the last commit handed out.
     pub fn resume_position(&self) -> &ResumePosition {
         &self.resume
+    }
+
+    /// A flag that is true while the replication connection is up and false while the
+    /// reader is reconnecting (it lives as long as anyone holds it).
+    pub fn connection_state(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.connected.clone()
     }
 
     /// How often the connection was re-established.
@@ -198,6 +207,8 @@ impl BinlogReader {
         }
         .map_err(|e| stream_error(&self.cfg, &self.resume, e))?;
         self.stream = Some(stream);
+        self.connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -223,6 +234,8 @@ impl BinlogReader {
                 Err(e) if e.is_transient() => {
                     tracing::warn!(error = %e, position = %self.resume, retry_in = ?backoff, "binlog connection lost, reconnecting");
                     self.stream = None;
+                    self.connected
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     self.restart().await?;
