@@ -708,3 +708,71 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn as_of_answers_from_the_state_at_a_past_source_time() {
+    let db = unique("it_lake_asof");
+    let name = unique("itlakeasof");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
+    let cfg = lake_config(&name, &db, &root, "");
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
+    c.query_drop("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
+    // Binlog commit times have whole seconds: leave a second on each side of T.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.query_drop("UPDATE t SET v = 'B' WHERE id = 2")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM t WHERE id = 3").await.unwrap();
+    c.query_drop("INSERT INTO t VALUES (4, 'd')").await.unwrap();
+    c.query_drop("UPDATE t SET id = 10 WHERE id = 1")
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
+    let ctx = binlake_lake::query::session(&lake, Some(t)).await.unwrap();
+    let then = binlake_lake::query::run(
+        &ctx,
+        &format!("SELECT id, v FROM \"{db}\".\"t\" ORDER BY id"),
+    )
+    .await
+    .unwrap();
+    let rows = |r: &[RecordBatch]| render(r, &["id".into(), "v".into()]);
+    let want = |v: &[(&str, &str)]| -> Vec<Vec<String>> {
+        v.iter()
+            .map(|(a, b)| vec![a.to_string(), b.to_string()])
+            .collect()
+    };
+    assert_eq!(rows(&then), want(&[("1", "a"), ("2", "b"), ("3", "c")]));
+    let now = query(
+        &lake,
+        &format!("SELECT id, v FROM \"{db}\".\"t\" ORDER BY id"),
+    )
+    .await;
+    assert_eq!(rows(&now), want(&[("2", "B"), ("4", "d"), ("10", "a")]));
+    // The as-of view of the present is the replica.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+        + 5_000_000;
+    let ctx = binlake_lake::query::session(&lake, Some(later))
+        .await
+        .unwrap();
+    let at_now = binlake_lake::query::run(
+        &ctx,
+        &format!("SELECT id, v FROM \"{db}\".\"t\" ORDER BY id"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&at_now), rows(&now));
+    drop(p);
+}
