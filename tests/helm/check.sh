@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Checks the Helm chart in helm/binlake:
 #   - helm lint --strict passes for every values file in tests/helm/values/;
-#   - helm template renders each of them, and every rendered manifest is valid against the
-#     Kubernetes 1.30 schemas (kubernetes-validate --strict, offline);
-#   - the rendered ConfigMap holds exactly the config the values say, every ${VAR} in it
-#     is injected from a Secret, and `binlake validate` accepts it (check_rendered.py);
+#   - helm template renders each of them; every built-in manifest is valid against the
+#     Kubernetes 1.30 schemas (kubernetes-validate --strict, offline), and every custom
+#     resource (the ServiceMonitor) against its CRD's schema in tests/helm/crds/, as strictly
+#     (validate_crds.py; kubernetes-validate only warns about kinds it has no schema for, so
+#     such a warning fails the check);
+#   - the rendered ConfigMap holds exactly the config files the values say (one per enabled
+#     component), every ${VAR} in them is injected from a Secret (or a plain value for
+#     non-secret object-store options), each workload has the secrets, probes, volumes,
+#     Service, HPA and PodDisruptionBudget it should, NOTES.txt renders and says how to
+#     see each component's status, and `binlake validate` accepts every file
+#     (check_rendered.py);
 #   - the chart refuses its bare defaults (the required values are missing) and every
 #     values file in tests/helm/invalid/: helm lint --strict and helm template fail, naming
 #     what each file's "# expect:" lines say.
@@ -75,9 +82,21 @@ fail() { failed=$((failed + 1)); failures+=("$1"); echo "  FAIL  $*"; }
 release="binlake-test"
 namespace="binlake-test"
 
+# helm template does not render NOTES.txt (helm install does, after the cluster accepted
+# the manifests). A copy of the chart renders it as a manifest, so that it is checked too.
+notes_chart=$tmp/notes-chart
+cp -r "$chart" "$notes_chart"
+mv "$notes_chart/templates/NOTES.txt" "$notes_chart/notes.txt"
+echo 'notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}' >"$notes_chart/templates/zz-notes.yaml"
+render_notes() { # values file, output file
+    "$helm" template "$release" "$notes_chart" --kube-version "$kube_version" --namespace "$namespace" \
+        -f "$1" --show-only templates/zz-notes.yaml |
+        "$venv/bin/python" -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(sys.stdin)["notes"])' >"$2"
+}
+
 echo "helm chart checks ($("$helm" version --template '{{.Version}}'), kubernetes-validate -k $kube_version --strict, $binlake)"
 
-# Every values file must lint, render, validate against Kubernetes, and give a config
+# Every values file must lint, render, validate against Kubernetes, and give configs
 # binlake accepts.
 for values in "$here"/values/*.yaml; do
     case_name=values/$(basename "$values")
@@ -94,17 +113,30 @@ for values in "$here"/values/*.yaml; do
         sed 's/^/        /' "$out/template.log"
         continue
     fi
-    if "$kv" -k "$kube_version" --strict --quiet "$out/rendered.yaml" >"$out/kv.log" 2>&1; then
-        pass "$case_name: $(grep -c '^kind:' "$out/rendered.yaml") manifests valid for Kubernetes $kube_version"
+    # Custom resources against their CRDs; the built-in rest into builtin.yaml.
+    if "$venv/bin/python" "$here/validate_crds.py" "$out/rendered.yaml" "$here/crds" "$out/builtin.yaml" >"$out/crds.log" 2>&1; then
+        grep -q 'valid against' "$out/crds.log" && pass "$case_name: $(cat "$out/crds.log")"
+    else
+        fail "$case_name: custom resources against their CRDs"
+        cat "$out/crds.log"
+    fi
+    if "$kv" -k "$kube_version" --strict --quiet "$out/builtin.yaml" >"$out/kv.log" 2>&1 &&
+        ! grep -q "Couldn't find schema" "$out/kv.log"; then
+        pass "$case_name: $(grep -c '^kind:' "$out/builtin.yaml") built-in manifests valid for Kubernetes $kube_version"
     else
         fail "$case_name: kubernetes-validate"
         sed 's/^/        /' "$out/kv.log"
     fi
-    if "$venv/bin/python" "$here/check_rendered.py" "$out/rendered.yaml" "$binlake" "$out" \
+    if ! render_notes "$values" "$out/NOTES.txt" 2>"$out/notes.log"; then
+        fail "$case_name: NOTES.txt does not render"
+        sed 's/^/        /' "$out/notes.log"
+        continue
+    fi
+    if "$venv/bin/python" "$here/check_rendered.py" --notes "$out/NOTES.txt" "$out/rendered.yaml" "$binlake" "$out" \
         "$chart/values.yaml" "$values" >"$out/check.log" 2>&1; then
-        pass "$case_name: config and workload checks ($(cat "$out/check.log"))"
+        pass "$case_name: config, workload and NOTES checks ($(cat "$out/check.log"))"
     else
-        fail "$case_name: config and workload checks"
+        fail "$case_name: config, workload and NOTES checks"
         cat "$out/check.log"
     fi
 done
