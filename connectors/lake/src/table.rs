@@ -9,8 +9,9 @@
 //! time of its last change). Callers must pass only changes the sink does not hold yet:
 //! [`TableSink::applied`] tells, per Delta table, what it holds, so after a crash the
 //! caller replays from the older of the two and filters per table with
-//! [`Applied::covers`]. A crash between the two commits leaves the change log ahead of
-//! the replica, never the reverse order of changes.
+//! [`Applied::covers`]. The two commits are made concurrently (they are independent
+//! Delta tables); a crash between them leaves one table a batch ahead of the other, which
+//! the per-table filtering absorbs.
 //!
 //! # Replica layout
 //!
@@ -581,7 +582,7 @@ impl TableSink {
 
     /// Writes `batch` (changes of this table, in source order, none already held by the
     /// tables they go to: filter with [`Applied::covers`]) to the change log and the
-    /// replica, recording `progress` with each.
+    /// replica (concurrently), recording `progress` with each.
     pub async fn apply(
         &mut self,
         batch: &[Change],
@@ -589,7 +590,7 @@ impl TableSink {
         to_changes: bool,
         to_replica: bool,
     ) -> Result<ApplyStats> {
-        let mut stats = ApplyStats::default();
+        let stats = ApplyStats::default();
         let Some(last) = batch.last() else {
             return Ok(stats);
         };
@@ -621,18 +622,67 @@ impl TableSink {
                 self.evolve(&c.event.table).await?;
             }
         }
-        if to_changes {
-            self.write_changes(batch, progress, &freshness, &mut stats)
-                .await?;
-        }
-        if to_replica {
-            self.write_replica(batch, progress, &freshness, &mut stats)
-                .await?;
-        }
-        Ok(stats)
+        // The two tables are independent Delta tables, each recording what it holds:
+        // write them at the same time.
+        let TableSink {
+            name,
+            changes,
+            replica,
+            changes_schema,
+            replica_schema,
+            key_names,
+            buckets,
+            before_images,
+            applied_changes,
+            applied_replica,
+        } = self;
+        let mut cv = ChangesView {
+            name,
+            table: changes,
+            schema: changes_schema,
+            before_images: *before_images,
+            applied: applied_changes,
+        };
+        let mut rv = ReplicaView {
+            name,
+            table: replica,
+            schema: replica_schema,
+            key_names,
+            buckets: *buckets,
+            applied: applied_replica,
+        };
+        let (mut sc, mut sr) = (ApplyStats::default(), ApplyStats::default());
+        let (a, b) = tokio::join!(
+            async {
+                match to_changes {
+                    true => cv.write(batch, progress, &freshness, &mut sc).await,
+                    false => Ok(()),
+                }
+            },
+            async {
+                match to_replica {
+                    true => rv.write(batch, progress, &freshness, &mut sr).await,
+                    false => Ok(()),
+                }
+            }
+        );
+        a?;
+        b?;
+        Ok(stats.merge(sc).merge(sr))
     }
+}
 
-    async fn write_changes(
+/// The change-log half of a [`TableSink`], borrowed for one write.
+struct ChangesView<'a> {
+    name: &'a str,
+    table: &'a mut DeltaTable,
+    schema: &'a SchemaRef,
+    before_images: bool,
+    applied: &'a mut Applied,
+}
+
+impl ChangesView<'_> {
+    async fn write(
         &mut self,
         batch: &[Change],
         progress: &Progress,
@@ -640,7 +690,7 @@ impl TableSink {
         stats: &mut ApplyStats,
     ) -> Result<()> {
         let file_schema = Arc::new(Schema::new(
-            self.changes_schema
+            self.schema
                 .fields()
                 .iter()
                 .filter(|f| f.name() != COMMIT_DATE)
@@ -654,7 +704,7 @@ impl TableSink {
             by_date.entry(day).or_default().push(c);
         }
         let mut actions = Vec::new();
-        let store = self.changes.log_store().object_store(None);
+        let store = self.table.log_store().object_store(None);
         for (day, changes) in by_date {
             let rb = self.change_rows(&file_schema, &changes)?;
             let date = binlake_core::temporal::Date::from_epoch_days(day)
@@ -685,15 +735,8 @@ impl TableSink {
         }
         stats.commits += 1;
         stats.changes += batch.len() as u64;
-        commit(
-            &mut self.changes,
-            actions,
-            progress,
-            freshness,
-            "append changes",
-        )
-        .await?;
-        apply_progress(&mut self.applied_changes, progress, freshness);
+        commit(self.table, actions, progress, freshness, "append changes").await?;
+        apply_progress(self.applied, progress, freshness);
         Ok(())
     }
 
@@ -769,7 +812,7 @@ impl TableSink {
                 };
                 match (image, idx) {
                     (Some(r), Some(i)) => b.append(&r[i]).map_err(|reason| Error::Value {
-                        table: self.name.clone(),
+                        table: self.name.to_string(),
                         column: col_name.to_string(),
                         reason,
                     })?,
@@ -781,23 +824,35 @@ impl TableSink {
         RecordBatch::try_new(schema.clone(), columns)
             .map_err(|e| Error::storage("build the change-log batch", e))
     }
+}
 
-    async fn write_replica(
+/// The replica half of a [`TableSink`], borrowed for one write.
+struct ReplicaView<'a> {
+    name: &'a str,
+    table: &'a mut DeltaTable,
+    schema: &'a SchemaRef,
+    key_names: &'a [String],
+    buckets: u32,
+    applied: &'a mut Applied,
+}
+
+impl ReplicaView<'_> {
+    async fn write(
         &mut self,
         batch: &[Change],
         progress: &Progress,
         freshness: &Freshness,
         stats: &mut ApplyStats,
     ) -> Result<()> {
-        let schema = self.replica_schema.clone();
+        let schema = self.schema.clone();
         let key_idx: Vec<usize> = self
             .key_names
             .iter()
             .map(|k| {
                 schema.index_of(k).map_err(|_| Error::IncompatibleSchema {
-                    table: self.name.clone(),
+                    table: self.name.to_string(),
                     reason: format!("primary-key column {k} is missing"),
-                    location: self.replica.table_url().to_string(),
+                    location: self.table.table_url().to_string(),
                 })
             })
             .collect::<Result<_>>()?;
@@ -853,12 +908,14 @@ impl TableSink {
                 .map(|&i| builder_for(schema.field(i), ops.len()))
                 .collect();
             for (row, table, _) in &ops {
-                for ((b, name), &field) in builders.iter_mut().zip(&self.key_names).zip(&key_idx) {
+                for ((b, name), &field) in
+                    builders.iter_mut().zip(self.key_names.iter()).zip(&key_idx)
+                {
                     let v = value_at(table, row, field)
                         .map(|i| &row[i])
                         .unwrap_or(&Value::Null);
                     b.append(v).map_err(|reason| Error::Value {
-                        table: self.name.clone(),
+                        table: self.name.to_string(),
                         column: name.clone(),
                         reason,
                     })?;
@@ -885,9 +942,9 @@ impl TableSink {
         // Existing files by bucket.
         let mut files: HashMap<u32, Vec<(String, i64)>> = HashMap::new();
         let snapshot = self
-            .replica
+            .table
             .snapshot()
-            .map_err(|e| Error::delta(self.replica.table_url().as_str(), "snapshot", e, true))?;
+            .map_err(|e| Error::delta(self.table.table_url().as_str(), "snapshot", e, true))?;
         for f in snapshot.log_data().iter() {
             let path = f.path().to_string();
             if let Some(b) = bucket_of(&path) {
@@ -901,8 +958,8 @@ impl TableSink {
         } else {
             per_bucket.keys().copied().collect()
         };
-        let store = self.replica.log_store().object_store(None);
-        let version = self.replica.version().unwrap_or(0) + 1;
+        let store = self.table.log_store().object_store(None);
+        let version = self.table.version().unwrap_or(0) + 1;
         let mut jobs = Vec::new();
         for b in touched {
             let old = files.remove(&b).unwrap_or_default();
@@ -924,7 +981,7 @@ impl TableSink {
                             .map(|i| &row[i])
                             .unwrap_or(&Value::Null);
                         b.append(v).map_err(|reason| Error::Value {
-                            table: self.name.clone(),
+                            table: self.name.to_string(),
                             column: f.name().clone(),
                             reason,
                         })?;
@@ -986,15 +1043,8 @@ impl TableSink {
             }
         }
         stats.commits += 1;
-        commit(
-            &mut self.replica,
-            actions,
-            progress,
-            freshness,
-            "apply changes",
-        )
-        .await?;
-        apply_progress(&mut self.applied_replica, progress, freshness);
+        commit(self.table, actions, progress, freshness, "apply changes").await?;
+        apply_progress(self.applied, progress, freshness);
         Ok(())
     }
 }
