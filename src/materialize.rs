@@ -94,6 +94,15 @@ pub async fn run(
     }
 }
 
+/// What [`Worker::accept`] did with a message.
+#[derive(Debug, PartialEq, Eq)]
+enum Accepted {
+    /// Buffered (or a tombstone, skipped).
+    Taken,
+    /// The partition was sought to where its tables end; the message was dropped.
+    Seeked,
+}
+
 struct Worker {
     lake: Lake,
     name: String,
@@ -158,10 +167,20 @@ async fn run_once(
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d.into()).await, None => std::future::pending().await } } => {
                 w.flush().await?;
             }
-            m = w.consumer.recv() => {
-                let m = m?;
-                w.handle_assignments();
-                w.accept(m).await?;
+            ms = w.consumer.recv_many(8192) => {
+                let revoked = w.handle_assignments();
+                // Messages of a partition revoked meanwhile, or after a seek in this batch
+                // (they came from before the seek), are not ours to apply.
+                let mut skip: HashSet<(Arc<str>, i32)> = HashSet::new();
+                for m in ms? {
+                    let key = (m.topic.clone(), m.partition);
+                    if skip.contains(&key) || revoked.contains(&(m.topic.to_string(), m.partition)) {
+                        continue;
+                    }
+                    if w.accept(m).await? == Accepted::Seeked {
+                        skip.insert(key);
+                    }
+                }
                 if w.rows >= lc.max_batch_rows || w.bytes >= lc.max_batch_bytes {
                     w.flush().await?;
                 }
@@ -171,17 +190,21 @@ async fn run_once(
 }
 
 impl Worker {
-    fn handle_assignments(&mut self) {
+    /// Applies rebalances; returns the partitions revoked (and not assigned again).
+    fn handle_assignments(&mut self) -> HashSet<(String, i32)> {
+        let mut revoked = HashSet::new();
         for a in self.consumer.take_assignments() {
             match a {
                 Assignment::Assigned(tps) => {
                     for (t, p) in tps {
                         self.started
                             .retain(|(st, sp)| !(&**st == t.as_str() && *sp == p));
+                        revoked.remove(&(t, p));
                     }
                 }
                 Assignment::Revoked(tps) => {
                     for (t, p) in tps {
+                        revoked.insert((t.clone(), p));
                         self.started
                             .retain(|(st, sp)| !(&**st == t.as_str() && *sp == p));
                         if let Some(b) = self.buffer.get_mut(t.as_str()) {
@@ -194,6 +217,7 @@ impl Worker {
                 }
             }
         }
+        revoked
     }
 
     /// The offset after the last one both tables of `topic` hold for `partition` (`None`:
@@ -234,7 +258,7 @@ impl Worker {
         })
     }
 
-    async fn accept(&mut self, m: binlake_kafka::Consumed) -> Result<(), MaterializeError> {
+    async fn accept(&mut self, m: binlake_kafka::Consumed) -> Result<Accepted, MaterializeError> {
         let key = (m.topic.clone(), m.partition);
         if !self.started.contains(&key) {
             let want = self.resume_offset(&m.topic, m.partition).await?;
@@ -243,18 +267,18 @@ impl Worker {
                 Some(o) if o != m.offset => {
                     tracing::info!(topic = %m.topic, partition = m.partition, offset = o, "resuming the partition where the tables end");
                     self.consumer.seek(&m.topic, m.partition, Some(o))?;
-                    return Ok(());
+                    return Ok(Accepted::Seeked);
                 }
                 None if m.offset > 0 => {
                     tracing::info!(topic = %m.topic, partition = m.partition, "the tables hold nothing of this partition: reading it from the start");
                     self.consumer.seek(&m.topic, m.partition, None)?;
-                    return Ok(());
+                    return Ok(Accepted::Seeked);
                 }
                 _ => {}
             }
         }
         let Some(event) = m.event else {
-            return Ok(());
+            return Ok(Accepted::Taken);
         };
         self.first_at.get_or_insert_with(Instant::now);
         self.rows += 1;
@@ -263,7 +287,7 @@ impl Worker {
             event,
             kafka: Some((m.partition, m.offset)),
         });
-        Ok(())
+        Ok(Accepted::Taken)
     }
 
     async fn flush(&mut self) -> Result<(), MaterializeError> {

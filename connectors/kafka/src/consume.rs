@@ -92,8 +92,18 @@ pub struct ChangeConsumer {
     kafka: KafkaConfig,
     name: String,
     opts: Arc<DebeziumOptions>,
-    codecs: HashMap<String, TableCodec>,
+    codecs: Arc<HashMap<String, TableCodec>>,
     topics: HashMap<String, Arc<str>>,
+}
+
+/// A message copied out of librdkafka's buffer, not decoded yet.
+struct Raw {
+    topic: Arc<str>,
+    partition: i32,
+    offset: i64,
+    bytes: usize,
+    payload: Option<Vec<u8>>,
+    fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for ChangeConsumer {
@@ -133,7 +143,7 @@ impl ChangeConsumer {
             kafka: kafka.clone(),
             name: name.to_string(),
             opts: Arc::new(opts),
-            codecs: HashMap::new(),
+            codecs: Arc::new(HashMap::new()),
             topics: HashMap::new(),
         })
     }
@@ -154,64 +164,101 @@ impl ChangeConsumer {
             .unwrap_or_default()
     }
 
-    /// The next message, decoded.
-    pub async fn recv(&mut self) -> Result<Consumed> {
-        let m = self
+    /// The next messages, decoded: waits for one, then takes up to `max` that are already
+    /// there. The JSON decoding, the bulk of materialize's CPU, runs on the blocking pool
+    /// in two halves, so it uses both cores while the caller applies the previous batch.
+    pub async fn recv_many(&mut self, max: usize) -> Result<Vec<Consumed>> {
+        use futures::FutureExt;
+        let mut raw: Vec<Raw> = Vec::with_capacity(max.min(65_536));
+        let first = self
             .consumer
             .recv()
             .await
             .map_err(|e| Error::client("consume", &e))?;
-        let topic = match self.topics.get(m.topic()) {
-            Some(t) => t.clone(),
-            None => {
-                let t: Arc<str> = m.topic().into();
-                self.topics.insert(m.topic().to_string(), t.clone());
-                t
+        raw.push(to_raw(&mut self.topics, &first));
+        drop(first);
+        while raw.len() < max {
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(m)) => raw.push(to_raw(&mut self.topics, &m)),
+                Some(Err(e)) => return Err(Error::client("consume", &e)),
+                None => break,
             }
-        };
-        let (partition, offset) = (m.partition(), m.offset());
-        let bytes = m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len);
-        let Some(payload) = m.payload() else {
-            return Ok(Consumed {
-                topic,
-                partition,
-                offset,
-                event: None,
-                bytes,
-            });
-        };
-        let fingerprint = m
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "binlake.schema"))
-            .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_string)
-            .ok_or_else(|| Error::Topic {
-                topic: topic.to_string(),
-                reason: format!(
-                    "the message at partition {partition} offset {offset} has no binlake.schema header: it was not written by binlake capture"
-                ),
-            })?;
-        if !self.codecs.contains_key(&fingerprint) {
-            load_schemas(&self.kafka, &self.name, &self.opts, &mut self.codecs).await?;
         }
-        let codec = self.codecs.get(&fingerprint).ok_or_else(|| Error::Topic {
-            topic: CaptureWriter::schemas_topic(&self.name),
-            reason: format!("schema {fingerprint} (named by {topic} partition {partition} offset {offset}) is missing"),
-        })?;
-        let decoded = codec.decode_value(payload).map_err(|e| Error::Topic {
-            topic: topic.to_string(),
-            reason: format!(
-                "the message at partition {partition} offset {offset} cannot be decoded: {e}"
-            ),
-        })?;
-        Ok(Consumed {
-            topic,
-            partition,
-            offset,
-            event: Some(decoded.event),
-            bytes,
-        })
+        let missing = raw
+            .iter()
+            .filter_map(|r| r.fingerprint.as_ref())
+            .any(|f| !self.codecs.contains_key(f));
+        if missing {
+            let mut codecs = (*self.codecs).clone();
+            load_schemas(&self.kafka, &self.name, &self.opts, &mut codecs).await?;
+            self.codecs = Arc::new(codecs);
+        }
+        let schemas_topic = CaptureWriter::schemas_topic(&self.name);
+        let decode = move |codecs: Arc<HashMap<String, TableCodec>>,
+                           part: Vec<Raw>|
+              -> Result<Vec<Consumed>> {
+            part.into_iter()
+                .map(|r| {
+                    let event = match (&r.payload, &r.fingerprint) {
+                        (None, _) => None,
+                        (Some(p), Some(f)) => {
+                            let codec = codecs.get(f).ok_or_else(|| Error::Topic {
+                                topic: schemas_topic.clone(),
+                                reason: format!(
+                                    "schema {f} (named by {} partition {} offset {}) is missing",
+                                    r.topic, r.partition, r.offset
+                                ),
+                            })?;
+                            Some(
+                                codec
+                                    .decode_value(p)
+                                    .map_err(|e| Error::Topic {
+                                        topic: r.topic.to_string(),
+                                        reason: format!(
+                                            "the message at partition {} offset {} cannot be decoded: {e}",
+                                            r.partition, r.offset
+                                        ),
+                                    })?
+                                    .event,
+                            )
+                        }
+                        (Some(_), None) => {
+                            return Err(Error::Topic {
+                                topic: r.topic.to_string(),
+                                reason: format!(
+                                    "the message at partition {} offset {} has no binlake.schema header: it was not written by binlake capture",
+                                    r.partition, r.offset
+                                ),
+                            });
+                        }
+                    };
+                    Ok(Consumed {
+                        topic: r.topic,
+                        partition: r.partition,
+                        offset: r.offset,
+                        event,
+                        bytes: r.bytes,
+                    })
+                })
+                .collect()
+        };
+        if raw.len() < 256 {
+            return decode(self.codecs.clone(), raw);
+        }
+        let second = raw.split_off(raw.len() / 2);
+        let (c1, c2) = (self.codecs.clone(), self.codecs.clone());
+        let d1 = decode.clone();
+        let h1 = tokio::task::spawn_blocking(move || d1(c1, raw));
+        let h2 = tokio::task::spawn_blocking(move || decode(c2, second));
+        let (a, b) = tokio::join!(h1, h2);
+        let join = |e: tokio::task::JoinError| Error::Client {
+            operation: "decode".into(),
+            reason: e.to_string(),
+            transient: false,
+        };
+        let mut out = a.map_err(join)??;
+        out.extend(b.map_err(join)??);
+        Ok(out)
     }
 }
 
@@ -302,4 +349,33 @@ fn regex_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Copies a message out of librdkafka's buffer.
+fn to_raw(
+    topics: &mut HashMap<String, Arc<str>>,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+) -> Raw {
+    let topic = match topics.get(m.topic()) {
+        Some(t) => t.clone(),
+        None => {
+            let t: Arc<str> = m.topic().into();
+            topics.insert(m.topic().to_string(), t.clone());
+            t
+        }
+    };
+    let fingerprint = m
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == "binlake.schema"))
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_string);
+    Raw {
+        topic,
+        partition: m.partition(),
+        offset: m.offset(),
+        bytes: m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len),
+        payload: m.payload().map(<[u8]>::to_vec),
+        fingerprint,
+    }
 }
