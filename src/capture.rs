@@ -713,6 +713,8 @@ async fn flush_chunk<S: Sink>(
     }
     run.progress.chunks += 1;
     run.progress.rows += events.len() as u64;
+    crate::telemetry::count("binlake_snapshot_chunks_total", &[], 1.0);
+    crate::telemetry::count("binlake_snapshot_rows_total", &[], events.len() as f64);
     if chunk.last_of_table {
         tracing::info!(table = %chunk.table.qualified_name(), rows = run.progress.rows, chunks = run.progress.chunks, "snapshot: table done");
         run.progress.tables.remove(0);

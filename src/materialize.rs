@@ -158,16 +158,18 @@ async fn run_once(
     loop {
         let deadline = w.first_at.map(|t| t + lc.flush_interval);
         tokio::select! {
+            // Shutting down may drop a recv_many in flight: the messages it held come
+            // after everything buffered in their partitions, and nothing is committed
+            // after this flush, so they are read again on the next start.
             _ = shutdown.changed() => {
                 tracing::info!("shutting down: committing the batch in flight");
                 w.flush().await?;
                 tracing::info!(rows = w.applied_rows, "materialize stopped cleanly");
                 return Ok(());
             }
-            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d.into()).await, None => std::future::pending().await } } => {
-                w.flush().await?;
-            }
-            ms = w.consumer.recv_many(8192) => {
+            // Waits for messages until the batch's deadline (an empty answer then); the
+            // deadline is not a competing branch: a dropped recv_many loses messages.
+            ms = w.consumer.recv_many(8192, deadline.map(Into::into)) => {
                 let revoked = w.handle_assignments();
                 // Messages of a partition revoked meanwhile, or after a seek in this batch
                 // (they came from before the seek), are not ours to apply.
@@ -181,7 +183,8 @@ async fn run_once(
                         skip.insert(key);
                     }
                 }
-                if w.rows >= lc.max_batch_rows || w.bytes >= lc.max_batch_bytes {
+                let due = w.first_at.is_some_and(|t| t.elapsed() >= lc.flush_interval);
+                if due || w.rows >= lc.max_batch_rows || w.bytes >= lc.max_batch_bytes {
                     w.flush().await?;
                 }
             }
@@ -390,6 +393,7 @@ impl Worker {
             let (min_files, retention) = (cfg.compact_min_files, cfg.vacuum_retention);
             for (topic, sink) in self.sinks.iter_mut() {
                 let (compacted, deleted) = sink.maintain(min_files, retention).await?;
+                crate::telemetry::maintained(sink.name(), compacted, deleted);
                 tracing::info!(topic = %topic, compacted, deleted, "maintenance done");
             }
             self.maintained = Instant::now();

@@ -267,6 +267,7 @@ impl Sink for LakeSink {
             let (min_files, retention) = (cfg.compact_min_files, cfg.vacuum_retention);
             for (name, state) in self.tables.iter_mut() {
                 let (compacted, deleted) = state.sink.maintain(min_files, retention).await?;
+                crate::telemetry::maintained(name, compacted, deleted);
                 tracing::info!(table = %name, compacted, deleted, "maintenance done");
             }
             self.maintained = std::time::Instant::now();

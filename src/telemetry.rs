@@ -100,6 +100,26 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Messages consumed by materialize.",
     ),
     (
+        "binlake_snapshot_rows_total",
+        "counter",
+        "Snapshot rows emitted.",
+    ),
+    (
+        "binlake_snapshot_chunks_total",
+        "counter",
+        "Snapshot chunks emitted.",
+    ),
+    (
+        "binlake_lake_partitions_compacted_total",
+        "counter",
+        "Change-log date partitions compacted by maintenance, by table.",
+    ),
+    (
+        "binlake_lake_files_vacuumed_total",
+        "counter",
+        "Files deleted by vacuum, by table.",
+    ),
+    (
         "binlake_errors_total",
         "counter",
         "Errors that restarted or stopped the pipeline, by kind (transient, definite).",
@@ -195,6 +215,17 @@ pub fn applied(table: &str, s: &binlake_lake::table::ApplyStats) {
         &l,
         s.rows_rewritten as f64,
     );
+}
+
+/// Records what one maintenance pass did.
+pub fn maintained(table: &str, compacted: u64, vacuumed: u64) {
+    let l = [("table", table)];
+    count(
+        "binlake_lake_partitions_compacted_total",
+        &l,
+        compacted as f64,
+    );
+    count("binlake_lake_files_vacuumed_total", &l, vacuumed as f64);
 }
 
 /// Records a durable batch ending at a source commit time; `idle`: nothing newer exists.

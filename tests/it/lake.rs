@@ -776,3 +776,64 @@ async fn as_of_answers_from_the_state_at_a_past_source_time() {
     assert_eq!(rows(&at_now), rows(&now));
     drop(p);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn materialize_catches_up_a_prefilled_topic_without_gaps() {
+    // Large batches decoded in parallel while short flush deadlines fall: every message
+    // of the topic must reach the change log exactly once (a regression test for a
+    // cancelled receive that lost messages).
+    let db = unique("it_mat_big");
+    let name = unique("itmatbig");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, k INT, pad CHAR(60))"],
+    )
+    .await;
+    let cfg = lake_config(
+        &name,
+        &db,
+        &root,
+        "[capture]\npartitions = 3\n[snapshot]\nmode = \"never\"\n",
+    );
+    let capture = start("capture", &cfg);
+    for chunk in 0..30 {
+        let lo = chunk * 1000 + 1;
+        c.query_drop(format!(
+            "INSERT INTO t SELECT seq, seq, REPEAT('x', 60) FROM seq_{lo}_to_{}",
+            lo + 999
+        ))
+        .await
+        .unwrap();
+    }
+    c.query_drop("UPDATE t SET k = k + 1 WHERE id % 3 = 0")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM t WHERE id % 7 = 0")
+        .await
+        .unwrap();
+    // 30,000 inserts + 10,000 updates + 4,285 deletes.
+    let want = 30_000 + 10_000 + 4_285;
+    let m = start("materialize", &cfg);
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(120)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = query(
+            &lake,
+            &format!("SELECT count(*) AS n, count(DISTINCT __kafka_partition * 1000000000 + __kafka_offset) AS d FROM \"{db}\".\"t__changes\""),
+        )
+        .await;
+        let got = render(&n, &["n".into(), "d".into()]);
+        if got == vec![vec![want.to_string(), want.to_string()]] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "change log: {got:?}, want {want} distinct changes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(m);
+    drop(capture);
+}

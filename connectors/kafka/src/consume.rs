@@ -21,7 +21,7 @@ use binlake_core::{ChangeEvent, TableSchema};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -164,22 +164,49 @@ impl ChangeConsumer {
             .unwrap_or_default()
     }
 
-    /// The next messages, decoded: waits for one, then takes up to `max` that are already
-    /// there. The JSON decoding, the bulk of materialize's CPU, runs on the blocking pool
-    /// in two halves, so it uses both cores while the caller applies the previous batch.
-    pub async fn recv_many(&mut self, max: usize) -> Result<Vec<Consumed>> {
+    /// The next messages, decoded: waits for one (until `deadline`, then returns none),
+    /// then takes up to `max` that are already there. The JSON decoding, the bulk of
+    /// materialize's CPU, runs on the blocking pool in two halves, using both cores.
+    ///
+    /// Not cancel-safe once a message has arrived: messages taken out of the consumer
+    /// are lost if the future is dropped, so callers must not race it against other
+    /// futures except to shut down (and then commit nothing after).
+    pub async fn recv_many(
+        &mut self,
+        max: usize,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Vec<Consumed>> {
         use futures::FutureExt;
         let mut raw: Vec<Raw> = Vec::with_capacity(max.min(65_536));
-        let first = self
-            .consumer
-            .recv()
-            .await
-            .map_err(|e| Error::client("consume", &e))?;
+        let first = loop {
+            let m = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, self.consumer.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => return Ok(Vec::new()),
+                },
+                None => self.consumer.recv().await,
+            };
+            match m {
+                Ok(m) => break m,
+                // The subscription matches no topic yet (capture has not written one):
+                // keep waiting, new topics are picked up as they appear.
+                Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                    tracing::debug!("no change topic yet");
+                    if deadline.is_none() {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+                Err(e) => return Err(Error::client("consume", &e)),
+            }
+        };
         raw.push(to_raw(&mut self.topics, &first));
         drop(first);
         while raw.len() < max {
             match self.consumer.recv().now_or_never() {
                 Some(Ok(m)) => raw.push(to_raw(&mut self.topics, &m)),
+                Some(Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                ))) => break,
                 Some(Err(e)) => return Err(Error::client("consume", &e)),
                 None => break,
             }
