@@ -28,7 +28,7 @@ deps: checkout
 checkout:
 	@stamp="$$CARGO_TARGET_DIR/.binlake-checkout"; \
 	if [ "$$(cat "$$stamp" 2>/dev/null)" != "$(CURDIR)" ]; then \
-	  $(CARGO) clean -q -p binlake -p binlake-core -p binlake-mysql -p binlake-kafka 2>/dev/null || true; \
+	  $(CARGO) clean -q -p binlake -p binlake-core -p binlake-mysql -p binlake-kafka -p binlake-lake 2>/dev/null || true; \
 	  mkdir -p "$$CARGO_TARGET_DIR" && echo "$(CURDIR)" > "$$stamp"; \
 	fi
 

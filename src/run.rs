@@ -215,11 +215,6 @@ impl Sink for LakeSink {
             let Some(state) = self.tables.get_mut(&name) else {
                 continue;
             };
-            let progress = Progress {
-                txns: vec![(self.app_id.clone(), batch)],
-                file_token: format!("run-{batch:012}"),
-                resume: Some(position.to_string()),
-            };
             let after = |done: &Option<EventPosition>| -> usize {
                 match done {
                     None => 0,
@@ -227,6 +222,21 @@ impl Sink for LakeSink {
                 }
             };
             let (from_c, from_r) = (after(&state.changes_done), after(&state.replica_done));
+            // The file name says where the batch starts, so a replay that skips what a
+            // table already holds never reuses the name of a committed file.
+            let start = changes
+                .get(from_c)
+                .map(|c| {
+                    let p = &c.event.source.position;
+                    format!("{}-{}-{}", p.file, p.pos, p.row)
+                })
+                .unwrap_or_default();
+            let progress = Progress {
+                txns: vec![(self.app_id.clone(), batch)],
+                file_token: format!("run-{batch:012}-{start}"),
+                resume: Some(position.to_string()),
+            };
+
             let stats = if from_c == from_r {
                 state
                     .sink

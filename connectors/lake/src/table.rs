@@ -487,15 +487,7 @@ impl TableSink {
                 .map(str::to_string);
             let mut blobs = Vec::with_capacity(files.len());
             for (p, _) in &files {
-                blobs.push(
-                    store
-                        .get(&Path::from(p.as_str()))
-                        .await
-                        .map_err(|e| Error::storage(format!("read {p}"), e))?
-                        .bytes()
-                        .await
-                        .map_err(|e| Error::storage(format!("read {p}"), e))?,
-                );
+                blobs.push(read_object(&store, p).await?);
             }
             let fs = file_schema.clone();
             let (bytes, rows) = tokio::task::spawn_blocking(move || -> Result<(Bytes, usize)> {
@@ -531,21 +523,13 @@ impl TableSink {
             a.data_change = false;
             actions.push(Action::Add(a));
             for (p, sz) in files {
-                actions.push(Action::Remove(Remove {
-                    path: p,
-                    data_change: false,
-                    deletion_timestamp: Some(now),
-                    extended_file_metadata: Some(true),
-                    partition_values: Some(HashMap::from([(
-                        COMMIT_DATE.to_string(),
-                        date.clone(),
-                    )])),
-                    size: Some(sz),
-                    tags: None,
-                    deletion_vector: None,
-                    base_row_id: None,
-                    default_row_commit_version: None,
-                }));
+                actions.push(Action::Remove(remove(
+                    p,
+                    sz,
+                    Some(HashMap::from([(COMMIT_DATE.to_string(), date.clone())])),
+                    false,
+                    now,
+                )));
             }
             let freshness = self.applied_changes.freshness.clone().unwrap_or_default();
             let progress = Progress::default();
@@ -1018,18 +1002,13 @@ impl ReplicaView<'_> {
         let mut actions = Vec::new();
         for r in results {
             for (path, size) in r.removed {
-                actions.push(Action::Remove(Remove {
+                actions.push(Action::Remove(remove(
                     path,
-                    data_change: true,
-                    deletion_timestamp: Some(now),
-                    extended_file_metadata: Some(true),
-                    partition_values: Some(HashMap::new()),
-                    size: Some(size),
-                    tags: None,
-                    deletion_vector: None,
-                    base_row_id: None,
-                    default_row_commit_version: None,
-                }));
+                    size,
+                    Some(HashMap::new()),
+                    true,
+                    now,
+                )));
             }
             if let Some((path, size, rows)) = r.added {
                 stats.bytes_written += size as u64;
@@ -1093,14 +1072,7 @@ impl BucketJob {
         let mut old_bytes = Vec::new();
         if self.keep_old {
             for (p, _) in &self.old {
-                let b = self
-                    .store
-                    .get(&Path::from(p.as_str()))
-                    .await
-                    .map_err(|e| Error::storage(format!("read {p}"), e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| Error::storage(format!("read {p}"), e))?;
+                let b = read_object(&self.store, p).await?;
                 old_bytes.push(b);
             }
         }
@@ -1253,13 +1225,7 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
     let now = now_us() / 1000;
     let mut actions = Vec::new();
     for (path, size, pv) in files {
-        let bytes = store
-            .get(&Path::from(path.as_str()))
-            .await
-            .map_err(|e| Error::storage(format!("read {path}"), e))?
-            .bytes()
-            .await
-            .map_err(|e| Error::storage(format!("read {path}"), e))?;
+        let bytes = read_object(&store, &path).await?;
         let fs = file_schema.clone();
         let (encoded, rows) = tokio::task::spawn_blocking(move || -> Result<(Bytes, usize)> {
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
@@ -1308,18 +1274,7 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
         a.partition_values = pv.clone().unwrap_or_default();
         a.data_change = false;
         actions.push(Action::Add(a));
-        actions.push(Action::Remove(Remove {
-            path,
-            data_change: false,
-            deletion_timestamp: Some(now),
-            extended_file_metadata: Some(true),
-            partition_values: pv,
-            size: Some(size),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-        }));
+        actions.push(Action::Remove(remove(path, size, pv, false, now)));
     }
     let metadata = snapshot
         .metadata()
@@ -1342,6 +1297,38 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
         .await
         .map_err(|e| Error::delta(&url, "reload", e, true))?;
     Ok(())
+}
+
+fn remove(
+    path: String,
+    size: i64,
+    partition_values: Option<HashMap<String, Option<String>>>,
+    data_change: bool,
+    now_ms: i64,
+) -> Remove {
+    Remove {
+        path,
+        data_change,
+        deletion_timestamp: Some(now_ms),
+        extended_file_metadata: Some(true),
+        partition_values,
+        size: Some(size),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+    }
+}
+
+/// The bytes of a file of a table.
+async fn read_object(store: &Arc<dyn ObjectStore>, path: &str) -> Result<Bytes> {
+    store
+        .get(&Path::from(path))
+        .await
+        .map_err(|e| Error::storage(format!("read {path}"), e))?
+        .bytes()
+        .await
+        .map_err(|e| Error::storage(format!("read {path}"), e))
 }
 
 /// The bucket of a replica file, from its name (`part-b00007-…`).
