@@ -882,7 +882,7 @@ impl ReplicaView<'_> {
                     .collect()
             });
         }
-        let value_at = |table: &Arc<TableSchema>, _row: &[Value], field: usize| -> Option<usize> {
+        let value_at = |table: &Arc<TableSchema>, field: usize| -> Option<usize> {
             positions.get(&Arc::as_ptr(table)).and_then(|p| p[field])
         };
         // Encode the keys.
@@ -895,7 +895,7 @@ impl ReplicaView<'_> {
                 for ((b, name), &field) in
                     builders.iter_mut().zip(self.key_names.iter()).zip(&key_idx)
                 {
-                    let v = value_at(table, row, field)
+                    let v = value_at(table, field)
                         .map(|i| &row[i])
                         .unwrap_or(&Value::Null);
                     b.append(v).map_err(|reason| Error::Value {
@@ -961,7 +961,7 @@ impl ReplicaView<'_> {
                 let (_, table, upsert) = &ops[i];
                 if let Some(row) = upsert {
                     for (field, (b, f)) in builders.iter_mut().zip(schema.fields()).enumerate() {
-                        let v = value_at(table, row, field)
+                        let v = value_at(table, field)
                             .map(|i| &row[i])
                             .unwrap_or(&Value::Null);
                         b.append(v).map_err(|reason| Error::Value {
