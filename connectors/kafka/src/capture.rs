@@ -33,11 +33,9 @@ use std::time::Duration;
 
 use binlake_core::debezium::{DebeziumOptions, TableCodec};
 use binlake_core::{ChangeEvent, Op, ResumePosition, SchemaChange, TableSchema};
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{TopicSpec, ensure_topic, transactional_producer};
@@ -773,52 +771,20 @@ async fn read_last_position(
     topic: &str,
     name: &str,
 ) -> Result<Option<StoredPosition>> {
-    let mut c = kafka.client_config();
-    c.set("group.id", format!("binlake-capture-{name}-offsets-reader"))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        // An empty or fully read partition answers at once instead of after 500 ms.
-        .set("fetch.wait.max.ms", "10");
-    let consumer: StreamConsumer<QuietEof> = c
-        .create_with_context(QuietEof)
-        .map_err(|e| Error::Config(e.to_string()))?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .map_err(|e| Error::client("assign offsets topic", &e))?;
-    consumer
-        .assign(&tpl)
-        .map_err(|e| Error::client("assign offsets topic", &e))?;
     let mut last = None;
-    loop {
-        let msg = tokio::time::timeout(kafka.request_timeout, consumer.recv())
-            .await
-            .map_err(|_| Error::Client {
-                operation: format!("read {topic}"),
-                reason: format!("no answer within {:?}", kafka.request_timeout),
-                transient: true,
-            })?;
-        match msg {
-            Ok(m) => {
-                if m.key() == Some(name.as_bytes()) {
-                    match m.payload() {
-                        Some(p) => {
-                            let rec: StoredPosition =
-                                serde_json::from_slice(p).map_err(|e| Error::Topic {
-                                    topic: topic.to_string(),
-                                    reason: format!(
-                                        "a position record at offset {} cannot be read: {e}",
-                                        m.offset()
-                                    ),
-                                })?;
-                            last = Some(rec);
-                        }
-                        None => last = None,
-                    }
-                }
-            }
-            Err(KafkaError::PartitionEOF(_)) => return Ok(last),
-            Err(e) => return Err(Error::client(format!("read {topic}"), &e)),
+    let group = format!("binlake-capture-{name}-offsets-reader");
+    crate::client::read_to_end(kafka, topic, &group, |key, value, offset| {
+        if key == Some(name.as_bytes()) {
+            last = match value {
+                Some(p) => Some(serde_json::from_slice(p).map_err(|e| Error::Topic {
+                    topic: topic.to_string(),
+                    reason: format!("a position record at offset {offset} cannot be read: {e}"),
+                })?),
+                None => None,
+            };
         }
-    }
+        Ok(())
+    })
+    .await?;
+    Ok(last)
 }

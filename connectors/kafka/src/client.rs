@@ -136,3 +136,47 @@ async fn partition_count(
             reason: "the broker returned no metadata for it".into(),
         })
 }
+
+/// Reads partition 0 of `topic` from the start to its current end (`read_committed`),
+/// calling `f` with each record's key, value and offset; `group` names the reader.
+pub(crate) async fn read_to_end(
+    kafka: &KafkaConfig,
+    topic: &str,
+    group: &str,
+    mut f: impl FnMut(Option<&[u8]>, Option<&[u8]>, i64) -> Result<()>,
+) -> Result<()> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let mut c = kafka.client_config();
+    c.set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        // An empty or fully read partition answers at once instead of after 500 ms.
+        .set("fetch.wait.max.ms", "10");
+    let consumer: StreamConsumer<crate::capture::QuietEof> = c
+        .create_with_context(crate::capture::QuietEof)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(|e| Error::client(format!("assign {topic}"), &e))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::client(format!("assign {topic}"), &e))?;
+    loop {
+        let msg = tokio::time::timeout(kafka.request_timeout, consumer.recv())
+            .await
+            .map_err(|_| Error::Client {
+                operation: format!("read {topic}"),
+                reason: format!("no answer within {:?}", kafka.request_timeout),
+                transient: true,
+            })?;
+        match msg {
+            Ok(m) => f(m.key(), m.payload(), m.offset())?,
+            Err(KafkaError::PartitionEOF(_)) => return Ok(()),
+            Err(e) => return Err(Error::client(format!("read {topic}"), &e)),
+        }
+    }
+}

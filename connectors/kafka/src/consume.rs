@@ -25,7 +25,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::capture::QuietEof;
 use crate::{CaptureWriter, Error, KafkaConfig, Result};
 
 /// A change of the group's assignment.
@@ -296,52 +295,23 @@ async fn load_schemas(
     opts: &Arc<DebeziumOptions>,
     codecs: &mut HashMap<String, TableCodec>,
 ) -> Result<()> {
-    {
-        let topic = CaptureWriter::schemas_topic(name);
-        let mut c = kafka.client_config();
-        c.set("group.id", format!("binlake-{name}-schemas-reader"))
-            .set("isolation.level", "read_committed")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("fetch.wait.max.ms", "10");
-        let consumer: StreamConsumer<QuietEof> = c
-            .create_with_context(QuietEof)
-            .map_err(|e| Error::Config(e.to_string()))?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-            .map_err(|e| Error::client("assign schemas topic", &e))?;
-        consumer
-            .assign(&tpl)
-            .map_err(|e| Error::client("assign schemas topic", &e))?;
-        loop {
-            let msg = tokio::time::timeout(kafka.request_timeout, consumer.recv())
-                .await
-                .map_err(|_| Error::Client {
-                    operation: format!("read {topic}"),
-                    reason: format!("no answer within {:?}", kafka.request_timeout),
-                    transient: true,
-                })?;
-            match msg {
-                Ok(m) => {
-                    let (Some(k), Some(v)) = (m.key(), m.payload()) else {
-                        continue;
-                    };
-                    let key = String::from_utf8_lossy(k).to_string();
-                    if codecs.contains_key(&key) {
-                        continue;
-                    }
-                    let schema: TableSchema =
-                        serde_json::from_slice(v).map_err(|e| Error::Topic {
-                            topic: topic.clone(),
-                            reason: format!("schema {key} cannot be read: {e}"),
-                        })?;
-                    codecs.insert(key, TableCodec::new(Arc::new(schema), opts.clone()));
-                }
-                Err(KafkaError::PartitionEOF(_)) => return Ok(()),
-                Err(e) => return Err(Error::client(format!("read {topic}"), &e)),
-            }
+    let topic = CaptureWriter::schemas_topic(name);
+    let group = format!("binlake-{name}-schemas-reader");
+    crate::client::read_to_end(kafka, &topic, &group, |key, value, _| {
+        let (Some(k), Some(v)) = (key, value) else {
+            return Ok(());
+        };
+        let key = String::from_utf8_lossy(k).to_string();
+        if let std::collections::hash_map::Entry::Vacant(slot) = codecs.entry(key) {
+            let schema: TableSchema = serde_json::from_slice(v).map_err(|e| Error::Topic {
+                topic: topic.clone(),
+                reason: format!("schema {} cannot be read: {e}", slot.key()),
+            })?;
+            slot.insert(TableCodec::new(Arc::new(schema), opts.clone()));
         }
-    }
+        Ok(())
+    })
+    .await
 }
 
 impl ChangeConsumer {
