@@ -468,14 +468,7 @@ impl TableSink {
                 .unwrap_or_default();
             by_part.entry(part).or_default().push((path, f.size()));
         }
-        let file_schema = Arc::new(Schema::new(
-            self.changes_schema
-                .fields()
-                .iter()
-                .filter(|f| f.name() != COMMIT_DATE)
-                .cloned()
-                .collect::<Vec<_>>(),
-        ));
+        let file_schema = without_columns(&self.changes_schema, &[COMMIT_DATE.to_string()]);
         let store = self.changes.log_store().object_store(None);
         let mut compacted = 0u64;
         for (part, files) in by_part {
@@ -673,14 +666,7 @@ impl ChangesView<'_> {
         freshness: &Freshness,
         stats: &mut ApplyStats,
     ) -> Result<()> {
-        let file_schema = Arc::new(Schema::new(
-            self.schema
-                .fields()
-                .iter()
-                .filter(|f| f.name() != COMMIT_DATE)
-                .cloned()
-                .collect::<Vec<_>>(),
-        ));
+        let file_schema = without_columns(self.schema, &[COMMIT_DATE.to_string()]);
         // Rows by commit date, in order.
         let mut by_date: BTreeMap<i32, Vec<&Change>> = BTreeMap::new();
         for c in batch {
@@ -1191,14 +1177,7 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
         .snapshot()
         .map_err(|e| Error::delta(&url, "snapshot", e, true))?;
     let partition_cols: Vec<String> = snapshot.metadata().partition_columns().to_vec();
-    let file_schema = Arc::new(Schema::new(
-        new_schema
-            .fields()
-            .iter()
-            .filter(|f| !partition_cols.contains(f.name()))
-            .cloned()
-            .collect::<Vec<_>>(),
-    ));
+    let file_schema = without_columns(&new_schema, &partition_cols);
     type PartitionValues = HashMap<String, Option<String>>;
     let files: Vec<(String, i64, Option<PartitionValues>)> = snapshot
         .log_data()
@@ -1329,6 +1308,19 @@ async fn read_object(store: &Arc<dyn ObjectStore>, path: &str) -> Result<Bytes> 
         .bytes()
         .await
         .map_err(|e| Error::storage(format!("read {path}"), e))
+}
+
+/// `schema` without `columns`: what the data files of a partitioned table hold (Delta
+/// keeps partition values in the log, not in the files).
+fn without_columns(schema: &SchemaRef, columns: &[String]) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| !columns.contains(f.name()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// The bucket of a replica file, from its name (`part-b00007-…`).
