@@ -13,7 +13,10 @@ use proptest::prelude::*;
 use serde_json::Value as Json;
 
 use super::*;
+use crate::event::{SnapshotMarker, TransactionInfo};
+use crate::position::{EventPosition, Gtid};
 use crate::schema::StringKind;
+use crate::temporal::{Date, DateTime};
 use crate::{MariaDbGtid, Row};
 
 const TS: i64 = 1_700_000_000_123_456;
@@ -466,6 +469,38 @@ fn mismatched_values_are_errors_that_name_the_column() {
             .encode_value(&event(Op::Create, None, Some(row)), TS, &mut Vec::new())
             .is_err()
     );
+}
+
+#[test]
+fn decoding_takes_fields_in_any_order_skips_unknown_ones_and_names_missing_ones() {
+    let codec = TableCodec::new(type_matrix(), Arc::new(opts()));
+    let mut row = edge_row(5);
+    let before = row.clone();
+    row[1] = Value::Int(-7);
+    let e = event(Op::Update, Some(before), Some(row));
+    let mut v = Vec::new();
+    codec.encode_value(&e, TS, &mut v).unwrap();
+    // Through a JSON tree: object keys come out sorted, not in schema order.
+    let mut tree: Json = serde_json::from_slice(&v).unwrap();
+    tree["after"]["zz_unknown"] = serde_json::json!({"nested": [1, 2]});
+    tree["source"]["extra"] = Json::from("x");
+    tree["future_field"] = Json::from(1);
+    let reordered = serde_json::to_vec(&tree).unwrap();
+    assert_eq!(codec.decode_value(&reordered).unwrap().event, e);
+    let mut k = Vec::new();
+    codec.encode_key(&e, &mut k).unwrap();
+    assert_eq!(codec.decode_key(&k).unwrap(), vec![Value::Int(5)]);
+    // A missing column is an error naming it.
+    tree["after"].as_object_mut().unwrap().remove("c_tinyint");
+    let err = codec
+        .decode_value(&serde_json::to_vec(&tree).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("c_tinyint"), "{err}");
+    // Trailing bytes after the object are an error, not ignored.
+    let mut trailing = v.clone();
+    trailing.extend_from_slice(b" {}");
+    assert!(codec.decode_value(&trailing).is_err());
 }
 
 #[test]
