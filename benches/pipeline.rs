@@ -412,7 +412,11 @@ async fn main() {
         catch_up(3).await;
     }
     if want("materialize_catch_up") {
-        materialize_catch_up(3).await;
+        let runs = std::env::var("BINLAKE_BENCH_RUNS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(3);
+        materialize_catch_up(runs).await;
     }
     if want("run_freshness") {
         run_freshness().await;
@@ -482,38 +486,51 @@ fn lake_config(name: &str, db: &str, root: &std::path::Path, extra: &str) -> std
 }
 
 async fn materialize_catch_up(runs: usize) {
-    let db = format!("bench_mat_{}", stamp());
-    eprintln!("writing 2,200,000 row changes into {db} ...");
-    let (start, end_gtid, _) = write_workload(&db, true).await;
-    let target = gtid_seq(&end_gtid);
-    // Pre-fill the topic: capture from before the workload until it has committed all.
-    let name = format!("benchmat_{}", stamp());
-    let cfg = config(
-        &name,
-        &db,
-        Some(&start),
-        "[snapshot]\nmode = \"never\"\n[capture]\npartitions = 4\n",
-    );
-    let t0 = Instant::now();
-    let mut cap = start_capture(&cfg);
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let n = name.clone();
-        let pos = tokio::task::spawn_blocking(move || committed_position(&n))
-            .await
-            .ok()
-            .flatten();
-        if pos.as_deref().is_some_and(|p| gtid_seq(p) >= target) {
-            break;
+    // BINLAKE_BENCH_REUSE="<name> <db> <start>" (printed by an earlier run) reuses topics
+    // pre-filled before, to try a change to materialize without minutes of set-up;
+    // BINLAKE_BENCH_LAKE appends settings to the `[lake]` section.
+    let reuse = std::env::var("BINLAKE_BENCH_REUSE").ok();
+    let (name, db, start) = match reuse.as_deref().map(|r| r.split(' ').collect::<Vec<_>>()) {
+        Some(v) if v.len() == 3 => (v[0].to_string(), v[1].to_string(), v[2].to_string()),
+        _ => {
+            let db = format!("bench_mat_{}", stamp());
+            eprintln!("writing 2,200,000 row changes into {db} ...");
+            let (start, end_gtid, _) = write_workload(&db, true).await;
+            let target = gtid_seq(&end_gtid);
+            // Pre-fill the topic: capture from before the workload until it has committed
+            // all.
+            let name = format!("benchmat_{}", stamp());
+            let cfg = config(
+                &name,
+                &db,
+                Some(&start),
+                "[snapshot]\nmode = \"never\"\n[capture]\npartitions = 4\n",
+            );
+            let t0 = Instant::now();
+            let mut cap = start_capture(&cfg);
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let n = name.clone();
+                let pos = tokio::task::spawn_blocking(move || committed_position(&n))
+                    .await
+                    .ok()
+                    .flatten();
+                if pos.as_deref().is_some_and(|p| gtid_seq(p) >= target) {
+                    break;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(900),
+                    "capture did not catch up"
+                );
+            }
+            let _ = cap.kill();
+            let _ = cap.wait();
+            eprintln!("  topics pre-filled in {:.1} s", t0.elapsed().as_secs_f64());
+            eprintln!("  to reuse them: BINLAKE_BENCH_REUSE=\"{name} {db} {start}\"");
+            (name, db, start)
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(900),
-            "capture did not catch up"
-        );
-    }
-    let _ = cap.kill();
-    let _ = cap.wait();
-    eprintln!("  topics pre-filled in {:.1} s", t0.elapsed().as_secs_f64());
+    };
+    let lake_extra = std::env::var("BINLAKE_BENCH_LAKE").unwrap_or_default();
     let row_bytes = 2_200_000f64 * 188.0;
     let (mut rates, mut amp_c, mut amp_r, mut rss) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -524,7 +541,7 @@ async fn materialize_catch_up(runs: usize) {
             &db,
             Some(&start),
             &format!(
-                "[lake]\nroot = \"{}\"\n[materialize]\ngroup = \"bench-{run}-{}\"\n",
+                "[lake]\nroot = \"{}\"\n{lake_extra}\n[materialize]\ngroup = \"bench-{run}-{}\"\n",
                 root.display(),
                 stamp()
             ),
@@ -574,7 +591,9 @@ async fn materialize_catch_up(runs: usize) {
         median(rss)
     );
     let mut c = admin().await;
-    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+    c.query_drop(format!("DROP DATABASE IF EXISTS {db}"))
+        .await
+        .unwrap();
 }
 
 /// For every sequence number in the replica's files: the timestamp (ms) of the first

@@ -94,28 +94,81 @@ pub async fn run(
     }
 }
 
-/// What [`Worker::accept`] did with a message.
-#[derive(Debug, PartialEq, Eq)]
-enum Accepted {
-    /// Buffered (or a tombstone, skipped).
-    Taken,
-    /// The partition was sought to where its tables end; the message was dropped.
-    Seeked,
-}
-
-struct Worker {
-    lake: Lake,
-    name: String,
+/// The receiving half of a worker: the consumer and the batch being gathered.
+struct Gatherer {
     consumer: ChangeConsumer,
-    sinks: HashMap<Arc<str>, TableSink>,
     /// Partitions whose start was checked since they were assigned.
     started: HashSet<(Arc<str>, i32)>,
     buffer: HashMap<Arc<str>, Vec<Change>>,
     rows: usize,
     bytes: usize,
     first_at: Option<Instant>,
+}
+
+/// The writing half of a worker: the lake and the table sinks. While it applies one batch
+/// (on its own task), the [`Gatherer`] receives and decodes the next.
+struct Applier {
+    lake: Lake,
+    name: String,
+    sinks: HashMap<Arc<str>, TableSink>,
     applied_rows: u64,
     maintained: Instant,
+}
+
+/// A batch being applied: gives back the applier and the next offsets to record in the
+/// consumer group.
+type InFlight = tokio::task::JoinHandle<(
+    Box<Applier>,
+    Result<Vec<(String, i32, i64)>, MaterializeError>,
+)>;
+
+/// The applier, idle or applying a batch.
+enum Slot {
+    Idle(Box<Applier>),
+    Busy(InFlight),
+    /// Only while changing between the two.
+    Empty,
+}
+
+impl Slot {
+    /// Waits for the batch in flight, if any (recording its offsets in the group), and
+    /// returns the idle applier.
+    async fn idle(&mut self, consumer: &ChangeConsumer) -> Result<&mut Applier, MaterializeError> {
+        if let Slot::Busy(_) = self {
+            let Slot::Busy(h) = std::mem::replace(self, Slot::Empty) else {
+                unreachable!("checked above")
+            };
+            let (applier, result) = h
+                .await
+                .map_err(|e| MaterializeError::Config(format!("the apply task failed: {e}")))?;
+            *self = Slot::Idle(applier);
+            consumer.commit_offsets(&result?);
+        }
+        match self {
+            Slot::Idle(a) => Ok(a),
+            _ => Err(MaterializeError::Config(
+                "the apply task did not give the table sinks back".into(),
+            )),
+        }
+    }
+
+    /// Starts applying `buffer` on its own task (after the batch in flight).
+    async fn start(
+        &mut self,
+        consumer: &ChangeConsumer,
+        buffer: HashMap<Arc<str>, Vec<Change>>,
+        gathered: Option<Duration>,
+    ) -> Result<(), MaterializeError> {
+        self.idle(consumer).await?;
+        let Slot::Idle(mut applier) = std::mem::replace(self, Slot::Empty) else {
+            unreachable!("idle() returned the applier")
+        };
+        *self = Slot::Busy(tokio::spawn(async move {
+            let r = applier.flush(buffer, gathered).await;
+            (applier, r)
+        }));
+        Ok(())
+    }
 }
 
 async fn run_once(
@@ -141,59 +194,102 @@ async fn run_once(
     )?;
     tracing::info!(group = %group, root = %lake.root(), "materializing changes");
     crate::telemetry::set_ready(true);
-    let mut w = Worker {
-        lake,
-        name: cfg.name.clone(),
+    let mut g = Gatherer {
         consumer,
-        sinks: HashMap::new(),
         started: HashSet::new(),
         buffer: HashMap::new(),
         rows: 0,
         bytes: 0,
         first_at: None,
+    };
+    let mut slot = Slot::Idle(Box::new(Applier {
+        lake,
+        name: cfg.name.clone(),
+        sinks: HashMap::new(),
         applied_rows: 0,
         maintained: Instant::now(),
-    };
+    }));
     let lc = cfg.lake.clone();
-    loop {
-        let deadline = w.first_at.map(|t| t + lc.flush_interval);
-        tokio::select! {
-            // Shutting down may drop a recv_many in flight: the messages it held come
-            // after everything buffered in their partitions, and nothing is committed
-            // after this flush, so they are read again on the next start.
-            _ = shutdown.changed() => {
-                tracing::info!("shutting down: committing the batch in flight");
-                w.flush().await?;
-                tracing::info!(rows = w.applied_rows, "materialize stopped cleanly");
-                return Ok(());
-            }
-            // Waits for messages until the batch's deadline (an empty answer then); the
-            // deadline is not a competing branch: a dropped recv_many loses messages.
-            ms = w.consumer.recv_many(8192, deadline.map(Into::into)) => {
-                let revoked = w.handle_assignments();
-                // Messages of a partition revoked meanwhile, or after a seek in this batch
-                // (they came from before the seek), are not ours to apply.
-                let mut skip: HashSet<(Arc<str>, i32)> = HashSet::new();
-                for m in ms? {
-                    let key = (m.topic.clone(), m.partition);
-                    if skip.contains(&key) || revoked.contains(&(m.topic.to_string(), m.partition)) {
-                        continue;
-                    }
-                    if w.accept(m).await? == Accepted::Seeked {
-                        skip.insert(key);
-                    }
+    let result: Result<(), MaterializeError> = async {
+        loop {
+            // While a batch is in flight, wake up often enough to see it finish (its
+            // error, or the group offsets to record) even when no message comes.
+            let deadline = match (&slot, g.first_at.map(|t| t + lc.flush_interval)) {
+                (Slot::Busy(_), d) => {
+                    let soon = Instant::now() + Duration::from_millis(50);
+                    Some(d.map_or(soon, |d| d.min(soon)))
                 }
-                let due = w.first_at.is_some_and(|t| t.elapsed() >= lc.flush_interval);
-                if due || w.rows >= lc.max_batch_rows || w.bytes >= lc.max_batch_bytes {
-                    w.flush().await?;
+                (_, d) => d,
+            };
+            tokio::select! {
+                // Shutting down may drop a recv_many in flight: the messages it held come
+                // after everything buffered in their partitions, and nothing is committed
+                // after this flush, so they are read again on the next start.
+                _ = shutdown.changed() => {
+                    tracing::info!("shutting down: committing the batches in flight");
+                    let gathered = g.first_at.map(|t| t.elapsed());
+                    let buffer = g.take();
+                    let a = slot.idle(&g.consumer).await?;
+                    let committed = a.flush(buffer, gathered).await?;
+                    g.consumer.commit_offsets(&committed);
+                    tracing::info!(rows = a.applied_rows, "materialize stopped cleanly");
+                    return Ok(());
+                }
+                // Waits for messages until the batch's deadline (an empty answer then); the
+                // deadline is not a competing branch: a dropped recv_many loses messages.
+                ms = g.consumer.recv_many(8192, deadline.map(Into::into)) => {
+                    let mut revoked = g.handle_assignments();
+                    // Messages of a partition revoked meanwhile, or after a seek in this batch
+                    // (they came from before the seek), are not ours to apply.
+                    let mut skip: HashSet<(Arc<str>, i32)> = HashSet::new();
+                    for m in ms? {
+                        let key = (m.topic.clone(), m.partition);
+                        if skip.contains(&key) || revoked.contains(&(m.topic.to_string(), m.partition)) {
+                            continue;
+                        }
+                        if !g.started.contains(&key) {
+                            // Where the tables end, once the batch in flight is in them.
+                            let applier = slot.idle(&g.consumer).await?;
+                            let want = applier.resume_offset(&m.topic, m.partition).await?;
+                            // A rebalance may have taken the partition meanwhile.
+                            revoked.extend(g.handle_assignments());
+                            if revoked.contains(&(m.topic.to_string(), m.partition)) {
+                                continue;
+                            }
+                            g.started.insert(key.clone());
+                            if g.seek_to(&m, want)? {
+                                skip.insert(key);
+                                continue;
+                            }
+                        }
+                        g.accept(m);
+                    }
+                    if matches!(&slot, Slot::Busy(h) if h.is_finished()) {
+                        slot.idle(&g.consumer).await?;
+                    }
+                    let due = g.first_at.is_some_and(|t| t.elapsed() >= lc.flush_interval);
+                    if due || g.rows >= lc.max_batch_rows || g.bytes >= lc.max_batch_bytes {
+                        let gathered = g.first_at.map(|t| t.elapsed());
+                        let buffer = g.take();
+                        slot.start(&g.consumer, buffer, gathered).await?;
+                    }
                 }
             }
         }
     }
+    .await;
+    // A batch still in flight must not commit next to the restarted worker's.
+    if let Slot::Busy(h) = slot {
+        let _ = h.await;
+    }
+    result
 }
 
-impl Worker {
-    /// Applies rebalances; returns the partitions revoked (and not assigned again).
+impl Gatherer {
+    /// Applies rebalances; returns the partitions revoked (and not assigned again). A
+    /// batch in flight keeps the changes of a revoked partition: its commit then races
+    /// the new owner's, and Delta's conflict check on the partition's `txn` app id lets
+    /// only one of them commit.
     fn handle_assignments(&mut self) -> HashSet<(String, i32)> {
         let mut revoked = HashSet::new();
         for a in self.consumer.take_assignments() {
@@ -223,6 +319,53 @@ impl Worker {
         revoked
     }
 
+    /// Seeks the first message's partition to `want` (the offset after what its tables
+    /// hold) unless it is already there; true when the message is to be dropped (the
+    /// partition was sought, or is not this member's any more).
+    fn seek_to(
+        &self,
+        m: &binlake_kafka::Consumed,
+        want: Option<i64>,
+    ) -> Result<bool, MaterializeError> {
+        match want {
+            Some(o) if o != m.offset => {
+                tracing::info!(topic = %m.topic, partition = m.partition, offset = o, "resuming the partition where the tables end");
+                self.consumer.seek(&m.topic, m.partition, Some(o))?;
+                Ok(true)
+            }
+            None if m.offset > 0 => {
+                tracing::info!(topic = %m.topic, partition = m.partition, "the tables hold nothing of this partition: reading it from the start");
+                self.consumer.seek(&m.topic, m.partition, None)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Buffers a message's change (a tombstone is skipped).
+    fn accept(&mut self, m: binlake_kafka::Consumed) {
+        let Some(event) = m.event else {
+            return;
+        };
+        self.first_at.get_or_insert_with(Instant::now);
+        self.rows += 1;
+        self.bytes += m.bytes;
+        self.buffer.entry(m.topic).or_default().push(Change {
+            event,
+            kafka: Some((m.partition, m.offset)),
+        });
+    }
+
+    /// Takes the gathered batch.
+    fn take(&mut self) -> HashMap<Arc<str>, Vec<Change>> {
+        self.rows = 0;
+        self.bytes = 0;
+        self.first_at = None;
+        std::mem::take(&mut self.buffer)
+    }
+}
+
+impl Applier {
     /// The offset after the last one both tables of `topic` hold for `partition` (`None`:
     /// neither holds any).
     async fn resume_offset(
@@ -261,48 +404,21 @@ impl Worker {
         })
     }
 
-    async fn accept(&mut self, m: binlake_kafka::Consumed) -> Result<Accepted, MaterializeError> {
-        let key = (m.topic.clone(), m.partition);
-        if !self.started.contains(&key) {
-            let want = self.resume_offset(&m.topic, m.partition).await?;
-            self.started.insert(key);
-            match want {
-                Some(o) if o != m.offset => {
-                    tracing::info!(topic = %m.topic, partition = m.partition, offset = o, "resuming the partition where the tables end");
-                    self.consumer.seek(&m.topic, m.partition, Some(o))?;
-                    return Ok(Accepted::Seeked);
-                }
-                None if m.offset > 0 => {
-                    tracing::info!(topic = %m.topic, partition = m.partition, "the tables hold nothing of this partition: reading it from the start");
-                    self.consumer.seek(&m.topic, m.partition, None)?;
-                    return Ok(Accepted::Seeked);
-                }
-                _ => {}
-            }
-        }
-        let Some(event) = m.event else {
-            return Ok(Accepted::Taken);
-        };
-        self.first_at.get_or_insert_with(Instant::now);
-        self.rows += 1;
-        self.bytes += m.bytes;
-        self.buffer.entry(m.topic).or_default().push(Change {
-            event,
-            kafka: Some((m.partition, m.offset)),
-        });
-        Ok(Accepted::Taken)
-    }
-
-    async fn flush(&mut self) -> Result<(), MaterializeError> {
-        let buffer = std::mem::take(&mut self.buffer);
-        self.rows = 0;
-        self.bytes = 0;
-        self.first_at = None;
+    /// Applies a batch to every table it touches; returns the next offsets of its
+    /// partitions (for the consumer group).
+    async fn flush(
+        &mut self,
+        buffer: HashMap<Arc<str>, Vec<Change>>,
+        gathered: Option<Duration>,
+    ) -> Result<Vec<(String, i32, i64)>, MaterializeError> {
+        let started = Instant::now();
         let mut committed = Vec::new();
+        let mut rows = 0;
         for (topic, changes) in buffer {
             if changes.is_empty() {
                 continue;
             }
+            rows += changes.len();
             if !self.sinks.contains_key(&topic) {
                 let sink = TableSink::open(&self.lake, &changes[0].event.table).await?;
                 self.sinks.insert(topic.clone(), sink);
@@ -310,28 +426,7 @@ impl Worker {
             let Some(sink) = self.sinks.get_mut(&topic) else {
                 continue;
             };
-            let apps: Vec<String> = changes
-                .iter()
-                .filter_map(|c| c.kafka.map(|(p, _)| app_id(&topic, p)))
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            sink.watch(&apps).await?;
-            // Per Delta table, only what it does not hold yet.
-            let holds = |a: &binlake_lake::Applied, c: &Change| {
-                c.kafka
-                    .is_some_and(|(p, o)| a.covers(&app_id(&topic, p), o))
-            };
-            let for_changes: Vec<Change> = changes
-                .iter()
-                .filter(|c| !holds(sink.applied_changes(), c))
-                .cloned()
-                .collect();
-            let for_replica: Vec<Change> = changes
-                .iter()
-                .filter(|c| !holds(sink.applied_replica(), c))
-                .cloned()
-                .collect();
+            // First and last offset of each partition in the batch.
             let mut last: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
             for c in &changes {
                 if let Some((p, o)) = c.kafka {
@@ -340,33 +435,60 @@ impl Worker {
                     e.1 = e.1.max(o);
                 }
             }
-            let token: Vec<String> = last
-                .iter()
-                .map(|(p, (a, b))| format!("p{p}-o{a}-o{b}"))
-                .collect();
-            let mut token = token.join("_");
-            if token.len() > 120 {
-                token = format!("h{:016x}-{}", fnv(&token), last.len());
-            }
+            let apps: HashMap<i32, String> = last.keys().map(|&p| (p, app_id(&topic, p))).collect();
+            sink.watch(&apps.values().cloned().collect::<Vec<_>>())
+                .await?;
+            // Per Delta table, only what it does not hold yet (something after a restart
+            // or a rebalance; nothing in the steady state).
+            let held = |a: &binlake_lake::Applied| -> Option<HashMap<i32, i64>> {
+                let held: HashMap<i32, i64> = apps
+                    .iter()
+                    .filter_map(|(p, app)| a.txns.get(app).map(|&v| (*p, v)))
+                    .filter(|(p, v)| last.get(p).is_some_and(|(first, _)| first <= v))
+                    .collect();
+                (!held.is_empty()).then_some(held)
+            };
+            let not_held = |held: &HashMap<i32, i64>| -> Vec<Change> {
+                changes
+                    .iter()
+                    .filter(|c| {
+                        c.kafka
+                            .is_none_or(|(p, o)| held.get(&p).is_none_or(|&v| o > v))
+                    })
+                    .cloned()
+                    .collect()
+            };
             let progress = Progress {
                 txns: last
                     .iter()
-                    .map(|(p, (_, b))| (app_id(&topic, *p), *b))
+                    .map(|(p, (_, b))| (apps[p].clone(), *b))
                     .collect(),
-                file_token: token,
+                file_token: file_token(&last),
                 resume: None,
             };
-            let same = for_changes.len() == for_replica.len()
-                && for_changes
-                    .iter()
-                    .zip(&for_replica)
-                    .all(|(a, b)| a.kafka == b.kafka);
-            let stats = if same {
-                sink.apply(&for_changes, &progress, true, true).await?
-            } else {
-                let a = sink.apply(&for_changes, &progress, true, false).await?;
-                let b = sink.apply(&for_replica, &progress, false, true).await?;
-                a.merge(b)
+            let stats = match (held(sink.applied_changes()), held(sink.applied_replica())) {
+                (None, None) => sink.apply(&changes, &progress, true, true).await?,
+                (hc, hr) => {
+                    let for_changes = hc.map(|h| not_held(&h));
+                    let for_replica = hr.map(|h| not_held(&h));
+                    let a = sink
+                        .apply(
+                            for_changes.as_deref().unwrap_or(&changes),
+                            &progress,
+                            true,
+                            false,
+                        )
+                        .await?;
+                    let b = sink
+                        .apply(
+                            for_replica.as_deref().unwrap_or(&changes),
+                            &progress,
+                            false,
+                            true,
+                        )
+                        .await?;
+                    a.merge(b)
+                }
             };
             crate::telemetry::applied(sink.name(), &stats);
             crate::telemetry::count(
@@ -383,8 +505,8 @@ impl Worker {
                     .map(|(p, (_, b))| (topic.to_string(), *p, b + 1)),
             );
         }
-        if !committed.is_empty() {
-            self.consumer.commit_offsets(&committed);
+        if rows > 0 {
+            tracing::debug!(rows, gathered = ?gathered, applied_in = ?started.elapsed(), "batch applied");
         }
         let cfg = self.lake.config();
         if !cfg.maintenance_interval.is_zero()
@@ -398,7 +520,22 @@ impl Worker {
             }
             self.maintained = Instant::now();
         }
-        Ok(())
+        Ok(committed)
+    }
+}
+
+/// The change-log file token of a batch: its partitions' offset ranges, so a rerun of the
+/// same batch writes the same file names (hashed when long).
+fn file_token(last: &BTreeMap<i32, (i64, i64)>) -> String {
+    let token: Vec<String> = last
+        .iter()
+        .map(|(p, (a, b))| format!("p{p}-o{a}-o{b}"))
+        .collect();
+    let token = token.join("_");
+    if token.len() > 120 {
+        format!("h{:016x}-{}", fnv(&token), last.len())
+    } else {
+        token
     }
 }
 

@@ -108,6 +108,10 @@ impl CaptureProcess {
     pub fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Kept for the report of a failing test (see `Drop`).
+        self.drain();
+        let log = std::mem::take(&mut self.log);
+        KILLED.with(|k| k.borrow_mut().push(log));
     }
 
     /// SIGTERM, then the exit status and the log.
@@ -144,10 +148,39 @@ impl CaptureProcess {
     }
 }
 
+thread_local! {
+    /// Logs of the processes a test killed, printed when the test fails.
+    static KILLED: std::cell::RefCell<Vec<Vec<String>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The last lines of a log, for a failure report.
+fn tail(log: &[String]) -> String {
+    log[log.len().saturating_sub(60)..].join("\n")
+}
+
 impl Drop for CaptureProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what its binlake processes said.
+        if std::thread::panicking() {
+            self.drain();
+            for (i, log) in KILLED
+                .with(|k| std::mem::take(&mut *k.borrow_mut()))
+                .iter()
+                .enumerate()
+            {
+                eprintln!(
+                    "--- log of killed process {i} (last lines) ---\n{}",
+                    tail(log)
+                );
+            }
+            eprintln!(
+                "--- log of {:?} (last lines) ---\n{}",
+                self.child.id(),
+                tail(&self.log)
+            );
+        }
     }
 }
 

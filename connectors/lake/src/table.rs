@@ -591,11 +591,10 @@ impl TableSink {
             committed_at_us: 0,
         };
         // Evolve before writing rows of a newer schema (checked once per schema).
-        let mut seen: Option<*const TableSchema> = None;
+        let mut seen: Option<&Arc<TableSchema>> = None;
         for c in batch {
-            let ptr = Arc::as_ptr(&c.event.table);
-            if seen != Some(ptr) {
-                seen = Some(ptr);
+            if !seen.is_some_and(|s| Arc::ptr_eq(s, &c.event.table)) {
+                seen = Some(&c.event.table);
                 self.evolve(&c.event.table).await?;
             }
         }
@@ -631,16 +630,22 @@ impl TableSink {
         let (mut sc, mut sr) = (ApplyStats::default(), ApplyStats::default());
         let (a, b) = tokio::join!(
             async {
-                match to_changes {
+                let t = std::time::Instant::now();
+                let r = match to_changes {
                     true => cv.write(batch, progress, &freshness, &mut sc).await,
                     false => Ok(()),
-                }
+                };
+                tracing::debug!(table = %name, rows = batch.len(), took = ?t.elapsed(), "change log written");
+                r
             },
             async {
-                match to_replica {
+                let t = std::time::Instant::now();
+                let r = match to_replica {
                     true => rv.write(batch, progress, &freshness, &mut sr).await,
                     false => Ok(()),
-                }
+                };
+                tracing::debug!(table = %name, rows = batch.len(), took = ?t.elapsed(), "replica written");
+                r
             }
         );
         a?;
@@ -721,6 +726,8 @@ impl ChangesView<'_> {
         let mut gtid = arrow::array::StringBuilder::with_capacity(n, 0);
         let mut kp = arrow::array::Int32Builder::with_capacity(n);
         let mut ko = arrow::array::Int64Builder::with_capacity(n);
+        // The rows of one transaction share its GTID: format it once.
+        let mut last_gtid: Option<(&binlake_core::Gtid, String)> = None;
         for c in changes {
             let e = &c.event;
             op.append_value(e.op.code());
@@ -729,7 +736,14 @@ impl ChangesView<'_> {
             pos.append_value(e.source.position.pos as i64);
             row.append_value(e.source.position.row as i32);
             match &e.source.gtid {
-                Some(g) => gtid.append_value(g.to_string()),
+                Some(g) => {
+                    if last_gtid.as_ref().is_none_or(|(l, _)| *l != g) {
+                        last_gtid = Some((g, g.to_string()));
+                    }
+                    if let Some((_, text)) = &last_gtid {
+                        gtid.append_value(text);
+                    }
+                }
                 None => gtid.append_null(),
             }
             match c.kafka {
@@ -857,19 +871,24 @@ impl ReplicaView<'_> {
                 _ => {}
             }
         }
-        // For each schema in the batch: replica field → column index in that schema.
-        let mut positions: HashMap<*const TableSchema, Vec<Option<usize>>> = HashMap::new();
+        // For each schema in the batch (by address): replica field → column index in that
+        // schema.
+        let mut positions: HashMap<usize, Vec<Option<usize>>> = HashMap::new();
         for (_, table, _) in &ops {
-            positions.entry(Arc::as_ptr(table)).or_insert_with(|| {
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| table.column_index(f.name()))
-                    .collect()
-            });
+            positions
+                .entry(Arc::as_ptr(table) as usize)
+                .or_insert_with(|| {
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| table.column_index(f.name()))
+                        .collect()
+                });
         }
         let value_at = |table: &Arc<TableSchema>, field: usize| -> Option<usize> {
-            positions.get(&Arc::as_ptr(table)).and_then(|p| p[field])
+            positions
+                .get(&(Arc::as_ptr(table) as usize))
+                .and_then(|p| p[field])
         };
         // Encode the keys.
         let key_batch = {
