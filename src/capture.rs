@@ -7,9 +7,11 @@
 //! # Batching
 //!
 //! A Kafka transaction is committed at a source-transaction boundary when it holds
-//! `capture.max_batch_rows` rows, or `capture.linger` has passed since it began, or the
-//! reader has nothing more right now (caught up). So catching up makes large batches and
-//! a steady trickle is committed within milliseconds. A batch that carries no rows (only
+//! `capture.max_batch_rows` rows, or `capture.linger` has passed since it began
+//! (`capture.catch_up_linger` while capture is behind the primary), or the reader has
+//! nothing more right now. So catching up makes large batches (each commit stops producing
+//! for a round trip to the transaction coordinator) and a steady trickle is committed
+//! within milliseconds. A batch that carries no rows (only
 //! filtered-out transactions moved the position) is committed with the next heartbeat.
 //!
 //! # Start
@@ -178,8 +180,20 @@ pub(crate) trait SinkFactory {
 pub(crate) struct Batching {
     pub(crate) max_rows: usize,
     pub(crate) linger: Duration,
+    /// The linger while behind the primary.
+    pub(crate) catch_up_linger: Duration,
     pub(crate) heartbeat: Duration,
     pub(crate) per_table_counts: bool,
+}
+
+impl Batching {
+    fn linger_for(&self, caught_up: bool) -> Duration {
+        if caught_up {
+            self.linger
+        } else {
+            self.catch_up_linger
+        }
+    }
 }
 
 struct KafkaSinkFactory<'a>(&'a Config);
@@ -221,6 +235,7 @@ pub async fn run(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<(), Ca
     let batching = Batching {
         max_rows: cfg.capture.max_batch_rows,
         linger: cfg.capture.linger,
+        catch_up_linger: cfg.capture.catch_up_linger,
         heartbeat: cfg.capture.heartbeat_interval,
         per_table_counts: cfg.capture.transaction_topic,
     };
@@ -432,12 +447,14 @@ async fn pump<S: Sink>(
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }));
-    let (tx, mut rx) = mpsc::channel::<Result<BinlogItem, binlake_mysql::Error>>(4096);
+    // Items go over in batches (the rows of one binlog event): a hand-over per row cost
+    // a task wake-up per row.
+    let (tx, mut rx) = mpsc::channel::<Result<Vec<BinlogItem>, binlake_mysql::Error>>(64);
     let reader_task = tokio::spawn(async move {
         loop {
-            let item = reader.next().await;
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+            let items = reader.next_many(1024).await;
+            let failed = items.is_err();
+            if tx.send(items).await.is_err() || failed {
                 break;
             }
         }
@@ -460,7 +477,7 @@ async fn pump<S: Sink>(
         // committed, the heartbeat, or the end of the grace period.
         let deadline = match (&pending, batch_started, stopping) {
             (_, _, Some(s)) => s + GRACE,
-            (Some(_), Some(b), None) if batch_rows > 0 => b + cc.linger,
+            (Some(_), Some(b), None) if batch_rows > 0 => b + cc.linger_for(caught_up),
             _ => last_commit + cc.heartbeat,
         };
         tokio::select! {
@@ -501,80 +518,83 @@ async fn pump<S: Sink>(
                     return finish(writer, &mut pending, last).await;
                 }
             }
-            item = rx.recv() => {
-                let item = match item {
-                    Some(Ok(item)) => item,
+            items = rx.recv() => {
+                let items = match items {
+                    Some(Ok(items)) => items,
                     Some(Err(e)) => return Err(e.into()),
                     None => return Err(binlake_mysql::Error::Connect {
                         target: cfg.source.describe(),
                         reason: "the binlog reader stopped".into(),
                     }.into()),
                 };
-                match item {
-                    BinlogItem::Begin(t) => {
-                        in_source_txn = true;
-                        per_table.clear();
-                        txn_events = 0;
-                        batch_started.get_or_insert_with(Instant::now);
-                        writer.write_transaction_marker(&t.id, None, t.ts_us).await?;
-                    }
-                    BinlogItem::Position(p) => {
-                        window.observe_position(&p);
-                        if !in_source_txn
-                            && flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?
-                            && cfg.snapshot.mode == SnapshotMode::InitialOnly
-                        {
-                            return finish(writer, &mut pending, last).await;
+                let mut items = items.into_iter().peekable();
+                while let Some(item) = items.next() {
+                    match item {
+                        BinlogItem::Begin(t) => {
+                            in_source_txn = true;
+                            per_table.clear();
+                            txn_events = 0;
+                            batch_started.get_or_insert_with(Instant::now);
+                            writer.write_transaction_marker(&t.id, None, t.ts_us).await?;
                         }
-                    }
-                    BinlogItem::Change(e) => {
-                        read_counts.add(&e);
-                        window.observe_change(&e);
-                        writer.write_change(&e).await?;
-                        batch_rows += 1;
-                        txn_events += 1;
-                        if cc.per_table_counts {
-                            *per_table.entry(e.table.qualified_name()).or_default() += 1;
+                        BinlogItem::Position(p) => {
+                            window.observe_position(&p);
+                            if !in_source_txn
+                                && flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?
+                                && cfg.snapshot.mode == SnapshotMode::InitialOnly
+                            {
+                                return finish(writer, &mut pending, last).await;
+                            }
                         }
-                    }
-                    BinlogItem::SchemaChange(s) => writer.write_schema_change(&s).await?,
-                    BinlogItem::Commit(c) => {
-                        in_source_txn = false;
-                        read_counts.flush();
-                        if txn_events > 0 {
-                            writer.write_transaction_marker(&c.id, Some((txn_events, &per_table)), c.ts_us).await?;
+                        BinlogItem::Change(e) => {
+                            read_counts.add(&e);
+                            window.observe_change(&e);
+                            writer.write_change(&e).await?;
+                            batch_rows += 1;
+                            txn_events += 1;
+                            if cc.per_table_counts {
+                                *per_table.entry(e.table.qualified_name()).or_default() += 1;
+                            }
                         }
-                        pending = Some(Pending {
-                            position: c.resume(),
-                            file_pos: c.file_pos.to_string(),
-                            ts_us: c.ts_us,
-                        });
-                        window.observe_position(&c.file_pos);
-                        if stopping.is_some() {
-                            return finish(writer, &mut pending, last).await;
-                        }
-                        if window.has_chunk()
-                            && flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?
-                            && cfg.snapshot.mode == SnapshotMode::InitialOnly
-                        {
-                            return finish(writer, &mut pending, last).await;
-                        }
-                        let idle = rx.is_empty();
-                        let due = batch_rows >= cc.max_rows
-                            || batch_started.is_some_and(|b| b.elapsed() >= cc.linger)
-                            || (idle && batch_rows > 0);
-                        if due {
-                            commit(writer, &mut pending, last).await?;
-                            batch_rows = 0;
-                            batch_started = None;
-                            last_commit = Instant::now();
-                        }
-                        let lag_s = (now_us() - c.ts_us) / 1_000_000;
-                        if idle && !caught_up && lag_s <= 2 {
-                            caught_up = true;
-                            tracing::info!(position = %c.resume(), "caught up with the primary");
-                        } else if caught_up && lag_s > 10 && !idle {
-                            caught_up = false;
+                        BinlogItem::SchemaChange(s) => writer.write_schema_change(&s).await?,
+                        BinlogItem::Commit(c) => {
+                            in_source_txn = false;
+                            read_counts.flush();
+                            if txn_events > 0 {
+                                writer.write_transaction_marker(&c.id, Some((txn_events, &per_table)), c.ts_us).await?;
+                            }
+                            pending = Some(Pending {
+                                position: c.resume(),
+                                file_pos: c.file_pos.to_string(),
+                                ts_us: c.ts_us,
+                            });
+                            window.observe_position(&c.file_pos);
+                            if stopping.is_some() {
+                                return finish(writer, &mut pending, last).await;
+                            }
+                            if window.has_chunk()
+                                && flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?
+                                && cfg.snapshot.mode == SnapshotMode::InitialOnly
+                            {
+                                return finish(writer, &mut pending, last).await;
+                            }
+                            let idle = items.peek().is_none() && rx.is_empty();
+                            let due = batch_rows >= cc.max_rows
+                                || batch_started.is_some_and(|b| b.elapsed() >= cc.linger_for(caught_up))
+                                || (idle && batch_rows > 0);
+                            if due {
+                                commit(writer, &mut pending, last).await?;
+                                batch_rows = 0;
+                                batch_started = None;
+                                last_commit = Instant::now();
+                            }
+                            let lag_s = (now_us() - c.ts_us) / 1_000_000;
+                            if idle && !caught_up && lag_s <= 2 {
+                                caught_up = true;
+                                tracing::info!(position = %c.resume(), "caught up with the primary");
+                            } else if caught_up && lag_s > 10 && !idle {
+                                caught_up = false;
+                            }
                         }
                     }
                 }

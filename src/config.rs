@@ -473,6 +473,8 @@ server_id = 0
 bootstrap_servers = "nohost"
 [encoding]
 decimal_handling = "exact"
+[capture]
+catch_up_linger = "10m"
 "#,
         );
         let joined = p.join("\n");
@@ -483,10 +485,11 @@ decimal_handling = "exact"
             "source.server_id: must be > 0",
             "kafka.bootstrap_servers: `nohost` is not host:port",
             "encoding.decimal_handling: unknown variant `exact`",
+            "capture.catch_up_linger: must be at most half of transaction_timeout",
         ] {
             assert!(joined.contains(needle), "missing `{needle}` in:\n{joined}");
         }
-        assert_eq!(p.len(), 6, "{joined}");
+        assert_eq!(p.len(), 7, "{joined}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub async fn run(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<(), Ca
     let batching = Batching {
         max_rows: cfg.lake.max_batch_rows,
         linger: cfg.lake.flush_interval,
+        catch_up_linger: cfg.lake.flush_interval,
         // An idle source is confirmed (and the checkpoint's caught-up time moved) this
         // often, so `status` tells an idle replica from a stale one.
         heartbeat: cfg

@@ -165,6 +165,7 @@ def expected_config(v, comp):
             "transaction_topic": c["transactionTopic"],
             "max_batch_rows": c["maxBatchRows"],
             "linger": c["linger"],
+            "catch_up_linger": c["catchUpLinger"],
             "heartbeat_interval": c["heartbeatInterval"],
             "max_message_bytes": c["maxMessageBytes"],
             "transaction_timeout": c["transactionTimeout"],

@@ -57,6 +57,9 @@ fn default_max_batch_rows() -> usize {
 fn default_linger() -> Duration {
     Duration::from_millis(20)
 }
+fn default_catch_up_linger() -> Duration {
+    Duration::from_millis(250)
+}
 fn default_heartbeat() -> Duration {
     Duration::from_secs(10)
 }
@@ -94,6 +97,11 @@ pub struct CaptureConfig {
     /// How long a batch may wait for more source transactions before it is committed.
     #[serde(default = "default_linger", with = "humantime_serde")]
     pub linger: Duration,
+    /// The same while capture is behind the primary (catching up): committing a Kafka
+    /// transaction stops producing for a round trip, so larger batches read the backlog
+    /// faster; the changes are late anyway.
+    #[serde(default = "default_catch_up_linger", with = "humantime_serde")]
+    pub catch_up_linger: Duration,
     /// How often to write to `<name>.heartbeat` (and commit the position) while idle.
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -120,6 +128,7 @@ impl Default for CaptureConfig {
             transaction_topic: false,
             max_batch_rows: default_max_batch_rows(),
             linger: default_linger(),
+            catch_up_linger: default_catch_up_linger(),
             heartbeat_interval: default_heartbeat(),
             max_message_bytes: default_max_message_bytes(),
             dead_letter_topic: None,
@@ -152,6 +161,13 @@ impl CaptureConfig {
         }
         if self.transaction_timeout < Duration::from_secs(1) {
             problems.push(path, "transaction_timeout", "must be at least 1s");
+        }
+        if self.catch_up_linger.max(self.linger) * 2 > self.transaction_timeout {
+            problems.push(
+                path,
+                "catch_up_linger",
+                "must be at most half of transaction_timeout (a batch must commit well within it)",
+            );
         }
     }
 }

@@ -324,6 +324,7 @@ tombstones = {{ $c.tombstones }}
 transaction_topic = {{ $c.transactionTopic }}
 max_batch_rows = {{ $c.maxBatchRows | int64 }}
 linger = {{ $c.linger | toRawJson }}
+catch_up_linger = {{ $c.catchUpLinger | toRawJson }}
 heartbeat_interval = {{ $c.heartbeatInterval | toRawJson }}
 max_message_bytes = {{ $c.maxMessageBytes | int64 }}
 {{- with $c.deadLetterTopic }}

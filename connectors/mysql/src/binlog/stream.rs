@@ -217,16 +217,7 @@ impl BinlogReader {
     pub async fn next(&mut self) -> Result<BinlogItem> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            if let Some(item) = self.buffer.pop_front() {
-                match &item {
-                    BinlogItem::Commit(c) => {
-                        self.resume = c.resume();
-                        self.handed_in_txn = 0;
-                    }
-                    // Heartbeat positions depend on timing: not counted for the replay.
-                    BinlogItem::Position(_) => {}
-                    _ => self.handed_in_txn += 1,
-                }
+            if let Some(item) = self.take_buffered() {
                 return Ok(item);
             }
             match self.read_event().await {
@@ -243,6 +234,34 @@ impl BinlogReader {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The next item, then up to `max - 1` more that are decoded already (the rest of the
+    /// rows of an event): handing items over in batches saves a wake-up per row.
+    pub async fn next_many(&mut self, max: usize) -> Result<Vec<BinlogItem>> {
+        let mut items = vec![self.next().await?];
+        while items.len() < max {
+            match self.take_buffered() {
+                Some(item) => items.push(item),
+                None => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// An item decoded already, counted as handed out.
+    fn take_buffered(&mut self) -> Option<BinlogItem> {
+        let item = self.buffer.pop_front()?;
+        match &item {
+            BinlogItem::Commit(c) => {
+                self.resume = c.resume();
+                self.handed_in_txn = 0;
+            }
+            // Heartbeat positions depend on timing: not counted for the replay.
+            BinlogItem::Position(_) => {}
+            _ => self.handed_in_txn += 1,
+        }
+        Some(item)
     }
 
     /// Reconnects from the last commit; the items of the unfinished transaction that were
