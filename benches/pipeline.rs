@@ -26,6 +26,12 @@
 //!   of the replica whose files hold that sequence number (its commit timestamp): p50/p99
 //!   of primary commit → visible in the replica.
 //!
+//! - `snapshot`: a 5,000,000-row sysbench-shaped table (filled with `INSERT … SELECT`
+//!   from MariaDB's sequence engine); then `binlake capture` with
+//!   `snapshot.mode = "initial_only"` (snapshot, commit, exit 0) into Kafka (4 partitions),
+//!   and `binlake run` with the same mode into a fresh lake folder. Reported: rows/s from
+//!   process start to its exit, peak RSS; the replica's row count is checked.
+//!
 //! Not criterion: one run takes tens of seconds and needs the services; the harness
 //! prints medians of repeated runs instead.
 
@@ -421,6 +427,9 @@ async fn main() {
     if want("run_freshness") {
         run_freshness().await;
     }
+    if want("snapshot") {
+        snapshot().await;
+    }
 }
 
 fn dir_bytes(p: &std::path::Path) -> u64 {
@@ -732,6 +741,76 @@ async fn run_freshness() {
         pct(0.5),
         pct(0.99),
         lat.last().copied().unwrap_or(f64::NAN)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+/// Runs `binlake <command>` to its exit; (seconds, peak RSS MB).
+fn run_to_exit(command: &str, cfg: &std::path::Path, limit: Duration) -> (f64, f64) {
+    let t0 = Instant::now();
+    let mut child = start_binlake(command, cfg);
+    let pid = child.id();
+    let mut peak = 0.0f64;
+    loop {
+        peak = peak.max(peak_rss_mb(pid));
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "binlake {command} failed: {status}");
+            return (t0.elapsed().as_secs_f64(), peak);
+        }
+        assert!(t0.elapsed() < limit, "binlake {command} did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn snapshot() {
+    const ROWS: u64 = 5_000_000;
+    let db = format!("bench_snap_{}", stamp());
+    let mut c = admin().await;
+    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    c.query_drop(format!("USE {db}")).await.unwrap();
+    c.query_drop("CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)")
+        .await
+        .unwrap();
+    eprintln!("filling {db}.sbtest1 with {ROWS} rows ...");
+    let t = Instant::now();
+    for chunk in 0..ROWS / 100_000 {
+        let lo = chunk * 100_000 + 1;
+        c.query_drop(format!(
+            "INSERT INTO sbtest1 SELECT seq, seq % 100000, CONCAT(LPAD(seq, 11, '0'), '-', REPEAT('12345678901-', 9)), REPEAT('67847967377-', 5) FROM seq_{lo}_to_{}",
+            lo + 99_999
+        ))
+        .await
+        .unwrap();
+    }
+    eprintln!("  filled in {:.1} s", t.elapsed().as_secs_f64());
+    let mode = "[snapshot]\nmode = \"initial_only\"\n";
+    let name = format!("benchsnap_{}", stamp());
+    let cfg = config(
+        &name,
+        &db,
+        None,
+        &format!("{mode}[capture]\npartitions = 4\n"),
+    );
+    let (secs, rss) = run_to_exit("capture", &cfg, Duration::from_secs(900));
+    println!(
+        "snapshot into Kafka: {ROWS} rows in {secs:.1} s, {:.0} rows/s, peak RSS {rss:.0} MB (binlake capture, snapshot.mode = initial_only, from process start to exit)",
+        ROWS as f64 / secs
+    );
+    let root = std::env::temp_dir().join(format!("bench-snap-lake-{}", stamp()));
+    let name = format!("benchsnaprun_{}", stamp());
+    let cfg = config(
+        &name,
+        &db,
+        None,
+        &format!("{mode}[lake]\nroot = \"{}\"\n", root.display()),
+    );
+    let (secs, rss) = run_to_exit("run", &cfg, Duration::from_secs(900));
+    let rows = delta_rows(&root.join(&db).join("sbtest1").join("replica"));
+    assert_eq!(rows, ROWS, "replica rows after the snapshot");
+    println!(
+        "snapshot into the replica: {ROWS} rows in {secs:.1} s, {:.0} rows/s, peak RSS {rss:.0} MB (binlake run, snapshot.mode = initial_only, change log and replica, from process start to exit)",
+        ROWS as f64 / secs
     );
     let _ = std::fs::remove_dir_all(&root);
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
