@@ -29,6 +29,11 @@ pub fn lake_config_at(name: &str, db: &str, root: &str, extra: &str) -> PathBuf 
     let port = std::env::var("BINLAKE_MARIADB_PORT").unwrap_or_else(|_| "13306".into());
     let server_id = capture_source().server_id;
     let brokers = kafka_brokers();
+    // Few buckets, so that small tests exercise files shared by several keys.
+    let buckets = match extra.contains("buckets =") {
+        true => "",
+        false => "buckets = 4",
+    };
     let text = format!(
         r#"
 name = "{name}"
@@ -45,7 +50,7 @@ request_timeout = "20s"
 [lake]
 root = "{root}"
 flush_interval = "200ms"
-buckets = 4
+{buckets}
 {extra}
 "#,
     );
@@ -651,7 +656,7 @@ async fn schema_changes_mid_stream_evolve_the_replica_or_stop_with_a_way_out() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn maintenance_compacts_the_change_log_and_vacuums_without_changing_data() {
+async fn maintenance_compacts_the_change_log_and_replica_and_vacuums_without_changing_data() {
     let db = unique("it_lake_mnt");
     let name = unique("itlakemnt");
     let root = std::env::temp_dir().join(unique("binlake-lake"));
@@ -661,8 +666,11 @@ async fn maintenance_compacts_the_change_log_and_vacuums_without_changing_data()
         &name,
         &db,
         &root,
-        "maintenance_interval = \"2s\"\ncompact_min_files = 3\nvacuum_retention = \"0s\"\n",
+        // One key bucket: the inserts below are appends (each a new replica file), which
+        // maintenance then merges.
+        "maintenance_interval = \"8s\"\ncompact_min_files = 3\nvacuum_retention = \"0s\"\nbuckets = 1\n",
     );
+    let started = Instant::now();
     let p = start("run", &cfg);
     let lake = lake_at(&root);
     // Many small batches: one change-log file each.
@@ -697,8 +705,18 @@ async fn maintenance_compacts_the_change_log_and_vacuums_without_changing_data()
     )[0][0]
         .parse::<u64>()
         .unwrap();
+    let replica_dir = root.join(&db).join("t").join("replica");
+    let replica_before = parquet_files(&replica_dir);
+    assert!(
+        replica_before >= 6,
+        "expected the inserts to be appended as new replica files, found {replica_before}"
+    );
     // One more batch after the maintenance interval triggers compaction and vacuum.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the inserts took longer than the maintenance interval"
+    );
+    tokio::time::sleep(Duration::from_secs(9).saturating_sub(started.elapsed())).await;
     c.query_drop("INSERT INTO t VALUES (100, 100)")
         .await
         .unwrap();
@@ -712,6 +730,15 @@ async fn maintenance_compacts_the_change_log_and_vacuums_without_changing_data()
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while parquet_files(&replica_dir) > 2 {
+        assert!(
+            Instant::now() < deadline,
+            "replica files not merged: {}",
+            parquet_files(&replica_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let n = query(
         &lake,
         &format!("SELECT count(*) AS n FROM \"{db}\".\"t__changes\""),

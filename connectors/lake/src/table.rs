@@ -141,6 +141,36 @@ pub struct TableSink {
     before_images: bool,
     applied_changes: Applied,
     applied_replica: Applied,
+    key_bound: KeyBound,
+}
+
+/// An upper bound of the replica's primary keys (in Arrow's order-preserving row
+/// encoding), kept while this sink is the table's only writer since it was last read:
+/// a batch of inserts whose keys are all above it cannot meet a row already there, so its
+/// rows are added as new files instead of rewriting the buckets they fall in. That turns
+/// snapshots and insert-only tables from rewriting the whole table per batch into
+/// appends. Unknown after (re)loading or a schema change; found then by reading the key
+/// columns once. A commit by another writer in between makes ours fail (Delta's version
+/// check), and the restart reloads.
+#[derive(Debug, Clone, Default)]
+enum KeyBound {
+    #[default]
+    Unknown,
+    /// The replica has no rows.
+    Empty,
+    /// No key in the replica is above this one.
+    Max(arrow::row::OwnedRow),
+}
+
+impl KeyBound {
+    /// Raises the bound to cover `key`.
+    fn cover(&mut self, key: arrow::row::Row<'_>) {
+        match self {
+            KeyBound::Unknown => {}
+            KeyBound::Max(m) if m.row() >= key => {}
+            _ => *self = KeyBound::Max(key.owned()),
+        }
+    }
 }
 
 /// Counters of one `apply`.
@@ -296,9 +326,13 @@ impl TableSink {
             before_images,
             applied_changes: Applied::default(),
             applied_replica: Applied::default(),
+            key_bound: KeyBound::Unknown,
         };
         sink.refresh_schemas()?;
         sink.evolve(table).await?;
+        if row_count(&sink.replica) == Some(0) {
+            sink.key_bound = KeyBound::Empty;
+        }
         sink.applied_changes = read_applied(&sink.changes, &[]).await?;
         sink.applied_replica = read_applied(&sink.replica, &[]).await?;
         Ok(sink)
@@ -362,6 +396,9 @@ impl TableSink {
     fn refresh_schemas(&mut self) -> Result<()> {
         self.changes_schema = arrow_schema_of(&self.changes)?;
         self.replica_schema = arrow_schema_of(&self.replica)?;
+        // Re-read tables may hold keys this sink did not write; a schema change may
+        // change the key encoding.
+        self.key_bound = KeyBound::Unknown;
         Ok(())
     }
 
@@ -540,6 +577,7 @@ impl TableSink {
             .await?;
             compacted += 1;
         }
+        compacted += self.compact_replica(min_files).await?;
         let mut deleted = 0u64;
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
         for t in [&mut self.changes, &mut self.replica] {
@@ -555,6 +593,95 @@ impl TableSink {
             *t = new;
         }
         Ok((compacted, deleted))
+    }
+
+    /// Merges the files of replica buckets that appends left in `min_files` or more files
+    /// (rows unchanged, so readers and writers see no data change); returns how many.
+    async fn compact_replica(&mut self, min_files: usize) -> Result<u64> {
+        let url = self.replica.table_url().to_string();
+        let snapshot = self
+            .replica
+            .snapshot()
+            .map_err(|e| Error::delta(&url, "snapshot", e, true))?;
+        let mut files: BTreeMap<u32, Vec<(String, i64)>> = BTreeMap::new();
+        for f in snapshot.log_data().iter() {
+            let path = f.path().to_string();
+            if let Some(b) = bucket_of(&path) {
+                files.entry(b).or_default().push((path, f.size()));
+            }
+        }
+        files.retain(|_, f| f.len() >= min_files.max(2));
+        if files.is_empty() {
+            return Ok(0);
+        }
+        let schema = self.replica_schema.clone();
+        let key_idx = self
+            .key_names
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::storage("compact the replica", e))?;
+        let key_fields: Vec<SortField> = key_idx
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect();
+        let store = self.replica.log_store().object_store(None);
+        let version = self.replica.version().unwrap_or(0) + 1;
+        let now = now_us() / 1000;
+        let mut actions = Vec::new();
+        let n = files.len() as u64;
+        for (b, old) in files {
+            let r = BucketJob {
+                bucket: b,
+                old,
+                keep_old: true,
+                changed_keys: HashSet::new(),
+                new_rows: RecordBatch::new_empty(schema.clone()),
+                key_idx: key_idx.clone(),
+                key_fields: key_fields.clone(),
+                schema: schema.clone(),
+                path: format!(
+                    "part-b{b:05}-v{version:012}-{}.parquet",
+                    uuid::Uuid::new_v4().simple()
+                ),
+                store: store.clone(),
+            }
+            .run()
+            .await?;
+            for (path, size) in r.removed {
+                actions.push(Action::Remove(remove(
+                    path,
+                    size,
+                    Some(HashMap::new()),
+                    false,
+                    now,
+                )));
+            }
+            if let Some((path, size, rows)) = r.added {
+                let mut a = add(
+                    path,
+                    size,
+                    rows,
+                    std::iter::empty::<(&str, Option<String>)>(),
+                );
+                a.data_change = false;
+                actions.push(Action::Add(a));
+            }
+        }
+        let freshness = self.applied_replica.freshness.clone().unwrap_or_default();
+        commit_as(
+            &mut self.replica,
+            actions,
+            &Progress::default(),
+            &freshness,
+            "compact",
+            DeltaOperation::Optimize {
+                predicate: None,
+                target_size: 0,
+            },
+        )
+        .await?;
+        Ok(n)
     }
 
     /// Writes `batch` (changes of this table, in source order, none already held by the
@@ -611,6 +738,7 @@ impl TableSink {
             before_images,
             applied_changes,
             applied_replica,
+            key_bound,
         } = self;
         let mut cv = ChangesView {
             name,
@@ -626,6 +754,7 @@ impl TableSink {
             key_names,
             buckets: *buckets,
             applied: applied_replica,
+            key_bound,
         };
         let (mut sc, mut sr) = (ApplyStats::default(), ApplyStats::default());
         let (a, b) = tokio::join!(
@@ -818,6 +947,7 @@ struct ReplicaView<'a> {
     key_names: &'a [String],
     buckets: u32,
     applied: &'a mut Applied,
+    key_bound: &'a mut KeyBound,
 }
 
 impl ReplicaView<'_> {
@@ -928,6 +1058,22 @@ impl ReplicaView<'_> {
                 .or_default()
                 .push(i);
         }
+        // Only new keys, all above what the replica holds: the rows go into new files,
+        // nothing is read or rewritten (see `KeyBound`).
+        let inserts_only = !truncated && ops.iter().all(|(_, _, upsert)| upsert.is_some());
+        if inserts_only && matches!(self.key_bound, KeyBound::Unknown) {
+            let types: Vec<DataType> = key_idx
+                .iter()
+                .map(|&i| schema.field(i).data_type().clone())
+                .collect();
+            *self.key_bound = self.scan_key_bound(&key_fields, types).await?;
+        }
+        let append = inserts_only
+            && match &*self.key_bound {
+                KeyBound::Empty => true,
+                KeyBound::Max(m) => last.values().all(|&i| keys.row(i) > m.row()),
+                KeyBound::Unknown => false,
+            };
         // Existing files by bucket.
         let mut files: HashMap<u32, Vec<(String, i64)>> = HashMap::new();
         let snapshot = self
@@ -951,7 +1097,10 @@ impl ReplicaView<'_> {
         let version = self.table.version().unwrap_or(0) + 1;
         let mut jobs = Vec::new();
         for b in touched {
-            let old = files.remove(&b).unwrap_or_default();
+            let old = match append {
+                true => Vec::new(),
+                false => files.remove(&b).unwrap_or_default(),
+            };
             let mut changed: Vec<usize> = per_bucket.remove(&b).unwrap_or_default();
             changed.sort_unstable();
             // The new rows of this bucket, as an Arrow batch.
@@ -1029,7 +1178,82 @@ impl ReplicaView<'_> {
         stats.commits += 1;
         commit(self.table, actions, progress, freshness, "apply changes").await?;
         apply_progress(self.applied, progress, freshness);
+        if truncated {
+            *self.key_bound = KeyBound::Unknown;
+        } else {
+            for &i in last.values() {
+                if ops[i].2.is_some() {
+                    self.key_bound.cover(keys.row(i));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The largest key in the replica, read from its files' key columns.
+    async fn scan_key_bound(
+        &self,
+        key_fields: &[SortField],
+        key_types: Vec<DataType>,
+    ) -> Result<KeyBound> {
+        let snapshot = self
+            .table
+            .snapshot()
+            .map_err(|e| Error::delta(self.table.table_url().as_str(), "snapshot", e, true))?;
+        let paths: Vec<String> = snapshot
+            .log_data()
+            .iter()
+            .map(|f| f.path().to_string())
+            .collect();
+        let store = self.table.log_store().object_store(None);
+        let mut bound = KeyBound::Empty;
+        for p in paths {
+            let bytes = read_object(&store, &p).await?;
+            let names = self.key_names.to_vec();
+            let fields = key_fields.to_vec();
+            let types = key_types.clone();
+            let max =
+                tokio::task::spawn_blocking(move || -> Result<Option<arrow::row::OwnedRow>> {
+                    let err = |e: &dyn std::fmt::Display| {
+                        Error::storage(format!("read the keys of {p}"), e)
+                    };
+                    let builder =
+                        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
+                    let mask = parquet::arrow::ProjectionMask::columns(
+                        builder.parquet_schema(),
+                        names.iter().map(String::as_str),
+                    );
+                    let reader = builder.with_projection(mask).build().map_err(|e| err(&e))?;
+                    let converter = RowConverter::new(fields.clone()).map_err(|e| err(&e))?;
+                    let mut max: Option<arrow::row::OwnedRow> = None;
+                    for rb in reader {
+                        let rb = rb.map_err(|e| err(&e))?;
+                        let cols = names
+                            .iter()
+                            .zip(&types)
+                            .map(|(n, t)| {
+                                let c = rb
+                                    .column_by_name(n)
+                                    .ok_or_else(|| err(&format!("no key column {n}")))?;
+                                arrow::compute::cast(c, t).map_err(|e| err(&e))
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        let rows = converter.convert_columns(&cols).map_err(|e| err(&e))?;
+                        for r in rows.iter() {
+                            if max.as_ref().is_none_or(|m| r > m.row()) {
+                                max = Some(r.owned());
+                            }
+                        }
+                    }
+                    Ok(max)
+                })
+                .await
+                .map_err(|e| Error::storage("read keys", e))??;
+            if let Some(m) = max {
+                bound.cover(m.row());
+            }
+        }
+        Ok(bound)
     }
 }
 
