@@ -648,25 +648,7 @@ impl TableSink {
             }
             .run()
             .await?;
-            for (path, size) in r.removed {
-                actions.push(Action::Remove(remove(
-                    path,
-                    size,
-                    Some(HashMap::new()),
-                    false,
-                    now,
-                )));
-            }
-            if let Some((path, size, rows)) = r.added {
-                let mut a = add(
-                    path,
-                    size,
-                    rows,
-                    std::iter::empty::<(&str, Option<String>)>(),
-                );
-                a.data_change = false;
-                actions.push(Action::Add(a));
-            }
+            actions.extend(r.actions(false, now));
         }
         let freshness = self.applied_replica.freshness.clone().unwrap_or_default();
         commit_as(
@@ -1155,25 +1137,11 @@ impl ReplicaView<'_> {
         let now = now_us() / 1000;
         let mut actions = Vec::new();
         for r in results {
-            for (path, size) in r.removed {
-                actions.push(Action::Remove(remove(
-                    path,
-                    size,
-                    Some(HashMap::new()),
-                    true,
-                    now,
-                )));
+            if let Some((_, size, rows)) = &r.added {
+                stats.bytes_written += *size as u64;
+                stats.rows_rewritten += *rows as u64;
             }
-            if let Some((path, size, rows)) = r.added {
-                stats.bytes_written += size as u64;
-                stats.rows_rewritten += rows as u64;
-                actions.push(Action::Add(add(
-                    path,
-                    size,
-                    rows,
-                    std::iter::empty::<(&str, Option<String>)>(),
-                )));
-            }
+            actions.extend(r.actions(true, now));
         }
         stats.commits += 1;
         commit(self.table, actions, progress, freshness, "apply changes").await?;
@@ -1294,6 +1262,37 @@ struct BucketJob {
 struct BucketResult {
     removed: Vec<(String, i64)>,
     added: Option<(String, i64, usize)>,
+}
+
+impl BucketResult {
+    /// The Delta actions of a bucket rewrite (`data_change` false for a merge that keeps
+    /// the rows as they are).
+    fn actions(self, data_change: bool, now_ms: i64) -> Vec<Action> {
+        let mut actions: Vec<Action> = self
+            .removed
+            .into_iter()
+            .map(|(path, size)| {
+                Action::Remove(remove(
+                    path,
+                    size,
+                    Some(HashMap::new()),
+                    data_change,
+                    now_ms,
+                ))
+            })
+            .collect();
+        if let Some((path, size, rows)) = self.added {
+            let mut a = add(
+                path,
+                size,
+                rows,
+                std::iter::empty::<(&str, Option<String>)>(),
+            );
+            a.data_change = data_change;
+            actions.push(Action::Add(a));
+        }
+        actions
+    }
 }
 
 impl BucketJob {
