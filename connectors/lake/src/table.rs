@@ -491,20 +491,13 @@ impl TableSink {
         min_files: usize,
         retention: std::time::Duration,
     ) -> Result<(u64, u64)> {
-        let url = self.changes.table_url().to_string();
-        let snapshot = self
-            .changes
-            .snapshot()
-            .map_err(|e| Error::delta(&url, "snapshot", e, true))?;
-        let mut by_part: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
-        for f in snapshot.log_data().iter() {
-            let path = f.path().to_string();
-            let part = path
-                .rsplit_once('/')
-                .map(|(d, _)| d.to_string())
-                .unwrap_or_default();
-            by_part.entry(part).or_default().push((path, f.size()));
-        }
+        let by_part = files_by(&self.changes, |path| {
+            Some(
+                path.rsplit_once('/')
+                    .map(|(d, _)| d.to_string())
+                    .unwrap_or_default(),
+            )
+        })?;
         let file_schema = without_columns(&self.changes_schema, &[COMMIT_DATE.to_string()]);
         let store = self.changes.log_store().object_store(None);
         let mut compacted = 0u64;
@@ -598,18 +591,7 @@ impl TableSink {
     /// Merges the files of replica buckets that appends left in `min_files` or more files
     /// (rows unchanged, so readers and writers see no data change); returns how many.
     async fn compact_replica(&mut self, min_files: usize) -> Result<u64> {
-        let url = self.replica.table_url().to_string();
-        let snapshot = self
-            .replica
-            .snapshot()
-            .map_err(|e| Error::delta(&url, "snapshot", e, true))?;
-        let mut files: BTreeMap<u32, Vec<(String, i64)>> = BTreeMap::new();
-        for f in snapshot.log_data().iter() {
-            let path = f.path().to_string();
-            if let Some(b) = bucket_of(&path) {
-                files.entry(b).or_default().push((path, f.size()));
-            }
-        }
+        let mut files = files_by(&self.replica, bucket_of)?;
         files.retain(|_, f| f.len() >= min_files.max(2));
         if files.is_empty() {
             return Ok(0);
@@ -1056,18 +1038,7 @@ impl ReplicaView<'_> {
                 KeyBound::Max(m) => last.values().all(|&i| keys.row(i) > m.row()),
                 KeyBound::Unknown => false,
             };
-        // Existing files by bucket.
-        let mut files: HashMap<u32, Vec<(String, i64)>> = HashMap::new();
-        let snapshot = self
-            .table
-            .snapshot()
-            .map_err(|e| Error::delta(self.table.table_url().as_str(), "snapshot", e, true))?;
-        for f in snapshot.log_data().iter() {
-            let path = f.path().to_string();
-            if let Some(b) = bucket_of(&path) {
-                files.entry(b).or_default().push((path, f.size()));
-            }
-        }
+        let mut files = files_by(self.table, bucket_of)?;
         let touched: Vec<u32> = if truncated {
             let mut all: HashSet<u32> = files.keys().copied().collect();
             all.extend(per_bucket.keys().copied());
@@ -1566,6 +1537,25 @@ fn without_columns(schema: &SchemaRef, columns: &[String]) -> SchemaRef {
 }
 
 /// The bucket of a replica file, from its name (`part-b00007-…`).
+/// A table's live files (path, size) grouped by `key` of their path (files without one
+/// are left out).
+fn files_by<K: Ord>(
+    t: &DeltaTable,
+    key: impl Fn(&str) -> Option<K>,
+) -> Result<BTreeMap<K, Vec<(String, i64)>>> {
+    let snapshot = t
+        .snapshot()
+        .map_err(|e| Error::delta(t.table_url().as_str(), "snapshot", e, true))?;
+    let mut files: BTreeMap<K, Vec<(String, i64)>> = BTreeMap::new();
+    for f in snapshot.log_data().iter() {
+        let path = f.path().to_string();
+        if let Some(k) = key(&path) {
+            files.entry(k).or_default().push((path, f.size()));
+        }
+    }
+    Ok(files)
+}
+
 fn bucket_of(path: &str) -> Option<u32> {
     let name = path.rsplit('/').next()?;
     name.strip_prefix("part-b")?.get(..5)?.parse().ok()
