@@ -61,7 +61,13 @@ pub enum Error {
 impl Error {
     /// Wraps a librdkafka error raised while doing `operation`.
     pub fn client(operation: impl Into<String>, e: &KafkaError) -> Self {
-        let transient = match e.rdkafka_error_code() {
+        // `rdkafka_error_code()` is None for an admin request that failed as a whole
+        // (e.g. CreateTopics while the broker restarts): classify its code too.
+        let code = match e {
+            KafkaError::AdminOp(code) => Some(*code),
+            _ => e.rdkafka_error_code(),
+        };
+        let transient = match code {
             Some(code) => is_transient_code(code),
             None => matches!(e, KafkaError::Canceled | KafkaError::NoMessageReceived),
         } || matches!(e, KafkaError::Transaction(t) if t.is_retriable());
@@ -110,4 +116,23 @@ pub(crate) fn is_transient_code(code: RDKafkaErrorCode) -> bool {
             // that was down): the batch is aborted and re-read.
             | C::MessageTimedOut
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admin_request_that_failed_on_the_transport_is_transient() {
+        let e = Error::client(
+            "create topic t",
+            &KafkaError::AdminOp(RDKafkaErrorCode::BrokerTransportFailure),
+        );
+        assert!(e.is_transient(), "{e}");
+        let e = Error::client(
+            "create topic t",
+            &KafkaError::AdminOp(RDKafkaErrorCode::TopicAuthorizationFailed),
+        );
+        assert!(!e.is_transient(), "{e}");
+    }
 }
