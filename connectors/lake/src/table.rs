@@ -622,10 +622,7 @@ impl TableSink {
                 key_idx: key_idx.clone(),
                 key_fields: key_fields.clone(),
                 schema: schema.clone(),
-                path: format!(
-                    "part-b{b:05}-v{version:012}-{}.parquet",
-                    uuid::Uuid::new_v4().simple()
-                ),
+                path: bucket_file(b, version),
                 store: store.clone(),
             }
             .run()
@@ -1093,10 +1090,7 @@ impl ReplicaView<'_> {
                 key_idx: key_idx.clone(),
                 key_fields: key_fields.clone(),
                 schema: schema.clone(),
-                path: format!(
-                    "part-b{b:05}-v{version:012}-{}.parquet",
-                    uuid::Uuid::new_v4().simple()
-                ),
+                path: bucket_file(b, version),
                 store: store.clone(),
             });
         }
@@ -1554,6 +1548,15 @@ fn files_by<K: Ord>(
         }
     }
     Ok(files)
+}
+
+/// A new file name for bucket `b` written at table version `version` ([`bucket_of`]
+/// reads the bucket back).
+fn bucket_file(b: u32, version: u64) -> String {
+    format!(
+        "part-b{b:05}-v{version:012}-{}.parquet",
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 fn bucket_of(path: &str) -> Option<u32> {
