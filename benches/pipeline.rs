@@ -94,7 +94,10 @@ fn start_binlake(command: &str, cfg: &std::path::Path) -> Child {
     Command::new(binlake_bin())
         .args([command, "--config"])
         .arg(cfg)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BINLAKE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -311,7 +314,8 @@ async fn latency() {
     c.query_drop("CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)")
         .await
         .unwrap();
-    let cfg = config(&name, &db, None, "");
+    let extra = std::env::var("BINLAKE_BENCH_EXTRA").unwrap_or_default();
+    let cfg = config(&name, &db, None, &extra);
     let mut child = start_capture(&cfg);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let committed: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
@@ -346,7 +350,14 @@ async fn latency() {
                     let v: serde_json::Value = serde_json::from_slice(p).expect("json");
                     let id = v["after"]["id"].as_i64().unwrap_or(-1);
                     if let Some(t) = seen.lock().expect("lock").get(&id) {
-                        lat.push(now.duration_since(*t).as_secs_f64() * 1000.0);
+                        let ms = now.duration_since(*t).as_secs_f64() * 1000.0;
+                        if ms > 100.0 && std::env::var_os("BINLAKE_BENCH_LOG").is_some() {
+                            eprintln!(
+                                "slow: id {id} {ms:.1} ms, seen at {:?}",
+                                std::time::SystemTime::now()
+                            );
+                        }
+                        lat.push(ms);
                     }
                 }
             }

@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use binlake_core::debezium::{DebeziumOptions, TableCodec};
 use binlake_core::{ChangeEvent, Op, ResumePosition, SchemaChange, TableSchema};
@@ -569,24 +569,8 @@ impl CaptureWriter {
         let topic = format!("{}.schema-changes", self.name);
         self.ensure_single_partition_topic(&topic).await?;
         let key = serde_json::json!({"databaseName": s.database}).to_string();
-        let value = serde_json::json!({
-            "source": {
-                "version": self.opts.version,
-                "connector": self.opts.flavor.connector_name(),
-                "name": self.name,
-                "ts_ms": s.ts_us / 1000,
-                "db": s.database,
-                "gtid": s.gtid.as_ref().map(ToString::to_string),
-                "file": s.position.file,
-                "pos": s.position.pos,
-            },
-            "ts_ms": now_us() / 1000,
-            "databaseName": s.database,
-            "schemaName": null,
-            "ddl": s.ddl,
-            "tableChanges": [],
-        })
-        .to_string();
+        let value =
+            binlake_core::debezium::schema_change_value(&self.opts, s, now_us() / 1000).to_string();
         self.send(&topic, Some(key.as_bytes()), Some(value.as_bytes()), None)
             .await
     }
@@ -738,14 +722,26 @@ impl CaptureWriter {
         }
         let producer = self.producer.clone();
         let timeout = self.cfg.transaction_timeout;
-        tokio::task::spawn_blocking(move || producer.commit_transaction(timeout))
-            .await
-            .map_err(|e| Error::Client {
-                operation: "commit transaction".into(),
-                reason: e.to_string(),
-                transient: false,
-            })?
-            .map_err(|e| self.fenced_or("commit transaction", &e))?;
+        tokio::task::spawn_blocking(move || {
+            // rdkafka's commit_transaction first flushes with a zero timeout and, if a
+            // message is still counted, polls for a full 100 ms before librdkafka's
+            // commit. Every delivery is reported by now, but librdkafka counts a message
+            // until the polling thread has released its report, microseconds after the
+            // report resolved our future. Without this wait, about one commit in three
+            // stalled for 100 ms at 2,000 rows/s (capture_latency p99 ~200 ms).
+            let t = Instant::now();
+            while producer.in_flight_count() > 0 && t.elapsed() < Duration::from_millis(50) {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            producer.commit_transaction(timeout)
+        })
+        .await
+        .map_err(|e| Error::Client {
+            operation: "commit transaction".into(),
+            reason: e.to_string(),
+            transient: false,
+        })?
+        .map_err(|e| self.fenced_or("commit transaction", &e))?;
         self.in_txn = false;
         self.stats.commits += 1;
         tracing::debug!(position = %record.position, messages = self.stats.messages, "kafka transaction committed");
