@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use binlake_core::{ChangeEvent, Flavor, ResumePosition, SchemaChange};
 use binlake_kafka::CaptureWriter;
-use binlake_mysql::binlog::{BinlogItem, BinlogReader, NoLookup, StartFrom};
+use binlake_mysql::binlog::{BinlogItem, BinlogReader, StartFrom};
 use binlake_mysql::snapshot::{
     Chunk, ChunkReader, SnapshotMode, SnapshotProgress, Window, key_json, read_events,
 };
@@ -292,10 +292,11 @@ async fn run_once<F: SinkFactory>(
     shutdown: &mut watch::Receiver<bool>,
     resnapshot: bool,
 ) -> Result<(), CaptureError> {
-    // Without binlog_row_metadata=FULL, table maps carry no column names: keep a schema
-    // history, loaded from information_schema now and kept current by the binlog's DDL.
-    // (It is not persisted yet: events from before a DDL that happened while capture was
-    // stopped are decoded with today's schema.)
+    // A schema history, loaded from information_schema now and kept current by the
+    // binlog's DDL: without binlog_row_metadata=FULL, table maps carry no column names and
+    // rows are decoded with it; with FULL it still gives each schema change its tables'
+    // new schemas (`tableChanges`). (It is not persisted yet: events from before a DDL that
+    // happened while capture was stopped are decoded with today's schema when not FULL.)
     let (flavor, lookup): (_, Box<dyn binlake_mysql::binlog::SchemaLookup>) = {
         let mut conn = connect(&cfg.source).await?;
         let info = ServerInfo::probe(&mut conn, &cfg.source).await?;
@@ -303,20 +304,18 @@ async fn run_once<F: SinkFactory>(
             .binlog_row_metadata
             .as_deref()
             .is_some_and(|m| m.eq_ignore_ascii_case("FULL"));
-        let lookup: Box<dyn binlake_mysql::binlog::SchemaLookup> = if full {
-            Box::new(NoLookup)
-        } else {
-            let filter = cfg.source.filter();
+        if !full {
             tracing::warn!(
                 "binlog_row_metadata is not FULL: schemas come from information_schema and the binlog's DDL; set it to FULL for exact schemas across restarts"
             );
-            Box::new(
-                binlake_mysql::schema_history::load_from_information_schema(&mut conn, &|db, t| {
-                    filter.table_included(db, t)
-                })
-                .await?,
-            )
-        };
+        }
+        let filter = cfg.source.filter();
+        let lookup: Box<dyn binlake_mysql::binlog::SchemaLookup> = Box::new(
+            binlake_mysql::schema_history::load_from_information_schema(&mut conn, &|db, t| {
+                filter.table_included(db, t)
+            })
+            .await?,
+        );
         let _ = conn.disconnect().await;
         (info.flavor, lookup)
     };

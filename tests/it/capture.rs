@@ -1,7 +1,7 @@
 //! `binlake capture` as users run it (the real binary), against the real MariaDB and Kafka:
 //! every change lands once and in order, kill -9 at random moments loses and duplicates
 //! nothing, a second capture with the same name is fenced, oversize rows are reported or
-//! dead-lettered, and SIGTERM exits 0.
+//! dead-lettered, SIGTERM exits 0, and schema changes describe the tables they change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -763,5 +763,116 @@ async fn oversize_rows_are_reported_or_dead_lettered() {
     assert_eq!(rec["reason"], "oversize");
     assert_eq!(rec["key"], r#"{"id":8}"#);
     drop(proc);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_changes_describe_each_tables_new_schema() {
+    let db = unique("it_ddl");
+    let name = unique("itddl");
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10)) DEFAULT CHARSET=latin1"],
+    )
+    .await;
+    let config = write_config(&name, &db, "[snapshot]\nmode = \"never\"\n");
+    let proc = tokio::task::spawn_blocking(move || start(&config))
+        .await
+        .unwrap();
+    for ddl in [
+        "ALTER TABLE t ADD COLUMN b DECIMAL(10,2) NULL",
+        "CREATE TABLE u (k VARCHAR(20) NOT NULL PRIMARY KEY, e ENUM('x','y') NOT NULL)",
+        "RENAME TABLE u TO v",
+        "DROP TABLE v",
+    ] {
+        c.query_drop(ddl).await.unwrap();
+    }
+    let topic = format!("{name}.schema-changes");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let msgs = loop {
+        let t = topic.clone();
+        let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
+            .await
+            .unwrap();
+        if msgs.len() >= 4 {
+            break msgs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "4 schema changes expected: {msgs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    drop(proc);
+    let changes: Vec<&Json> = msgs.iter().filter_map(|(_, v, _, _)| v.as_ref()).collect();
+    let id = |t: &str| format!("\"{db}\".\"{t}\"");
+    // ALTER: the whole new schema, in column order, with the table's charset.
+    assert_eq!(
+        changes[0]["ddl"],
+        "ALTER TABLE t ADD COLUMN b DECIMAL(10,2) NULL"
+    );
+    assert_eq!(changes[0]["databaseName"], db.as_str());
+    let alter = &changes[0]["tableChanges"][0];
+    assert_eq!(alter["type"], "ALTER", "{alter}");
+    assert_eq!(alter["id"], id("t"));
+    assert_eq!(alter["table"]["defaultCharsetName"], "latin1");
+    assert_eq!(
+        alter["table"]["primaryKeyColumnNames"],
+        serde_json::json!(["id"])
+    );
+    let cols = alter["table"]["columns"].as_array().unwrap();
+    let summary: Vec<(String, String, bool)> = cols
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["typeName"].as_str().unwrap().to_string(),
+                c["optional"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("id".into(), "INT".into(), false),
+            ("a".into(), "VARCHAR".into(), true),
+            ("b".into(), "DECIMAL".into(), true)
+        ]
+    );
+    assert_eq!(cols[1]["charsetName"], "latin1");
+    assert_eq!(
+        (cols[2]["length"].as_u64(), cols[2]["scale"].as_u64()),
+        (Some(10), Some(2))
+    );
+    // CREATE, RENAME (the old name dropped, the new one created), DROP.
+    let create = &changes[1]["tableChanges"][0];
+    assert_eq!(
+        (create["type"].as_str(), create["id"].as_str()),
+        (Some("CREATE"), Some(id("u").as_str()))
+    );
+    assert_eq!(
+        create["table"]["columns"][1]["enumValues"],
+        serde_json::json!(["'x'", "'y'"])
+    );
+    let mut renamed: Vec<(String, String)> = changes[2]["tableChanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["type"].as_str().unwrap().into(),
+                t["id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    renamed.sort();
+    assert_eq!(
+        renamed,
+        [("CREATE".into(), id("v")), ("DROP".into(), id("u"))]
+    );
+    assert_eq!(
+        changes[3]["tableChanges"],
+        serde_json::json!([{"type": "DROP", "id": id("v"), "table": null}])
+    );
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

@@ -858,6 +858,9 @@ fn envelope_connect_schema(
 }
 
 mod decode;
+mod schema_change;
+
+pub use schema_change::schema_change_value;
 
 #[cfg(test)]
 mod tests;

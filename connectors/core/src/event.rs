@@ -168,4 +168,45 @@ pub struct SchemaChange {
     pub position: BinlogFilePos,
     /// Commit time on the source, µs since the epoch.
     pub ts_us: i64,
+    /// The captured tables the statement created, altered or dropped, with their schema
+    /// after it (Debezium's `tableChanges`). Empty when no schema history is kept or the
+    /// statement touched no captured table.
+    pub tables: Vec<TableChange>,
+}
+
+/// What a schema change did to one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableChangeKind {
+    /// The table is new (`CREATE TABLE`, or the new name of a `RENAME`).
+    Create,
+    /// The table's columns or key changed.
+    Alter,
+    /// The table is gone (`DROP TABLE`, or the old name of a `RENAME`).
+    Drop,
+}
+
+impl TableChangeKind {
+    /// Debezium's name of the change: `CREATE`, `ALTER` or `DROP`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableChangeKind::Create => "CREATE",
+            TableChangeKind::Alter => "ALTER",
+            TableChangeKind::Drop => "DROP",
+        }
+    }
+}
+
+/// One table touched by a schema change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableChange {
+    /// Created, altered or dropped.
+    pub kind: TableChangeKind,
+    /// Database of the table.
+    pub database: String,
+    /// Name of the table.
+    pub table: String,
+    /// The schema after the statement (`None` for a drop).
+    pub schema: Option<Arc<TableSchema>>,
+    /// The table's default character set, when known.
+    pub charset: Option<String>,
 }

@@ -25,7 +25,10 @@ pub mod value;
 
 pub use config::{Problem, Problems, Secret};
 pub use error::{Error, Result};
-pub use event::{ChangeEvent, Op, Row, SchemaChange, SnapshotMarker, SourceInfo, TransactionInfo};
+pub use event::{
+    ChangeEvent, Op, Row, SchemaChange, SnapshotMarker, SourceInfo, TableChange, TableChangeKind,
+    TransactionInfo,
+};
 pub use position::{
     BinlogFilePos, EventPosition, Gtid, MariaDbGtid, MariaDbGtidPos, MysqlGtid, MysqlGtidSet,
     ResumePosition,

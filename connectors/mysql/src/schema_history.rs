@@ -76,7 +76,7 @@
 use std::collections::BTreeMap;
 
 use binlake_core::schema::StringKind;
-use binlake_core::{Column, ColumnType, Flavor, TableSchema};
+use binlake_core::{Column, ColumnType, Flavor, TableChange, TableChangeKind, TableSchema};
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
     BinaryLength, CharacterLength, ColumnOption, DataType, EnumMember, ExactNumberInfo, Expr,
@@ -602,14 +602,35 @@ impl crate::binlog::SchemaLookup for SchemaHistory {
         self.get(database, table).cloned()
     }
 
-    fn apply_ddl(&mut self, default_db: &str, ddl: &str) {
+    fn apply_ddl(&mut self, default_db: &str, ddl: &str) -> Vec<TableChange> {
+        // DDL is rare: a copy of the known names tells created tables from altered ones.
+        let before: std::collections::HashSet<(String, String)> =
+            self.tables.keys().cloned().collect();
         match SchemaHistory::apply_ddl(self, default_db, ddl) {
-            Ok(changed) => {
-                for (db, table) in changed {
+            Ok(changed) => changed
+                .into_iter()
+                .map(|(db, table)| {
                     tracing::debug!(table = %format!("{db}.{table}"), "schema history updated");
-                }
+                    let key = (db, table);
+                    let entry = self.tables.get(&key);
+                    let kind = match entry {
+                        None => TableChangeKind::Drop,
+                        Some(_) if before.contains(&key) => TableChangeKind::Alter,
+                        Some(_) => TableChangeKind::Create,
+                    };
+                    TableChange {
+                        kind,
+                        schema: entry.map(|e| std::sync::Arc::new(e.schema.clone())),
+                        charset: entry.map(|_| self.table_charset(&key)),
+                        database: key.0,
+                        table: key.1,
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "schema history: DDL not applied");
+                Vec::new()
             }
-            Err(e) => tracing::warn!(error = %e, "schema history: DDL not applied"),
         }
     }
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use binlake_core::{
     BinlogFilePos, ChangeEvent, EventPosition, Flavor, Gtid, MariaDbGtid, MariaDbGtidPos,
     MysqlGtid, MysqlGtidSet, Op, ResumePosition, Row, SchemaChange, SnapshotMarker, SourceInfo,
-    TableSchema, TransactionInfo, Value,
+    TableChange, TableSchema, TransactionInfo, Value,
 };
 use mysql_common::binlog::EventStreamReader;
 use mysql_common::binlog::consts::{BinlogVersion, EventType};
@@ -114,8 +114,11 @@ pub trait SchemaLookup: Send {
 
     /// Called with every schema-changing statement, in binlog order, so that a lookup that
     /// keeps a history stays current. `default_db` is the statement's default database.
-    fn apply_ddl(&mut self, default_db: &str, ddl: &str) {
+    /// Returns the tables the statement created, altered or dropped (empty without a
+    /// history).
+    fn apply_ddl(&mut self, default_db: &str, ddl: &str) -> Vec<TableChange> {
         let _ = (default_db, ddl);
+        Vec::new()
     }
 }
 
@@ -568,7 +571,13 @@ impl Decoder {
             return Ok(());
         }
         let word = first_word(&sql).to_ascii_uppercase();
-        self.lookup.apply_ddl(db, &sql);
+        let mut tables = self.lookup.apply_ddl(db, &sql);
+        tables.retain(|t| self.filter.table_included(&t.database, &t.table));
+        for t in &mut tables {
+            if let Some(s) = t.schema.take() {
+                t.schema = Some(Arc::new(self.filter.project_schema((*s).clone())));
+            }
+        }
         // Table ids are reassigned after DDL; the next table map rebuilds the definition.
         self.tables.clear();
         let (gtid, ts_us) = self
@@ -615,6 +624,7 @@ impl Decoder {
             gtid,
             position: BinlogFilePos::new(self.file.to_string(), start),
             ts_us,
+            tables,
         }))
     }
 
