@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use binlake_kafka::rdkafka::consumer::{Consumer, StreamConsumer};
+use binlake_kafka::rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use binlake_kafka::rdkafka::message::Message;
 use binlake_kafka::rdkafka::producer::{FutureRecord, Producer};
 use binlake_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -21,7 +21,11 @@ fn config() -> KafkaConfig {
     c
 }
 
-async fn drain(consumer: &StreamConsumer, topic: &str, expect_at_least: usize) -> Vec<String> {
+async fn drain<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    topic: &str,
+    expect_at_least: usize,
+) -> Vec<String> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)
         .unwrap();

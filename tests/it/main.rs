@@ -13,6 +13,7 @@ mod capture;
 mod cli;
 mod http;
 mod kafka;
+mod kafka_compat;
 mod lake;
 mod mariadb;
 mod schema_history;

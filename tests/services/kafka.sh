@@ -6,8 +6,10 @@
 # The broker's jars come from Maven Central (tests/services/kafka/pom.xml, no
 # tarball) and are cached in ${XDG_CACHE_HOME:-$HOME/.cache}/binlake/kafka-4.1.1.
 # Runtime state (config, data, logs) lives in ${BINLAKE_SERVICES_DIR:-<repo>/.services}/kafka.
-# Ports: 127.0.0.1:${BINLAKE_KAFKA_PORT:-19092} (PLAINTEXT) and
-# ${BINLAKE_KAFKA_CONTROLLER_PORT:-19093} (CONTROLLER). Topics are not auto-created.
+# Ports: 127.0.0.1:${BINLAKE_KAFKA_PORT:-19092} (PLAINTEXT),
+# ${BINLAKE_KAFKA_CONTROLLER_PORT:-19093} (CONTROLLER) and
+# ${BINLAKE_KAFKA_SASL_PORT:-PORT+2} (SASL_PLAINTEXT, mechanism PLAIN, user `binlake`,
+# password `binlake-sasl`: for the secured-cluster test). Topics are not auto-created.
 set -euo pipefail
 
 log() { echo "[kafka] $*" >&2; }
@@ -27,11 +29,12 @@ MARKER=$CACHE/.complete # holds the sha256 of the pom the jars were fetched for
 
 PORT=${BINLAKE_KAFKA_PORT:-19092}
 CONTROLLER_PORT=${BINLAKE_KAFKA_CONTROLLER_PORT:-19093}
+SASL_PORT=${BINLAKE_KAFKA_SASL_PORT:-$((PORT + 2))}
 HEAP=${BINLAKE_KAFKA_HEAP:-1g}
 START_TIMEOUT=${BINLAKE_KAFKA_START_TIMEOUT:-60}
 STOP_TIMEOUT=${BINLAKE_KAFKA_STOP_TIMEOUT:-30}
-[[ $PORT =~ ^[0-9]+$ && $CONTROLLER_PORT =~ ^[0-9]+$ ]] ||
-    die "BINLAKE_KAFKA_PORT and BINLAKE_KAFKA_CONTROLLER_PORT must be port numbers"
+[[ $PORT =~ ^[0-9]+$ && $CONTROLLER_PORT =~ ^[0-9]+$ && $SASL_PORT =~ ^[0-9]+$ ]] ||
+    die "BINLAKE_KAFKA_PORT, BINLAKE_KAFKA_CONTROLLER_PORT and BINLAKE_KAFKA_SASL_PORT must be port numbers"
 
 RUN=$SERVICES_DIR/kafka
 DATA=$RUN/data
@@ -93,11 +96,15 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
+# A secured listener for clients (SASL/PLAIN), as on clusters that require authentication.
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_binlake="binlake-sasl";
 log.dirs=$DATA
 
 # Single node: every internal topic has one replica.
@@ -224,8 +231,8 @@ cmd_start() {
         die "kafka (pid $(server_pid)) is alive but its port $PORT is closed; run '$0 stop' first"
     fi
     local p
-    for p in "$PORT" "$CONTROLLER_PORT"; do
-        port_open "$p" && die "port $p is already in use by another process (set BINLAKE_KAFKA_PORT / BINLAKE_KAFKA_CONTROLLER_PORT)"
+    for p in "$PORT" "$CONTROLLER_PORT" "$SASL_PORT"; do
+        port_open "$p" && die "port $p is already in use by another process (set BINLAKE_KAFKA_PORT / BINLAKE_KAFKA_CONTROLLER_PORT / BINLAKE_KAFKA_SASL_PORT)"
     done
     ensure_jars
     check_java
@@ -299,6 +306,8 @@ cmd_status() {
 
 cmd_env() {
     echo "export BINLAKE_TEST_KAFKA_BROKERS=127.0.0.1:$PORT"
+    echo "export BINLAKE_TEST_KAFKA_SASL_BROKERS=127.0.0.1:$SASL_PORT"
+    echo "export BINLAKE_TEST_KAFKA_LIB=$LIB"
 }
 
 case ${1:-} in

@@ -215,7 +215,7 @@ pub struct CaptureStats {
 
 /// Writes change events into Kafka transactions. See the module docs.
 pub struct CaptureWriter {
-    producer: FutureProducer,
+    producer: FutureProducer<crate::error::ClientErrors>,
     cfg: CaptureConfig,
     kafka: KafkaConfig,
     name: String,
@@ -301,6 +301,14 @@ impl CaptureWriter {
                 .entry(k.to_string())
                 .or_insert_with(|| binlake_core::Secret::new(v));
         }
+        // The producer first: it serves librdkafka's error events, so a cluster that
+        // refuses our credentials is reported as such (an admin request only times out).
+        let producer = transactional_producer(
+            &kafka_cfg,
+            &format!("binlake-capture-{name}"),
+            cfg.transaction_timeout,
+        )
+        .await?;
         let offsets = CaptureWriter::offsets_topic(name);
         let mut compact = BTreeMap::new();
         compact.insert("cleanup.policy".to_string(), "compact".to_string());
@@ -312,12 +320,6 @@ impl CaptureWriter {
                 replication_factor: cfg.replication_factor,
                 configs: compact,
             },
-        )
-        .await?;
-        let producer = transactional_producer(
-            &kafka_cfg,
-            &format!("binlake-capture-{name}"),
-            cfg.transaction_timeout,
         )
         .await?;
         let stored = read_last_position(kafka, &offsets, name).await?;
@@ -767,6 +769,7 @@ pub(crate) struct QuietEof;
 
 impl rdkafka::ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
+        crate::error::note_client_error(&error, reason);
         if !matches!(error, KafkaError::PartitionEOF(_))
             && error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF)
         {

@@ -4,14 +4,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::KafkaConfig;
-use crate::error::{Error, Result};
+use crate::error::{ClientErrors, Error, Result};
 
 /// An idempotent, transactional producer with `transactional.id` = `transactional_id`,
 /// ready for `begin_transaction`. Initialising fences every older producer with the same
@@ -20,7 +19,7 @@ pub async fn transactional_producer(
     cfg: &KafkaConfig,
     transactional_id: &str,
     transaction_timeout: Duration,
-) -> Result<FutureProducer> {
+) -> Result<FutureProducer<ClientErrors>> {
     let mut c = cfg.client_config();
     c.set("enable.idempotence", "true")
         .set("transactional.id", transactional_id)
@@ -28,7 +27,9 @@ pub async fn transactional_producer(
             "transaction.timeout.ms",
             transaction_timeout.as_millis().max(1000).to_string(),
         );
-    let producer: FutureProducer = c.create().map_err(|e| Error::Config(e.to_string()))?;
+    let producer: FutureProducer<ClientErrors> = c
+        .create_with_context(ClientErrors)
+        .map_err(|e| Error::Config(e.to_string()))?;
     let timeout = cfg.request_timeout;
     // init_transactions blocks the calling thread until the coordinator answers.
     let producer =
@@ -45,14 +46,18 @@ pub async fn transactional_producer(
 
 /// A consumer in `group_id` that reads only committed transactional messages, starts at
 /// the earliest offset when the group has none, and never commits offsets by itself.
-pub fn read_committed_consumer(cfg: &KafkaConfig, group_id: &str) -> Result<StreamConsumer> {
+pub fn read_committed_consumer(
+    cfg: &KafkaConfig,
+    group_id: &str,
+) -> Result<StreamConsumer<ClientErrors>> {
     let mut c = cfg.client_config();
     c.set("group.id", group_id)
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
-    c.create().map_err(|e| Error::Config(e.to_string()))
+    c.create_with_context(ClientErrors)
+        .map_err(|e| Error::Config(e.to_string()))
 }
 
 /// The shape of a topic binlake writes to.
@@ -72,9 +77,9 @@ pub struct TopicSpec {
 /// (a different count changes which partition a key goes to, so it is an error, never
 /// silently used).
 pub async fn ensure_topic(cfg: &KafkaConfig, spec: &TopicSpec) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = cfg
+    let admin: AdminClient<ClientErrors> = cfg
         .client_config()
-        .create()
+        .create_with_context(ClientErrors)
         .map_err(|e| Error::Config(e.to_string()))?;
     let mut topic = NewTopic::new(
         &spec.name,
@@ -119,7 +124,7 @@ pub async fn ensure_topic(cfg: &KafkaConfig, spec: &TopicSpec) -> Result<()> {
 }
 
 async fn partition_count(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<ClientErrors>,
     topic: &str,
     timeout: Duration,
 ) -> Result<i32> {

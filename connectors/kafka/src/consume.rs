@@ -49,6 +49,7 @@ fn tpl_list(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 
 impl ClientContext for RebalanceLog {
     fn error(&self, error: KafkaError, reason: &str) {
+        crate::error::note_client_error(&error, reason);
         tracing::warn!(error = %error, reason, "kafka client error");
     }
 }

@@ -1,5 +1,9 @@
 //! Errors of the Kafka connector.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// Result alias of the Kafka connector.
@@ -48,6 +52,14 @@ pub enum Error {
         /// librdkafka's message.
         reason: String,
     },
+    /// The cluster refused binlake's credentials (SASL, or a TLS handshake).
+    #[error(
+        "Kafka refused binlake's credentials ({reason}); check security.protocol, sasl.mechanism, sasl.username and sasl.password (or the ssl.* files) in [kafka.client]"
+    )]
+    Authentication {
+        /// librdkafka's message (never contains the secret).
+        reason: String,
+    },
     /// A topic exists with a shape binlake cannot use as it is.
     #[error("topic {topic}: {reason}")]
     Topic {
@@ -71,6 +83,11 @@ impl Error {
             Some(code) => is_transient_code(code),
             None => matches!(e, KafkaError::Canceled | KafkaError::NoMessageReceived),
         } || matches!(e, KafkaError::Transaction(t) if t.is_retriable());
+        // An operation that timed out while the cluster was refusing our credentials:
+        // say so, and stop (retrying with the same credentials cannot succeed).
+        if let Some(reason) = recent_authentication_failure() {
+            return Error::Authentication { reason };
+        }
         Error::Client {
             operation: operation.into(),
             reason: e.to_string(),
@@ -89,6 +106,68 @@ impl Error {
         )
     }
 }
+
+/// The last authentication failure any client reported, and when.
+static AUTH_FAILURE: Mutex<Option<(Instant, String)>> = Mutex::new(None);
+
+/// How long an authentication failure explains later failed operations.
+const AUTH_FAILURE_TTL: Duration = Duration::from_secs(300);
+
+/// Notes a client-level error (called by every client context binlake installs): an
+/// authentication failure only shows up there, while the operation that needed the
+/// connection just times out.
+pub(crate) fn note_client_error(error: &KafkaError, reason: &str) {
+    use RDKafkaErrorCode as C;
+    let code = error.rdkafka_error_code();
+    if matches!(
+        code,
+        Some(C::Authentication | C::SaslAuthenticationFailed | C::SSL)
+    ) && let Ok(mut last) = AUTH_FAILURE.lock()
+    {
+        *last = Some((Instant::now(), reason.to_string()));
+    }
+}
+
+fn recent_authentication_failure() -> Option<String> {
+    let last = AUTH_FAILURE.lock().ok()?;
+    last.as_ref()
+        .filter(|(at, _)| at.elapsed() < AUTH_FAILURE_TTL)
+        .map(|(_, reason)| reason.clone())
+}
+
+/// The client context of binlake's producers and admin clients: client errors are logged
+/// and authentication failures remembered ([`note_client_error`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientErrors;
+
+impl rdkafka::ClientContext for ClientErrors {
+    fn error(&self, error: KafkaError, reason: &str) {
+        note_client_error(&error, reason);
+        tracing::warn!(error = %error, reason, "kafka client error");
+    }
+
+    // rdkafka's admin client never serves the queue client errors arrive on, so an
+    // authentication failure is only seen in librdkafka's log line.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        use RDKafkaLogLevel as L;
+        if (message.contains("SASL authentication error")
+            || message.contains("SSL handshake failed"))
+            && let Ok(mut last) = AUTH_FAILURE.lock()
+        {
+            *last = Some((Instant::now(), message.to_string()));
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", "{fac} {message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", "{fac} {message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", "{fac} {message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", "{fac} {message}"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ClientErrors {}
 
 /// True for error codes that a retry later may clear.
 pub(crate) fn is_transient_code(code: RDKafkaErrorCode) -> bool {

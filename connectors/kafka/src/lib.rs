@@ -22,6 +22,6 @@ pub use capture::{CaptureConfig, CaptureStats, CaptureWriter, StoredPosition};
 pub use client::{TopicSpec, ensure_topic, read_committed_consumer, transactional_producer};
 pub use config::KafkaConfig;
 pub use consume::{Assignment, ChangeConsumer, Consumed};
-pub use error::{Error, Result};
+pub use error::{ClientErrors, Error, Result};
 /// rdkafka types callers need to hold producers and consumers.
 pub use rdkafka;
