@@ -139,10 +139,18 @@ impl Sink for CaptureWriter {
         file_pos: &str,
         ts_us: i64,
     ) -> Result<(), CaptureError> {
-        Ok(CaptureWriter::commit(self, position, file_pos, ts_us).await?)
+        let queued = self.queued_messages();
+        let started = Instant::now();
+        CaptureWriter::commit(self, position, file_pos, ts_us).await?;
+        crate::telemetry::kafka_committed(started.elapsed(), queued);
+        Ok(())
     }
     async fn abort(&mut self) {
-        CaptureWriter::abort(self).await
+        let open = CaptureWriter::in_transaction(self);
+        CaptureWriter::abort(self).await;
+        if open {
+            crate::telemetry::kafka_aborted();
+        }
     }
     fn in_transaction(&self) -> bool {
         CaptureWriter::in_transaction(self)
@@ -562,7 +570,7 @@ async fn pump<S: Sink>(
                         BinlogItem::SchemaChange(s) => writer.write_schema_change(&s).await?,
                         BinlogItem::Commit(c) => {
                             in_source_txn = false;
-                            read_counts.flush();
+                            read_counts.flush(c.ts_us);
                             if txn_events > 0 {
                                 writer.write_transaction_marker(&c.id, Some((txn_events, &per_table)), c.ts_us).await?;
                             }
@@ -627,9 +635,11 @@ impl ReadCounts {
             .1[i] += 1;
     }
 
-    fn flush(&mut self) {
+    /// At the end of a source transaction committed at `ts_us`.
+    fn flush(&mut self, ts_us: i64) {
         for (_, (table, n)) in self.0.drain() {
             let name = table.qualified_name();
+            crate::telemetry::table_read(&name, n.iter().sum(), ts_us);
             for (op, v) in ["c", "u", "d", "r", "t"].iter().zip(n) {
                 if v > 0 {
                     crate::telemetry::count(

@@ -70,6 +70,21 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Row changes read from the source, by table and op (c, u, d, r, t).",
     ),
     (
+        "binlake_kafka_commit_seconds",
+        "histogram",
+        "Time to make one batch durable in Kafka: deliver its messages, write the position record, commit the transaction.",
+    ),
+    (
+        "binlake_kafka_queue_messages",
+        "gauge",
+        "Messages the Kafka producer held unacknowledged when the last batch began to commit (librdkafka's queue).",
+    ),
+    (
+        "binlake_kafka_transactions_total",
+        "counter",
+        "Kafka transactions ended, by outcome (committed, aborted).",
+    ),
+    (
         "binlake_changes_applied_total",
         "counter",
         "Row changes committed to the lake (change log), by table.",
@@ -173,6 +188,92 @@ pub fn gauge(name: &'static str, labels: &[(&'static str, &str)], v: f64) {
     }
 }
 
+/// Buckets of `binlake_kafka_commit_seconds`.
+const COMMIT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Adds an observation to a histogram (`<name>_bucket{le}`, `_sum`, `_count`).
+fn observe(
+    name: &'static str,
+    [bucket, sum, count_name]: [&'static str; 3],
+    buckets: &[f64],
+    v: f64,
+) {
+    describe(name);
+    if let Ok(mut c) = registry().counters.lock() {
+        for le in buckets
+            .iter()
+            .map(|b| b.to_string())
+            .chain(std::iter::once("+Inf".to_string()))
+        {
+            let hit = le == "+Inf" || le.parse::<f64>().is_ok_and(|b| v <= b);
+            *c.entry((bucket, vec![("le", le)])).or_insert(0.0) += if hit { 1.0 } else { 0.0 };
+        }
+        *c.entry((sum, Vec::new())).or_insert(0.0) += v;
+        *c.entry((count_name, Vec::new())).or_insert(0.0) += 1.0;
+    }
+}
+
+/// Records a committed Kafka transaction: how long the commit took and how many messages
+/// the producer held when it began.
+pub fn kafka_committed(took: std::time::Duration, queued: i32) {
+    observe(
+        "binlake_kafka_commit_seconds",
+        [
+            "binlake_kafka_commit_seconds_bucket",
+            "binlake_kafka_commit_seconds_sum",
+            "binlake_kafka_commit_seconds_count",
+        ],
+        COMMIT_BUCKETS,
+        took.as_secs_f64(),
+    );
+    gauge("binlake_kafka_queue_messages", &[], f64::from(queued));
+    count(
+        "binlake_kafka_transactions_total",
+        &[("outcome", "committed")],
+        1.0,
+    );
+}
+
+/// Records an aborted Kafka transaction.
+pub fn kafka_aborted() {
+    count(
+        "binlake_kafka_transactions_total",
+        &[("outcome", "aborted")],
+        1.0,
+    );
+}
+
+/// Per table: changes and the source commit time of the last one.
+#[derive(Debug, Clone, Copy, Default)]
+struct TableProgress {
+    changes: u64,
+    last_change_ts_us: i64,
+}
+
+/// Tables read since the last durable commit, and what is durable.
+#[derive(Default)]
+struct Tables {
+    read: std::collections::HashMap<String, TableProgress>,
+    durable: BTreeMap<String, TableProgress>,
+}
+
+fn tables() -> &'static Mutex<Tables> {
+    static T: OnceLock<Mutex<Tables>> = OnceLock::new();
+    T.get_or_init(Mutex::default)
+}
+
+/// Notes `changes` changes of `table` in a source transaction committed at `ts_us`; they
+/// count in `/status` once the batch holding them is durable ([`committed`]).
+pub fn table_read(table: &str, changes: u64, ts_us: i64) {
+    if let Ok(mut t) = tables().lock() {
+        let e = t.read.entry(table.to_string()).or_default();
+        e.changes += changes;
+        e.last_change_ts_us = e.last_change_ts_us.max(ts_us);
+    }
+}
+
 static READY: AtomicBool = AtomicBool::new(false);
 static SOURCE_TS_US: AtomicI64 = AtomicI64::new(0);
 static CAUGHT_UP_US: AtomicI64 = AtomicI64::new(0);
@@ -231,6 +332,15 @@ pub fn maintained(table: &str, compacted: u64, vacuumed: u64) {
 /// Records a durable batch ending at a source commit time; `idle`: nothing newer exists.
 pub fn committed(sink: &str, source_ts_us: i64, idle: bool) {
     count("binlake_batches_committed_total", &[("sink", sink)], 1.0);
+    // Everything read so far is in this batch (the pump commits at transaction ends).
+    if let Ok(mut t) = tables().lock() {
+        let Tables { read, durable } = &mut *t;
+        for (name, p) in read.drain() {
+            let d = durable.entry(name).or_default();
+            d.changes += p.changes;
+            d.last_change_ts_us = d.last_change_ts_us.max(p.last_change_ts_us);
+        }
+    }
     if source_ts_us > 0 {
         SOURCE_TS_US.store(source_ts_us, Ordering::Relaxed);
     }
@@ -239,15 +349,35 @@ pub fn committed(sink: &str, source_ts_us: i64, idle: bool) {
     }
 }
 
-/// Capture's `/status`: the source time it has made durable.
+/// Capture's `/status`: the source time it has made durable, and per table the changes
+/// made durable since the process started and the source commit time of the last one.
+/// Every table's topic holds all of its changes up to `current_to_us`.
 pub fn capture_status() -> serde_json::Value {
     let ts = SOURCE_TS_US.load(Ordering::Relaxed);
     let current = ts.max(CAUGHT_UP_US.load(Ordering::Relaxed));
+    let tables: serde_json::Map<String, serde_json::Value> = tables()
+        .lock()
+        .map(|t| {
+            t.durable
+                .iter()
+                .map(|(name, p)| {
+                    (
+                        name.clone(),
+                        serde_json::json!({
+                            "changes": p.changes,
+                            "last_change_ts_us": p.last_change_ts_us,
+                        }),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     serde_json::json!({
         "ready": READY.load(Ordering::Relaxed),
         "source_commit_ts_us": ts,
         "current_to_us": current,
         "lag_seconds": (current > 0).then(|| ((now_us() - current).max(0)) as f64 / 1e6),
+        "tables": tables,
     })
 }
 
@@ -274,12 +404,35 @@ fn render_metrics() -> String {
     let mut out = String::new();
     let mut emit = |series: &BTreeMap<(&'static str, Labels), f64>| {
         let mut last = "";
-        for ((name, labels), v) in series {
-            if *name != last {
-                if let Some((ty, h)) = help.get(name) {
-                    out.push_str(&format!("# HELP {name} {h}\n# TYPE {name} {ty}\n"));
+        // Buckets in increasing `le` (the map orders them as text: "10" before "2.5").
+        let le = |labels: &Labels| {
+            labels
+                .iter()
+                .find(|(k, _)| *k == "le")
+                .map(|(_, v)| v.parse::<f64>().unwrap_or(f64::INFINITY))
+        };
+        let mut entries: Vec<_> = series.iter().collect();
+        entries.sort_by(|((n1, l1), _), ((n2, l2), _)| {
+            n1.cmp(n2)
+                .then_with(|| {
+                    le(l1)
+                        .partial_cmp(&le(l2))
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                })
+                .then_with(|| l1.cmp(l2))
+        });
+        for ((name, labels), v) in entries {
+            // A histogram's series share its name's HELP and TYPE.
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|b| help.get(b).is_some_and(|(ty, _)| *ty == "histogram"))
+                .unwrap_or(name);
+            if base != last {
+                if let Some((ty, h)) = help.get(base) {
+                    out.push_str(&format!("# HELP {base} {h}\n# TYPE {base} {ty}\n"));
                 }
-                last = name;
+                last = base;
             }
             let l: Vec<String> = labels
                 .iter()

@@ -2,7 +2,8 @@
 //! its own: `/metrics` counters move with the workload and the lag falls to zero,
 //! `/readyz` flips to 503 while MariaDB is down and back to 200 when it returns, `/status`
 //! names the tables, and SIGTERM in the middle of a workload exits 0 and the restart loses
-//! and duplicates nothing.
+//! and duplicates nothing. `binlake capture`'s endpoint reports its Kafka commits and
+//! per-table progress.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -187,4 +188,114 @@ listen = "{addr}"
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     drop(p);
+}
+
+/// `binlake capture`'s endpoint: Kafka commit latency (a histogram with ordered buckets),
+/// the producer's queue, transactions by outcome, and per-table progress in `/status`.
+#[tokio::test(flavor = "multi_thread")]
+async fn capture_reports_kafka_commits_and_per_table_progress() {
+    let db = unique("it_caphttp");
+    let name = unique("itcaphttp");
+    let mut c = crate::capture::setup_db(
+        &db,
+        &[
+            "CREATE TABLE a (id INT PRIMARY KEY)",
+            "CREATE TABLE b (id INT PRIMARY KEY)",
+        ],
+    )
+    .await;
+    let port = 19300 + (std::process::id() % 500) as u16;
+    let addr = format!("127.0.0.1:{port}");
+    let config = crate::capture::write_config(
+        &name,
+        &db,
+        &format!("[snapshot]\nmode = \"never\"\n[http]\nlisten = \"{addr}\"\n"),
+    );
+    let proc = tokio::task::spawn_blocking(move || {
+        let mut p = CaptureProcess::start(&config);
+        p.wait_for("streaming changes", Duration::from_secs(60));
+        p
+    })
+    .await
+    .unwrap();
+    for i in 0..20 {
+        c.query_drop(format!("INSERT INTO a VALUES ({i})"))
+            .await
+            .unwrap();
+    }
+    c.query_drop("INSERT INTO b VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    let a = format!("{db}.a");
+    let b = format!("{db}.b");
+    let status_addr = addr.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut last = serde_json::Value::Null;
+        wait_until(
+            "/status to count every change",
+            Duration::from_secs(30),
+            || {
+                let (_, body) = get(&status_addr, "/status");
+                last = serde_json::from_str(&body).unwrap_or_default();
+                last["tables"][&a]["changes"] == 20 && last["tables"][&b]["changes"] == 3
+            },
+        );
+        last
+    })
+    .await
+    .unwrap();
+    assert!(
+        status["tables"][format!("{db}.a")]["last_change_ts_us"]
+            .as_i64()
+            .unwrap()
+            > 0,
+        "{status}"
+    );
+    let (code, body) = tokio::task::spawn_blocking(move || get(&addr, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let commits = metric(
+        &body,
+        "binlake_kafka_transactions_total",
+        "outcome=\"committed\"",
+    )
+    .unwrap_or(0.0);
+    assert!(commits >= 1.0, "{body}");
+    let count = metric(&body, "binlake_kafka_commit_seconds_count", "").unwrap_or(0.0);
+    assert!(
+        count >= commits,
+        "every committed transaction is observed:\n{body}"
+    );
+    assert_eq!(
+        metric(&body, "binlake_kafka_commit_seconds_bucket", "le=\"+Inf\""),
+        Some(count)
+    );
+    assert!(
+        metric(&body, "binlake_kafka_queue_messages", "").is_some(),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE binlake_kafka_commit_seconds histogram"),
+        "{body}"
+    );
+    // Buckets in increasing order, cumulative.
+    let buckets: Vec<(f64, f64)> = body
+        .lines()
+        .filter(|l| l.starts_with("binlake_kafka_commit_seconds_bucket"))
+        .map(|l| {
+            let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
+            let v: f64 = l.rsplit(' ').next().unwrap().parse().unwrap();
+            (le.parse().unwrap_or(f64::INFINITY), v)
+        })
+        .collect();
+    assert!(buckets.len() > 5, "{body}");
+    assert!(
+        buckets
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+        "{buckets:?}"
+    );
+    drop(proc);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

@@ -354,6 +354,11 @@ impl CaptureWriter {
         &self.stats
     }
 
+    /// Messages librdkafka holds that the broker has not acknowledged yet (its queue).
+    pub fn queued_messages(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
     /// True while a Kafka transaction is open.
     pub fn in_transaction(&self) -> bool {
         self.in_txn
