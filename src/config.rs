@@ -153,6 +153,9 @@ impl Config {
         }
         if let Some(k) = &kafka {
             k.validate("kafka", &mut loader.problems);
+            if let Some(name) = &name {
+                k.naming().validate(name, "kafka", &mut loader.problems);
+            }
         }
         capture.validate("capture", &mut loader.problems);
         snapshot.validate("snapshot", &mut loader.problems);

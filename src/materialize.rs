@@ -109,7 +109,6 @@ struct Gatherer {
 /// (on its own task), the [`Gatherer`] receives and decodes the next.
 struct Applier {
     lake: Lake,
-    name: String,
     sinks: HashMap<Arc<str>, TableSink>,
     applied_rows: u64,
     maintained: Instant,
@@ -204,7 +203,6 @@ async fn run_once(
     };
     let mut slot = Slot::Idle(Box::new(Applier {
         lake,
-        name: cfg.name.clone(),
         sinks: HashMap::new(),
         applied_rows: 0,
         maintained: Instant::now(),
@@ -249,8 +247,9 @@ async fn run_once(
                         }
                         if !g.started.contains(&key) {
                             // Where the tables end, once the batch in flight is in them.
+                            let table = g.consumer.table_of(&m.topic).await?;
                             let applier = slot.idle(&g.consumer).await?;
-                            let want = applier.resume_offset(&m.topic, m.partition).await?;
+                            let want = applier.resume_offset(&m.topic, m.partition, table).await?;
                             // A rebalance may have taken the partition meanwhile.
                             revoked.extend(g.handle_assignments());
                             if revoked.contains(&(m.topic.to_string(), m.partition)) {
@@ -366,12 +365,13 @@ impl Gatherer {
 }
 
 impl Applier {
-    /// The offset after the last one both tables of `topic` hold for `partition` (`None`:
-    /// neither holds any).
+    /// The offset after the last one both tables of `topic` (whose table is `table`, when
+    /// known) hold for `partition` (`None`: neither holds any).
     async fn resume_offset(
         &mut self,
         topic: &str,
         partition: i32,
+        table: Option<(String, String)>,
     ) -> Result<Option<i64>, MaterializeError> {
         let app = app_id(topic, partition);
         if let Some(sink) = self.sinks.get_mut(topic) {
@@ -384,7 +384,7 @@ impl Applier {
                 _ => None,
             });
         }
-        let Some((db, table)) = ChangeConsumer::table_of(&self.name, topic) else {
+        let Some((db, table)) = table else {
             return Ok(None);
         };
         let mut versions = Vec::new();
@@ -392,7 +392,7 @@ impl Applier {
             binlake_lake::store::TableKind::Changes,
             binlake_lake::store::TableKind::Replica,
         ] {
-            let url = self.lake.table_url(db, table, kind)?;
+            let url = self.lake.table_url(&db, &table, kind)?;
             match self.lake.load(&url).await? {
                 Some(t) => versions.push(txn_version(&t, &app).await?),
                 None => versions.push(None),

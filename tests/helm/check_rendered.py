@@ -149,7 +149,13 @@ def expected_config(v, comp):
     }
     if "kafka" in sections:
         k = v["kafka"]
-        kafka = {"bootstrap_servers": k["bootstrapServers"], "request_timeout": k["requestTimeout"]}
+        kafka = {
+            "bootstrap_servers": k["bootstrapServers"],
+            "request_timeout": k["requestTimeout"],
+            "topic_name": k["topicName"],
+        }
+        if k["topics"]:
+            kafka["topics"] = k["topics"]
         client = dict(k["client"])
         for item in k["clientSecrets"]:
             client[item["setting"]] = "${%s}" % kafka_env(item["setting"])

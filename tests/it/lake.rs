@@ -895,3 +895,88 @@ async fn materialize_catches_up_a_prefilled_topic_without_gaps() {
     drop(m);
     drop(capture);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn materialize_follows_renamed_topics_across_restarts() {
+    // Topics named by `[kafka] topic_name` and `[kafka.topics]`: capture writes them,
+    // materialize finds them, and a restarted worker resumes where each table ends.
+    let db = unique("it_topics");
+    let name = unique("ittopics");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &[
+            "CREATE TABLE a (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE b (id INT PRIMARY KEY, v INT)",
+        ],
+    )
+    .await;
+    let renamed = format!("{name}-b-renamed");
+    let cfg = lake_config(
+        &name,
+        &db,
+        &root,
+        &format!("[snapshot]\nmode = \"never\"\n[kafka.topics]\n\"{db}.b\" = \"{renamed}\"\n"),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "request_timeout = \"20s\"\n",
+        "request_timeout = \"20s\"\ntopic_name = \"cdc-{name}-{db}-{table}\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let capture = start("capture", &cfg);
+    let m = start("materialize", &cfg);
+    c.query_drop("INSERT INTO a VALUES (1, 1), (2, 2), (3, 3)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO b VALUES (1, 10), (2, 20)")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE a SET v = 30 WHERE id = 3")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM b WHERE id = 1").await.unwrap();
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "a", "id", Duration::from_secs(60)).await;
+    wait_equal(&lake, &db, "b", "id", Duration::from_secs(60)).await;
+    drop(m);
+    // The topics have the configured names (and the default ones do not exist).
+    let (ta, tb, default_a) = (
+        format!("cdc-{name}-{db}-a"),
+        renamed.clone(),
+        format!("{name}.{db}.a"),
+    );
+    let (got_a, got_b, got_default) = tokio::task::spawn_blocking(move || {
+        (
+            crate::capture::consume_if_exists(&ta).len(),
+            crate::capture::consume_if_exists(&tb).len(),
+            crate::capture::consume_if_exists(&default_a).len(),
+        )
+    })
+    .await
+    .unwrap();
+    // a: 3 inserts + 1 update; b: 2 inserts + 1 delete + its tombstone.
+    assert_eq!((got_a, got_b, got_default), (4, 4, 0));
+    // More changes while no worker runs, then a new worker: it resumes after what the
+    // tables hold (nothing applied twice).
+    c.query_drop("INSERT INTO a VALUES (4, 4)").await.unwrap();
+    c.query_drop("UPDATE b SET v = 21 WHERE id = 2")
+        .await
+        .unwrap();
+    let m = start("materialize", &cfg);
+    wait_equal(&lake, &db, "a", "id", Duration::from_secs(60)).await;
+    wait_equal(&lake, &db, "b", "id", Duration::from_secs(60)).await;
+    for (table, want) in [("a", 5), ("b", 4)] {
+        let n = query(
+            &lake,
+            &format!("SELECT count(*) AS n, count(DISTINCT __kafka_offset) AS d FROM \"{db}\".\"{table}__changes\""),
+        )
+        .await;
+        assert_eq!(
+            render(&n, &["n".into(), "d".into()]),
+            vec![vec![want.to_string(), want.to_string()]],
+            "{table}"
+        );
+    }
+    drop(m);
+    drop(capture);
+}

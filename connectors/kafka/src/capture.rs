@@ -224,6 +224,8 @@ pub struct CaptureWriter {
     /// cannot be reused while it is here): its codec and topic.
     tables: HashMap<usize, (TableCodec, Arc<str>, String)>,
     topics: HashSet<String>,
+    /// Which table each change topic holds (two tables never share one).
+    table_of_topic: HashMap<String, String>,
     inflight: VecDeque<DeliveryFuture>,
     in_txn: bool,
     key_buf: Vec<u8>,
@@ -254,11 +256,6 @@ impl CaptureWriter {
     /// The topic of the position records.
     pub fn offsets_topic(name: &str) -> String {
         format!("{name}.offsets")
-    }
-
-    /// The topic of a table's changes.
-    pub fn table_topic(name: &str, db: &str, table: &str) -> String {
-        format!("{name}.{db}.{table}")
     }
 
     /// The compacted topic of table schemas, keyed by [`TableSchema::fingerprint`]: every
@@ -331,6 +328,7 @@ impl CaptureWriter {
             opts: Arc::new(opts),
             tables: HashMap::new(),
             topics: HashSet::new(),
+            table_of_topic: HashMap::new(),
             inflight: VecDeque::new(),
             in_txn: false,
             key_buf: Vec::with_capacity(256),
@@ -375,7 +373,22 @@ impl CaptureWriter {
     }
 
     async fn topic_for(&mut self, db: &str, table: &str) -> Result<String> {
-        let topic = CaptureWriter::table_topic(&self.name, db, table);
+        let topic = self.kafka.naming().topic(&self.name, db, table);
+        let qualified = format!("{db}.{table}");
+        match self.table_of_topic.get(&topic) {
+            Some(other) if *other != qualified => {
+                return Err(Error::Topic {
+                    topic,
+                    reason: format!(
+                        "would hold the changes of both {other} and {qualified}; give each table its own topic ([kafka] topic_name with {{db}} and {{table}}, or [kafka.topics])"
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => {
+                self.table_of_topic.insert(topic.clone(), qualified);
+            }
+        }
         if !self.topics.contains(&topic) {
             ensure_topic(
                 &self.kafka,

@@ -55,6 +55,17 @@ pub struct KafkaConfig {
     /// How long an admin request or a transaction commit may take before it is an error.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// The topic of each table: `{name}`, `{db}` and `{table}` are replaced by the
+    /// config's name, the database and the table (see [`crate::topics`]).
+    #[serde(default = "default_topic_name")]
+    pub topic_name: String,
+    /// Topics of single tables, instead of `topic_name`: `"db.table" = "topic"`.
+    #[serde(default)]
+    pub topics: BTreeMap<String, String>,
+}
+
+fn default_topic_name() -> String {
+    crate::topics::DEFAULT_TOPIC_NAME.to_string()
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -63,6 +74,8 @@ impl std::fmt::Debug for KafkaConfig {
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("client", &self.client.keys().collect::<Vec<_>>())
             .field("request_timeout", &self.request_timeout)
+            .field("topic_name", &self.topic_name)
+            .field("topics", &self.topics)
             .finish()
     }
 }
@@ -74,7 +87,14 @@ impl KafkaConfig {
             bootstrap_servers: bootstrap_servers.into(),
             client: BTreeMap::new(),
             request_timeout: default_request_timeout(),
+            topic_name: default_topic_name(),
+            topics: BTreeMap::new(),
         }
+    }
+
+    /// The topic naming rule of `topic_name` and `topics`.
+    pub fn naming(&self) -> crate::topics::TopicNaming {
+        crate::topics::TopicNaming::new(&self.topic_name, &self.topics)
     }
 
     /// Checks values serde cannot, recording each problem under `path`.

@@ -146,9 +146,10 @@ impl ChangeConsumer {
         let consumer: StreamConsumer<RebalanceLog> = c
             .create_with_context(RebalanceLog::default())
             .map_err(|e| Error::Config(e.to_string()))?;
-        let pattern = format!("^{}\\.[^.]+\\.[^.]+$", regex_escape(name));
+        let subscription = kafka.naming().subscription(name);
+        let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
         consumer
-            .subscribe(&[&pattern])
+            .subscribe(&topics)
             .map_err(|e| Error::client("subscribe", &e))?;
         Ok(ChangeConsumer {
             consumer,
@@ -160,10 +161,23 @@ impl ChangeConsumer {
         })
     }
 
-    /// `(db, table)` of a change topic of capture `name`.
-    pub fn table_of<'a>(name: &str, topic: &'a str) -> Option<(&'a str, &'a str)> {
-        let rest = topic.strip_prefix(name)?.strip_prefix('.')?;
-        rest.split_once('.')
+    /// `(db, table)` of a change topic: the table whose topic it is among the schemas
+    /// capture published (read again when none is), never parsed from the name.
+    pub async fn table_of(&mut self, topic: &str) -> Result<Option<(String, String)>> {
+        let naming = self.kafka.naming();
+        let find = |codecs: &HashMap<String, TableCodec>| {
+            codecs.values().map(|c| c.table()).find_map(|s| {
+                (naming.topic(&self.name, &s.database, &s.table) == topic)
+                    .then(|| (s.database.clone(), s.table.clone()))
+            })
+        };
+        if let Some(t) = find(&self.codecs) {
+            return Ok(Some(t));
+        }
+        let mut codecs = (*self.codecs).clone();
+        load_schemas(&self.kafka, &self.name, &self.opts, &mut codecs).await?;
+        self.codecs = Arc::new(codecs);
+        Ok(find(&self.codecs))
     }
 
     /// Assignment changes since the last call.
@@ -368,17 +382,6 @@ impl ChangeConsumer {
             tracing::debug!(error = %e, "group offset commit failed (monitoring only)");
         }
     }
-}
-
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 2);
-    for c in s.chars() {
-        if !c.is_ascii_alphanumeric() && c != '_' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Copies a message out of librdkafka's buffer.

@@ -17,6 +17,7 @@ mod client;
 mod config;
 pub mod consume;
 mod error;
+pub mod topics;
 
 pub use capture::{CaptureConfig, CaptureStats, CaptureWriter, StoredPosition};
 pub use client::{TopicSpec, ensure_topic, read_committed_consumer, transactional_producer};
@@ -25,3 +26,4 @@ pub use consume::{Assignment, ChangeConsumer, Consumed};
 pub use error::{ClientErrors, Error, Result};
 /// rdkafka types callers need to hold producers and consumers.
 pub use rdkafka;
+pub use topics::TopicNaming;

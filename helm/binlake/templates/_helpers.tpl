@@ -304,6 +304,14 @@ start = {{ . | toRawJson }}
 [kafka]
 bootstrap_servers = {{ required (printf "kafka.bootstrapServers is required for %s: host:port of the brokers" $comp) $k.bootstrapServers | toRawJson }}
 request_timeout = {{ $k.requestTimeout | toRawJson }}
+topic_name = {{ $k.topicName | toRawJson }}
+{{- with $k.topics }}
+
+[kafka.topics]
+{{- range $table, $topic := . }}
+{{ $table | toRawJson }} = {{ $topic | toRawJson }}
+{{- end }}
+{{- end }}
 {{- if or $k.client $k.clientSecrets }}
 
 [kafka.client]
