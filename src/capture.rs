@@ -76,9 +76,6 @@ impl CaptureError {
     }
 }
 
-/// How long a shutdown may take to reach a transaction boundary.
-const GRACE: Duration = Duration::from_secs(10);
-
 /// Where captured changes go: Kafka (`capture`) or the lake (`run`). The pump hands it
 /// whole source transactions and asks it to commit them, with the position they end at,
 /// at transaction boundaries.
@@ -140,9 +137,10 @@ impl Sink for CaptureWriter {
         ts_us: i64,
     ) -> Result<(), CaptureError> {
         let queued = self.queued_messages();
+        let bytes = self.stats().bytes;
         let started = Instant::now();
         CaptureWriter::commit(self, position, file_pos, ts_us).await?;
-        crate::telemetry::kafka_committed(started.elapsed(), queued);
+        crate::telemetry::kafka_committed(started.elapsed(), queued, bytes);
         Ok(())
     }
     async fn abort(&mut self) {
@@ -192,6 +190,8 @@ pub(crate) struct Batching {
     pub(crate) catch_up_linger: Duration,
     pub(crate) heartbeat: Duration,
     pub(crate) per_table_counts: bool,
+    /// How long a shutdown may take to reach a transaction boundary and commit.
+    pub(crate) grace: Duration,
 }
 
 impl Batching {
@@ -246,6 +246,7 @@ pub async fn run(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<(), Ca
         catch_up_linger: cfg.capture.catch_up_linger,
         heartbeat: cfg.capture.heartbeat_interval,
         per_table_counts: cfg.capture.transaction_topic,
+        grace: cfg.shutdown_grace,
     };
     run_with(cfg, &KafkaSinkFactory(cfg), &batching, shutdown).await
 }
@@ -487,7 +488,7 @@ async fn pump<S: Sink>(
         // When to wake up without an item: the linger of a batch that could be
         // committed, the heartbeat, or the end of the grace period.
         let deadline = match (&pending, batch_started, stopping) {
-            (_, _, Some(s)) => s + GRACE,
+            (_, _, Some(s)) => s + cc.grace,
             (Some(_), Some(b), None) if batch_rows > 0 => b + cc.linger_for(caught_up),
             _ => last_commit + cc.heartbeat,
         };
@@ -786,6 +787,7 @@ async fn commit<S: Sink>(
     if let Some(p) = pending.take() {
         writer.commit(&p.position, &p.file_pos, p.ts_us).await?;
         crate::telemetry::committed(writer.kind(), p.ts_us, false);
+        crate::telemetry::binlog_position(&p.file_pos);
         *last = Some(p);
     }
     Ok(())

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use binlake_core::debezium::EncodingConfig;
 use binlake_core::{Problem, Problems};
@@ -29,6 +30,7 @@ use toml::{Table, Value};
 /// Sections (top-level keys) the config may have.
 const SECTIONS: &[&str] = &[
     "name",
+    "shutdown_grace",
     "source",
     "snapshot",
     "kafka",
@@ -62,7 +64,12 @@ pub struct Config {
     pub materialize: crate::materialize::MaterializeConfig,
     /// The HTTP endpoint (metrics, health, status).
     pub http: crate::telemetry::HttpConfig,
+    /// How long the first SIGTERM/SIGINT lets the batch in flight finish and commit.
+    pub shutdown_grace: Duration,
 }
+
+/// The default `shutdown_grace`.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +151,16 @@ impl Config {
             .unwrap_or_default();
         let http: crate::telemetry::HttpConfig =
             loader.optional(&mut table, "http").unwrap_or_default();
+        let shutdown_grace = loader
+            .optional::<humantime_serde::Serde<Duration>>(&mut table, "shutdown_grace")
+            .map_or(DEFAULT_SHUTDOWN_GRACE, |d| *d);
+        if shutdown_grace.is_zero() || shutdown_grace > Duration::from_secs(3600) {
+            loader.problems.push(
+                "",
+                "shutdown_grace",
+                "must be between 1s and 1h, e.g. \"10s\" (keep it below Kubernetes' terminationGracePeriodSeconds)",
+            );
+        }
 
         if let Some(name) = &name {
             validate_name(name, &mut loader.problems);
@@ -172,6 +189,7 @@ impl Config {
                 lake,
                 materialize,
                 http,
+                shutdown_grace,
             }),
             _ => Err(ConfigError::Invalid {
                 path: shown.to_string(),
@@ -455,6 +473,10 @@ decimal_handling = "string"
         );
         assert_eq!(c.source.port, 3306);
         assert_eq!(c.source.connect_timeout.as_secs(), 5);
+        assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        let c =
+            Config::parse(&format!("shutdown_grace = \"45s\"\n{GOOD}"), "t", &env).expect("valid");
+        assert_eq!(c.shutdown_grace, Duration::from_secs(45));
         let debug = format!("{c:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("sasl.password"), "{debug}");
@@ -466,6 +488,7 @@ decimal_handling = "string"
             r#"
 name = "shop"
 colour = "blue"
+shutdown_grace = "0s"
 [source]
 host = "db"
 user = "binlake"
@@ -489,10 +512,11 @@ catch_up_linger = "10m"
             "kafka.bootstrap_servers: `nohost` is not host:port",
             "encoding.decimal_handling: unknown variant `exact`",
             "capture.catch_up_linger: must be at most half of transaction_timeout",
+            "shutdown_grace: must be between 1s and 1h",
         ] {
             assert!(joined.contains(needle), "missing `{needle}` in:\n{joined}");
         }
-        assert_eq!(p.len(), 7, "{joined}");
+        assert_eq!(p.len(), 8, "{joined}");
     }
 
     #[test]

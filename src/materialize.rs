@@ -227,10 +227,22 @@ async fn run_once(
                     tracing::info!("shutting down: committing the batches in flight");
                     let gathered = g.first_at.map(|t| t.elapsed());
                     let buffer = g.take();
-                    let a = slot.idle(&g.consumer).await?;
-                    let committed = a.flush(buffer, gathered).await?;
-                    g.consumer.commit_offsets(&committed);
-                    tracing::info!(rows = a.applied_rows, "materialize stopped cleanly");
+                    let finish = async {
+                        let a = slot.idle(&g.consumer).await?;
+                        let committed = a.flush(buffer, gathered).await?;
+                        g.consumer.commit_offsets(&committed);
+                        Ok::<_, MaterializeError>(a.applied_rows)
+                    };
+                    // Past the grace period nothing more is committed: what a table did
+                    // not commit is read again on the next start (each table records
+                    // what it holds), so stopping here loses and repeats nothing.
+                    match tokio::time::timeout(cfg.shutdown_grace, finish).await {
+                        Ok(rows) => tracing::info!(rows = rows?, "materialize stopped cleanly"),
+                        Err(_) => tracing::warn!(
+                            grace = ?cfg.shutdown_grace,
+                            "grace period over before the batch in flight was committed: it is read again on the next start"
+                        ),
+                    }
                     return Ok(());
                 }
                 // Waits for messages until the batch's deadline (an empty answer then); the
@@ -277,8 +289,11 @@ async fn run_once(
         }
     }
     .await;
-    // A batch still in flight must not commit next to the restarted worker's.
-    if let Slot::Busy(h) = slot {
+    // A batch still in flight must not commit next to the restarted worker's. (Shutting
+    // down, the grace period is over: the process ends and so does the batch.)
+    if let Slot::Busy(h) = slot
+        && !*shutdown.borrow()
+    {
         let _ = h.await;
     }
     result

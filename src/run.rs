@@ -43,6 +43,7 @@ pub async fn run(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<(), Ca
             .flush_interval
             .max(std::time::Duration::from_secs(1)),
         per_table_counts: false,
+        grace: cfg.shutdown_grace,
     };
     crate::capture::run_with(cfg, &LakeSinkFactory(cfg), &batching, shutdown).await
 }

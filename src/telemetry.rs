@@ -75,6 +75,21 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Time to make one batch durable in Kafka: deliver its messages, write the position record, commit the transaction.",
     ),
     (
+        "binlake_kafka_bytes_produced_total",
+        "counter",
+        "Key and value bytes of the change messages capture committed to Kafka.",
+    ),
+    (
+        "binlake_source_binlog_file_number",
+        "gauge",
+        "Sequence number of the binlog file (the digits after its last dot) of the last transaction made durable.",
+    ),
+    (
+        "binlake_source_binlog_position_bytes",
+        "gauge",
+        "Offset in that binlog file of the end of the last transaction made durable.",
+    ),
+    (
         "binlake_kafka_queue_messages",
         "gauge",
         "Messages the Kafka producer held unacknowledged when the last batch began to commit (librdkafka's queue).",
@@ -217,7 +232,14 @@ fn observe(
 
 /// Records a committed Kafka transaction: how long the commit took and how many messages
 /// the producer held when it began.
-pub fn kafka_committed(took: std::time::Duration, queued: i32) {
+pub fn kafka_committed(took: std::time::Duration, queued: i32, bytes_total: u64) {
+    // The writer counts from its start; a restarted writer starts again from zero.
+    static REPORTED: Mutex<u64> = Mutex::new(0);
+    if let Ok(mut reported) = REPORTED.lock() {
+        let delta = bytes_total.checked_sub(*reported).unwrap_or(bytes_total);
+        *reported = bytes_total;
+        count("binlake_kafka_bytes_produced_total", &[], delta as f64);
+    }
     observe(
         "binlake_kafka_commit_seconds",
         [
@@ -234,6 +256,22 @@ pub fn kafka_committed(took: std::time::Duration, queued: i32) {
         &[("outcome", "committed")],
         1.0,
     );
+}
+
+/// Records the binlog position (`file:pos`) the last durable batch ends at.
+pub fn binlog_position(file_pos: &str) {
+    let Some((file, pos)) = file_pos.rsplit_once(':') else {
+        return;
+    };
+    if let Ok(pos) = pos.parse::<u64>() {
+        gauge("binlake_source_binlog_position_bytes", &[], pos as f64);
+    }
+    if let Some(n) = file
+        .rsplit_once('.')
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+    {
+        gauge("binlake_source_binlog_file_number", &[], n as f64);
+    }
 }
 
 /// Records an aborted Kafka transaction.

@@ -139,6 +139,7 @@ def expected_config(v, comp):
         source["start"] = s["start"]
     out = {
         "name": v["name"],
+        "shutdown_grace": v["shutdownGrace"],
         "source": source,
         "encoding": {
             "decimal_handling": e["decimalHandling"],

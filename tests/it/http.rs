@@ -275,6 +275,13 @@ async fn capture_reports_kafka_commits_and_per_table_progress() {
         metric(&body, "binlake_kafka_queue_messages", "").is_some(),
         "{body}"
     );
+    // 23 changes of at least `{"id":N}` and an envelope each.
+    let bytes = metric(&body, "binlake_kafka_bytes_produced_total", "").unwrap_or(0.0);
+    assert!(bytes > 23.0 * 100.0, "{body}");
+    let file = metric(&body, "binlake_source_binlog_file_number", "").unwrap_or(0.0);
+    assert!(file >= 1.0, "{body}");
+    let pos = metric(&body, "binlake_source_binlog_position_bytes", "").unwrap_or(0.0);
+    assert!(pos > 4.0, "{body}");
     assert!(
         body.contains("# TYPE binlake_kafka_commit_seconds histogram"),
         "{body}"

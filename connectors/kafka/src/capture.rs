@@ -211,6 +211,8 @@ pub struct CaptureStats {
     pub commits: u64,
     /// Oversize messages sent to the dead-letter topic.
     pub dead_lettered: u64,
+    /// Key and value bytes of the change messages produced.
+    pub bytes: u64,
 }
 
 /// Writes change events into Kafka transactions. See the module docs.
@@ -504,6 +506,7 @@ impl CaptureWriter {
         if let Some(h) = tomb_headers {
             self.send(&topic, Some(&key[..]), None, Some(h)).await?;
         }
+        self.stats.bytes += (key.len() + value.len()) as u64;
         self.key_buf = key;
         self.value_buf = value;
         self.stats.messages += 1;

@@ -283,6 +283,7 @@ because Helm reads YAML numbers as floats (1e+06).
 # Check it with: binlake validate FILE. Secrets are not in this file: binlake replaces
 # ${NAME} with the environment variable NAME, which the pod sets from a Secret.
 name = {{ required "name is required: the logical name of this source (topic prefix)" $v.name | toRawJson }}
+shutdown_grace = {{ $v.shutdownGrace | toRawJson }}
 
 [source]
 host = {{ required "source.host is required: the primary's host name" $s.host | toRawJson }}
