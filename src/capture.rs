@@ -110,6 +110,11 @@ pub(crate) trait Sink {
     fn counts(&self) -> (u64, u64);
     /// The sink's name in metrics (`kafka`, `lake`).
     fn kind(&self) -> &'static str;
+    /// Tables whose snapshot was requested while streaming (`binlake snapshot`) since the
+    /// last call; the next commit records that they were taken.
+    async fn snapshot_requests(&mut self) -> Result<Vec<String>, CaptureError> {
+        Ok(Vec::new())
+    }
 }
 
 impl Sink for CaptureWriter {
@@ -161,6 +166,9 @@ impl Sink for CaptureWriter {
     }
     fn kind(&self) -> &'static str {
         "kafka"
+    }
+    async fn snapshot_requests(&mut self) -> Result<Vec<String>, CaptureError> {
+        Ok(CaptureWriter::snapshot_requests(self).await?)
     }
 }
 
@@ -385,6 +393,7 @@ async fn run_once<F: SinkFactory>(
             after_key: None,
             chunks: 0,
             rows: 0,
+            incremental: false,
         }),
         _ => None,
     };
@@ -394,7 +403,7 @@ async fn run_once<F: SinkFactory>(
             let (chunk_reader, tables) =
                 ChunkReader::open(&cfg.source, &cfg.snapshot, flavor).await?;
             if stored.is_none() {
-                progress.tables = tables;
+                progress.tables = tables.clone();
             }
             tracing::info!(
                 tables = progress.tables.len(),
@@ -402,7 +411,7 @@ async fn run_once<F: SinkFactory>(
                 "snapshot: reading existing rows while streaming"
             );
             writer.set_snapshot_state(serde_json::to_value(&progress).ok());
-            Some(SnapshotRun::start(chunk_reader, progress))
+            Some(SnapshotRun::start(chunk_reader, &tables, progress))
         }
     };
     if stored.is_none() {
@@ -415,6 +424,7 @@ async fn run_once<F: SinkFactory>(
     crate::telemetry::set_ready(true);
     let result = pump(
         cfg,
+        flavor,
         batching,
         reader,
         &mut writer,
@@ -429,8 +439,10 @@ async fn run_once<F: SinkFactory>(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn pump<S: Sink>(
     cfg: &Config,
+    flavor: Flavor,
     cc: &Batching,
     mut reader: BinlogReader,
     writer: &mut S,
@@ -483,6 +495,9 @@ async fn pump<S: Sink>(
     let mut stopping: Option<Instant> = None;
     let mut caught_up = false;
     let mut read_counts = ReadCounts::default();
+    // Snapshot requests (`binlake snapshot`) are looked for this often.
+    let mut signals = tokio::time::interval(Duration::from_secs(2));
+    signals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         // When to wake up without an item: the linger of a batch that could be
@@ -519,6 +534,12 @@ async fn pump<S: Sink>(
                         crate::telemetry::committed(writer.kind(), ts, true);
                     }
                     last_commit = Instant::now();
+                }
+            }
+            _ = signals.tick(), if stopping.is_none() => {
+                let tables = writer.snapshot_requests().await?;
+                if !tables.is_empty() {
+                    add_requested(cfg, flavor, &mut snapshot, &mut window, writer, tables).await?;
                 }
             }
             chunk = next_chunk(&mut snapshot) => {
@@ -657,6 +678,8 @@ impl ReadCounts {
 /// A snapshot in progress: the chunk reader task and what remains.
 struct SnapshotRun {
     progress: SnapshotProgress,
+    /// The tables its reader can read (captured, with a primary key).
+    known: std::collections::HashSet<String>,
     requests: mpsc::Sender<(String, Option<String>)>,
     chunks: mpsc::Receiver<Result<Chunk, binlake_mysql::Error>>,
     outstanding: bool,
@@ -664,7 +687,8 @@ struct SnapshotRun {
 }
 
 impl SnapshotRun {
-    fn start(mut reader: ChunkReader, progress: SnapshotProgress) -> SnapshotRun {
+    fn start(mut reader: ChunkReader, known: &[String], progress: SnapshotProgress) -> SnapshotRun {
+        let known = known.iter().cloned().collect();
         let (req_tx, mut req_rx) = mpsc::channel::<(String, Option<String>)>(1);
         let (chunk_tx, chunk_rx) = mpsc::channel(1);
         let task = tokio::spawn(async move {
@@ -677,6 +701,7 @@ impl SnapshotRun {
         });
         SnapshotRun {
             progress,
+            known,
             requests: req_tx,
             chunks: chunk_rx,
             outstanding: false,
@@ -701,6 +726,52 @@ impl SnapshotRun {
             }
         }
     }
+}
+
+/// Appends tables requested while streaming to the snapshot in progress, or starts one
+/// (rows marked `incremental`). Tables not captured, without a primary key, or (while an
+/// earlier snapshot runs) created after it started are skipped with a warning.
+async fn add_requested<S: Sink>(
+    cfg: &Config,
+    flavor: Flavor,
+    snapshot: &mut Option<SnapshotRun>,
+    window: &mut Window,
+    writer: &mut S,
+    tables: Vec<String>,
+) -> Result<(), CaptureError> {
+    if snapshot.is_none() {
+        let (reader, known) = ChunkReader::open(&cfg.source, &cfg.snapshot, flavor).await?;
+        let progress = SnapshotProgress {
+            tables: Vec::new(),
+            after_key: None,
+            chunks: 0,
+            rows: 0,
+            incremental: true,
+        };
+        *snapshot = Some(SnapshotRun::start(reader, &known, progress));
+    }
+    let Some(run) = snapshot.as_mut() else {
+        return Ok(());
+    };
+    for t in tables {
+        if !run.known.contains(&t) {
+            tracing::warn!(table = %t, "snapshot request skipped: the table is not captured, has no primary key, or was created after the snapshot in progress began (request it again when that one is done)");
+        } else if !run.progress.tables.contains(&t) {
+            tracing::info!(table = %t, "snapshot: table added on request");
+            run.progress.tables.push(t);
+        }
+    }
+    writer.set_snapshot_state(if run.progress.is_done() {
+        None
+    } else {
+        serde_json::to_value(&run.progress).ok()
+    });
+    if run.progress.is_done() {
+        *snapshot = None;
+    } else {
+        run.request(window).await;
+    }
+    Ok(())
 }
 
 async fn next_chunk(s: &mut Option<SnapshotRun>) -> Result<Chunk, CaptureError> {
@@ -738,8 +809,7 @@ async fn flush_chunk<S: Sink>(
         &chunk.table,
         rows,
         &chunk.high,
-        first,
-        chunk.last_of_table,
+        (first, chunk.last_of_table, run.progress.incremental),
         now_us(),
     );
     for e in &events {

@@ -74,6 +74,17 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Asks the running capture of this config to snapshot tables again while it streams
+    /// (their rows arrive as `op = r`, marked `incremental`). Returns once the request is
+    /// in Kafka; capture picks it up within seconds.
+    Snapshot {
+        /// The TOML config file (the capture's).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A table to snapshot, `db.table`; repeat for several.
+        #[arg(long = "table", short, required = true)]
+        tables: Vec<String>,
+    },
     /// Prints every replica's freshness: rows, last applied position, source commit time
     /// and lag.
     Status {
@@ -126,6 +137,9 @@ fn main() -> ExitCode {
             }
             let shutdown = shutdown_signal();
             report("materialize", materialize::run(&cfg, shutdown).await)
+        }),
+        Command::Snapshot { config, tables } => with_config(&config, |cfg| async move {
+            report("snapshot", request_snapshot(&cfg, &tables).await)
         }),
         Command::Status { config, json } => with_config(&config, |cfg| async move {
             report("status", query::status(&cfg, json).await)
@@ -200,6 +214,38 @@ async fn serve_http(cfg: &Config, lake: bool) -> Result<(), ExitCode> {
 }
 
 /// Exit code 0, or 1 with the error logged and printed.
+/// `binlake snapshot`: checks the tables are captured and writes the request to the
+/// capture's signal topic.
+async fn request_snapshot(cfg: &Config, tables: &[String]) -> anyhow::Result<()> {
+    let Some(kafka) = &cfg.kafka else {
+        anyhow::bail!(
+            "on-demand snapshots are requested through Kafka: the config has no [kafka] section (with `binlake run`, stop it and start it again with a fresh snapshot instead)"
+        );
+    };
+    let filter = cfg.source.filter();
+    for t in tables {
+        let Some((db, table)) = t.split_once('.') else {
+            anyhow::bail!("`{t}` is not `database.table`");
+        };
+        if !filter.table_included(db, table) {
+            anyhow::bail!("{t} is not captured by this config (see [source] include / exclude)");
+        }
+    }
+    binlake_kafka::signals::request_snapshot(
+        kafka,
+        &cfg.name,
+        tables,
+        cfg.capture.replication_factor,
+    )
+    .await?;
+    println!(
+        "requested a snapshot of {} from capture `{}`: it starts within seconds (rows arrive as op = r, source.snapshot = incremental)",
+        tables.join(", "),
+        cfg.name
+    );
+    Ok(())
+}
+
 fn report<E: std::fmt::Display>(what: &str, r: Result<(), E>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,

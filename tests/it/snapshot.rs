@@ -1,6 +1,7 @@
 //! Snapshots through `binlake capture`: existing rows arrive as `op = r`, exactly as the
 //! binlog path would encode them; a snapshot under concurrent writes ends equal to the
-//! primary; kill -9 midway resumes from the recorded chunk without duplicates.
+//! primary; kill -9 midway resumes from the recorded chunk without duplicates; a snapshot
+//! requested with `binlake snapshot` while streaming goes on ends equal to the primary.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -418,5 +419,116 @@ async fn initial_only_snapshots_then_stops_by_itself() {
     .unwrap();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("nothing (more) to snapshot"), "{log}");
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_demand_snapshot_of_one_table_while_streaming_goes_on() {
+    let db = unique("it_snap_demand");
+    let name = unique("itdemand");
+    let mut c = setup(&db).await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE u (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t SELECT seq, 0 FROM seq_1_to_3000")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO u SELECT seq, 0 FROM seq_1_to_10")
+        .await
+        .unwrap();
+    // No initial snapshot: only the request brings the existing rows.
+    let cfg = write_config(
+        &name,
+        &db,
+        "[snapshot]\nmode = \"never\"\nchunk_size = 50\n",
+    );
+    let config = cfg.clone();
+    let proc = tokio::task::spawn_blocking(move || start(&config))
+        .await
+        .unwrap();
+    let snapshot = |args: Vec<String>| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .arg("snapshot")
+            .args(args)
+            .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // A table outside the config is refused.
+    let (code, text) = snapshot(vec![
+        "--config".into(),
+        cfg.display().to_string(),
+        "--table".into(),
+        "mysql.user".into(),
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not captured"), "{text}");
+    // Writes go on while t is snapshotted in chunks of 50.
+    let writes = tokio::spawn(churn(db.clone(), 1500));
+    let (code, text) = snapshot(vec![
+        "--config".into(),
+        cfg.display().to_string(),
+        "--table".into(),
+        format!("{db}.t"),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("requested a snapshot"), "{text}");
+    writes.await.unwrap();
+    let expected = primary_state(&mut c).await;
+    let topic = format!("{name}.{db}.t");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let reads = loop {
+        let values = wait_messages(&topic, 1, 30).await;
+        if replica_state(&values) == expected {
+            let reads: Vec<&Json> = values.iter().filter(|v| v["op"] == "r").collect();
+            assert!(
+                reads
+                    .iter()
+                    .all(|v| v["source"]["snapshot"] == "incremental"),
+                "snapshot rows are marked incremental"
+            );
+            let mut ids: Vec<i64> = reads
+                .iter()
+                .map(|v| v["after"]["id"].as_i64().unwrap())
+                .collect();
+            let n = ids.len();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), n, "a row was snapshotted twice");
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replay never matched the primary ({} of {} rows)",
+            replica_state(&values).len(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(reads > 1000, "only {reads} rows were snapshotted");
+    // u was not asked for: its topic has no snapshot rows.
+    let u = wait_messages(&format!("{name}.{db}.u"), 0, 0).await;
+    assert!(u.iter().all(|v| v["op"] != "r"), "{u:?}");
+    // A restarted capture does not act on the same request again.
+    let (code, log) = tokio::task::spawn_blocking(move || proc.terminate(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    let config = cfg.clone();
+    let proc = tokio::task::spawn_blocking(move || start(&config))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let values = wait_messages(&topic, 1, 5).await;
+    assert_eq!(values.iter().filter(|v| v["op"] == "r").count(), reads);
+    drop(proc);
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

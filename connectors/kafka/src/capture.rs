@@ -188,6 +188,9 @@ pub struct StoredPosition {
     /// The progress of a snapshot in flight (opaque to Kafka: the source's business).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<serde_json::Value>,
+    /// The offset of `<name>.signals` after the last signal acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals_offset: Option<i64>,
 }
 
 impl StoredPosition {
@@ -226,6 +229,10 @@ pub struct CaptureWriter {
     /// cannot be reused while it is here): its codec and topic.
     tables: HashMap<usize, (TableCodec, Arc<str>, String)>,
     topics: HashSet<String>,
+    /// The offset of `<name>.signals` after the last signal taken (recorded with every
+    /// commit), and the reader, opened on first use.
+    signals_offset: Option<i64>,
+    signals: Option<crate::signals::SignalReader>,
     /// Which table each change topic holds (two tables never share one).
     table_of_topic: HashMap<String, String>,
     inflight: VecDeque<DeliveryFuture>,
@@ -337,6 +344,8 @@ impl CaptureWriter {
             value_buf: Vec::with_capacity(4096),
             stats: CaptureStats::default(),
             snapshot: stored.as_ref().and_then(|s| s.snapshot.clone()),
+            signals_offset: stored.as_ref().and_then(|s| s.signals_offset),
+            signals: None,
             pos_buf: String::with_capacity(64),
             gtid_cache: None,
         };
@@ -352,6 +361,32 @@ impl CaptureWriter {
     /// What the writer did so far.
     pub fn stats(&self) -> &CaptureStats {
         &self.stats
+    }
+
+    /// The tables of snapshot requests (`binlake snapshot`) that arrived since the last
+    /// call. The signals are marked taken in the next commit, which must also record the
+    /// snapshot progress that includes these tables.
+    pub async fn snapshot_requests(&mut self) -> Result<Vec<String>> {
+        if self.signals.is_none() {
+            let from = self.signals_offset.unwrap_or(0);
+            self.signals = Some(
+                crate::signals::SignalReader::open(
+                    &self.kafka,
+                    &self.name,
+                    from,
+                    self.cfg.replication_factor,
+                )
+                .await?,
+            );
+        }
+        let Some(reader) = self.signals.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let tables = reader.take()?;
+        if reader.next_offset() > self.signals_offset.unwrap_or(0) {
+            self.signals_offset = Some(reader.next_offset());
+        }
+        Ok(tables)
     }
 
     /// Messages librdkafka holds that the broker has not acknowledged yet (its queue).
@@ -734,6 +769,7 @@ impl CaptureWriter {
             source_ts_ms: source_ts_us / 1000,
             committed_ms: now_us() / 1000,
             snapshot: self.snapshot.clone(),
+            signals_offset: self.signals_offset,
         };
         let value = serde_json::to_vec(&record).map_err(|e| Error::Encode(e.to_string()))?;
         let topic = CaptureWriter::offsets_topic(&self.name);

@@ -17,6 +17,7 @@ mod client;
 mod config;
 pub mod consume;
 mod error;
+pub mod signals;
 pub mod topics;
 
 pub use capture::{CaptureConfig, CaptureStats, CaptureWriter, StoredPosition};

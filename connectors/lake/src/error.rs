@@ -46,7 +46,7 @@ pub enum Error {
     },
     /// The table's schema changed in a way the replica cannot follow.
     #[error(
-        "{table}: {reason}; the replica stops here. Re-snapshot the table: stop binlake, delete {location}, and start it again with a snapshot of that table"
+        "{table}: {reason}; the replica stops here. Re-snapshot the table: exclude it from this config ([source] exclude) and restart, delete {location}, then capture it with a config of its own (another `name`), whose initial snapshot rebuilds it"
     )]
     IncompatibleSchema {
         /// `db.table`.

@@ -43,6 +43,12 @@
 //!
 //! Tables without a primary key are not snapshotted yet (a warning names them): without a
 //! key, a streamed change cannot be matched to a selected row. One chunk is read at a time.
+//!
+//! # On demand
+//!
+//! `binlake snapshot --table db.t` asks a running capture (through its signal topic) to
+//! snapshot tables again while it streams: the tables are appended to the progress and
+//! read the same way, their rows marked `incremental`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -126,6 +132,10 @@ pub struct SnapshotProgress {
     pub chunks: u64,
     /// Rows emitted so far.
     pub rows: u64,
+    /// Requested while streaming (`binlake snapshot`): rows are marked `incremental`, as
+    /// Debezium marks the rows of its incremental snapshots.
+    #[serde(default)]
+    pub incremental: bool,
 }
 
 impl SnapshotProgress {
@@ -434,13 +444,13 @@ impl Window {
     }
 }
 
-/// Snapshot rows as read events at `at` (the chunk's high watermark).
+/// Snapshot rows as read events at `at` (the chunk's high watermark); `incremental`: of a
+/// snapshot requested while streaming (every row marked `incremental`).
 pub fn read_events(
     table: &Arc<TableSchema>,
     rows: Vec<Row>,
     at: &BinlogFilePos,
-    first: bool,
-    last: bool,
+    (first, last, incremental): (bool, bool, bool),
     ts_us: i64,
 ) -> Vec<ChangeEvent> {
     let n = rows.len();
@@ -461,7 +471,9 @@ pub fn read_events(
                     row: i as u32,
                 },
                 ts_us,
-                snapshot: if first && i == 0 {
+                snapshot: if incremental {
+                    SnapshotMarker::Incremental
+                } else if first && i == 0 {
                     SnapshotMarker::FirstInDataCollection
                 } else if last && i + 1 == n {
                     SnapshotMarker::LastInDataCollection
