@@ -34,14 +34,14 @@
 //! aborts the Kafka transaction, which loses nothing: the next start resumes from the last
 //! commit. A second signal exits at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use binlake_core::{ChangeEvent, Flavor, ResumePosition, SchemaChange};
 use binlake_kafka::CaptureWriter;
 use binlake_mysql::binlog::{BinlogItem, BinlogReader, StartFrom};
 use binlake_mysql::snapshot::{
-    Chunk, ChunkReader, SnapshotMode, SnapshotProgress, Window, key_json, read_events,
+    Chunk, ChunkReader, Ready, SnapshotMode, SnapshotProgress, Window, key_json, read_events,
 };
 use binlake_mysql::{ServerInfo, connect};
 use tokio::sync::{mpsc, watch};
@@ -114,6 +114,10 @@ pub(crate) trait Sink {
     /// last call; the next commit records that they were taken.
     async fn snapshot_requests(&mut self) -> Result<Vec<String>, CaptureError> {
         Ok(Vec::new())
+    }
+    /// Whether tables without a primary key are kept (and so worth snapshotting).
+    fn keeps_keyless_tables(&self) -> bool {
+        true
     }
 }
 
@@ -403,7 +407,16 @@ async fn run_once<F: SinkFactory>(
             let (chunk_reader, tables) =
                 ChunkReader::open(&cfg.source, &cfg.snapshot, flavor).await?;
             if stored.is_none() {
-                progress.tables = tables.clone();
+                progress.tables = tables
+                    .iter()
+                    .filter(|t| {
+                        writer.keeps_keyless_tables()
+                            || chunk_reader
+                                .schema(t)
+                                .is_some_and(|s| !s.primary_key.is_empty())
+                    })
+                    .cloned()
+                    .collect();
             }
             tracing::info!(
                 tables = progress.tables.len(),
@@ -582,6 +595,9 @@ async fn pump<S: Sink>(
                         BinlogItem::Change(e) => {
                             read_counts.add(&e);
                             window.observe_change(&e);
+                            if snapshot.as_ref().is_some_and(|s| s.holds_back(&e)) {
+                                continue;
+                            }
                             writer.write_change(&e).await?;
                             batch_rows += 1;
                             txn_events += 1;
@@ -678,8 +694,8 @@ impl ReadCounts {
 /// A snapshot in progress: the chunk reader task and what remains.
 struct SnapshotRun {
     progress: SnapshotProgress,
-    /// The tables its reader can read (captured, with a primary key).
-    known: std::collections::HashSet<String>,
+    /// The tables its reader can read (captured), and whether each has a primary key.
+    known: HashMap<String, bool>,
     requests: mpsc::Sender<(String, Option<String>)>,
     chunks: mpsc::Receiver<Result<Chunk, binlake_mysql::Error>>,
     outstanding: bool,
@@ -688,7 +704,13 @@ struct SnapshotRun {
 
 impl SnapshotRun {
     fn start(mut reader: ChunkReader, known: &[String], progress: SnapshotProgress) -> SnapshotRun {
-        let known = known.iter().cloned().collect();
+        let known = known
+            .iter()
+            .map(|t| {
+                let keyed = reader.schema(t).is_some_and(|s| !s.primary_key.is_empty());
+                (t.clone(), keyed)
+            })
+            .collect();
         let (req_tx, mut req_rx) = mpsc::channel::<(String, Option<String>)>(1);
         let (chunk_tx, chunk_rx) = mpsc::channel(1);
         let task = tokio::spawn(async move {
@@ -707,6 +729,14 @@ impl SnapshotRun {
             outstanding: false,
             _task: AbortOnDrop(task),
         }
+    }
+
+    /// Whether a streamed change is held back: a table without a key whose one-pass read
+    /// is still to come. That read sees the table after the change (any change between
+    /// its watermarks makes it read again), and a consumer could not tell a row it already
+    /// has from the same row in the snapshot.
+    fn holds_back(&self, e: &ChangeEvent) -> bool {
+        e.table.primary_key.is_empty() && self.progress.tables.contains(&e.table.qualified_name())
     }
 
     /// Asks for the next chunk, if any table remains.
@@ -754,8 +784,10 @@ async fn add_requested<S: Sink>(
         return Ok(());
     };
     for t in tables {
-        if !run.known.contains(&t) {
-            tracing::warn!(table = %t, "snapshot request skipped: the table is not captured, has no primary key, or was created after the snapshot in progress began (request it again when that one is done)");
+        if run.known.get(&t) == Some(&false) {
+            tracing::warn!(table = %t, "snapshot request skipped: the table has no primary key, so its snapshot rows could not be told from rows consumers already have");
+        } else if !run.known.contains_key(&t) {
+            tracing::warn!(table = %t, "snapshot request skipped: the table is not captured, or was created after the snapshot in progress began (request it again when that one is done)");
         } else if !run.progress.tables.contains(&t) {
             tracing::info!(table = %t, "snapshot: table added on request");
             run.progress.tables.push(t);
@@ -800,8 +832,14 @@ async fn flush_chunk<S: Sink>(
     let Some(run) = snapshot.as_mut() else {
         return Ok(false);
     };
-    let Some((chunk, rows)) = window.ready() else {
-        return Ok(false);
+    let (chunk, rows) = match window.ready() {
+        None => return Ok(false),
+        Some(Ready::Rows(chunk, rows)) => (chunk, rows),
+        Some(Ready::Retry(chunk)) => {
+            tracing::warn!(table = %chunk.table.qualified_name(), "snapshot: the table (no primary key) changed while it was read in one pass: reading it again");
+            run.request(window).await;
+            return Ok(false);
+        }
     };
     let first = run.progress.after_key.is_none();
     let last_key = chunk.rows.last().and_then(|r| key_json(&chunk.table, r));

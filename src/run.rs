@@ -307,4 +307,8 @@ impl Sink for LakeSink {
     fn kind(&self) -> &'static str {
         "lake"
     }
+    fn keeps_keyless_tables(&self) -> bool {
+        // The lake keeps no table without a primary key (a replica cannot identify rows).
+        false
+    }
 }

@@ -1,7 +1,8 @@
 //! Snapshots through `binlake capture`: existing rows arrive as `op = r`, exactly as the
 //! binlog path would encode them; a snapshot under concurrent writes ends equal to the
 //! primary; kill -9 midway resumes from the recorded chunk without duplicates; a snapshot
-//! requested with `binlake snapshot` while streaming goes on ends equal to the primary.
+//! requested with `binlake snapshot` while streaming goes on ends equal to the primary; a
+//! table without a key is read in one consistent pass.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -529,6 +530,71 @@ async fn on_demand_snapshot_of_one_table_while_streaming_goes_on() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     let values = wait_messages(&topic, 1, 5).await;
     assert_eq!(values.iter().filter(|v| v["op"] == "r").count(), reads);
+    drop(proc);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_without_a_key_is_snapshotted_in_one_consistent_pass() {
+    let db = unique("it_snap_nokey");
+    let name = unique("itnokey");
+    let mut c = setup(&db).await;
+    c.query_drop("CREATE TABLE k (a INT, b VARCHAR(10))")
+        .await
+        .unwrap();
+    // Duplicate rows too: nothing identifies a row but all of it.
+    c.query_drop("INSERT INTO k SELECT seq % 100, 'x' FROM seq_1_to_20000")
+        .await
+        .unwrap();
+    let cfg = write_config(&name, &db, "");
+    // Inserts go on while the table is read.
+    let writer_db = db.clone();
+    let writes = tokio::spawn(async move {
+        let mut w = admin_conn().await;
+        w.query_drop(format!("USE {writer_db}")).await.unwrap();
+        for i in 0..400 {
+            w.query_drop(format!("INSERT INTO k VALUES ({i}, 'w')"))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let proc = tokio::task::spawn_blocking(move || start(&cfg))
+        .await
+        .unwrap();
+    writes.await.unwrap();
+    let rows: Vec<(Option<i64>, Option<String>)> = c.query("SELECT a, b FROM k").await.unwrap();
+    let mut expected: BTreeMap<(i64, String), usize> = BTreeMap::new();
+    for (a, b) in rows {
+        *expected.entry((a.unwrap(), b.unwrap())).or_default() += 1;
+    }
+    let topic = format!("{name}.{db}.k");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let values = wait_messages(&topic, 20_400, 30).await;
+        let mut got: BTreeMap<(i64, String), usize> = BTreeMap::new();
+        for v in &values {
+            assert!(v["op"] == "r" || v["op"] == "c", "{v}");
+            let row = &v["after"];
+            *got.entry((
+                row["a"].as_i64().unwrap(),
+                row["b"].as_str().unwrap().to_string(),
+            ))
+            .or_default() += 1;
+        }
+        if got == expected {
+            let reads = values.iter().filter(|v| v["op"] == "r").count();
+            assert!(reads >= 20_000, "{reads} snapshot rows");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the topic never held the table's rows: {} messages for {} rows",
+            values.len(),
+            expected.values().sum::<usize>()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     drop(proc);
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

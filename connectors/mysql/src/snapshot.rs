@@ -41,8 +41,15 @@
 //!
 //! # Limits
 //!
-//! Tables without a primary key are not snapshotted yet (a warning names them): without a
-//! key, a streamed change cannot be matched to a selected row. One chunk is read at a time.
+//! A table without a primary key (nor a NOT NULL unique key, which serves as one) cannot
+//! be split into chunks, and a streamed change cannot be matched to a selected row: it is
+//! read in one pass (`SELECT` of the whole table between the two watermarks, so memory
+//! grows with the table; a warning says so), and the pass counts only if no change of the
+//! table was logged between them, which makes the rows exactly the table at *high*.
+//! Otherwise it is read again ([`Ready::Retry`]). Until that pass is emitted, capture holds
+//! back the table's streamed changes: the pass reflects them, and without a key a consumer
+//! could not tell a row it already has from the same row in the snapshot. (For the same
+//! reason such tables are not snapshotted on demand.) One chunk is read at a time.
 //!
 //! # On demand
 //!
@@ -206,8 +213,7 @@ impl ChunkReader {
             let s = filter.project_schema(s.clone());
             let name = s.qualified_name();
             if s.primary_key.is_empty() {
-                tracing::warn!(table = %name, "table has no primary key: it is not snapshotted (only its changes are captured)");
-                continue;
+                tracing::warn!(table = %name, "table has no primary key: it is snapshotted in one pass (memory grows with the table), read again until no change of it falls into the pass");
             }
             tables.push(name.clone());
             schemas.insert(name, Arc::new(s));
@@ -261,7 +267,8 @@ impl ChunkReader {
         Ok(BinlogFilePos::new(file, pos))
     }
 
-    /// Reads the next chunk of `table` after `after_key` (message-key JSON).
+    /// Reads the next chunk of `table` after `after_key` (message-key JSON); a table
+    /// without a key in one chunk.
     pub async fn read_chunk(&mut self, table: &str, after_key: Option<&str>) -> Result<Chunk> {
         let schema = self
             .schemas
@@ -299,7 +306,10 @@ impl ChunkReader {
                 params.push(to_mysql(v, &c.ty));
             }
         }
-        let _ = write!(sql, " ORDER BY {key_list} LIMIT {}", self.cfg.chunk_size);
+        let keyless = schema.primary_key.is_empty();
+        if !keyless {
+            let _ = write!(sql, " ORDER BY {key_list} LIMIT {}", self.cfg.chunk_size);
+        }
         let low = self.binlog_end().await?;
         let rows: Vec<mysql_async::Row> = self
             .conn
@@ -327,7 +337,7 @@ impl ChunkReader {
             rows: out,
             low,
             high,
-            last_of_table: n < self.cfg.chunk_size,
+            last_of_table: keyless || n < self.cfg.chunk_size,
         })
     }
 }
@@ -347,6 +357,15 @@ fn order(file: &str, pos: u64) -> (u64, u64) {
         binlake_core::position::binlog_file_sequence(file).unwrap_or(0),
         pos,
     )
+}
+
+/// A chunk whose high watermark the stream has reached.
+#[derive(Debug)]
+pub enum Ready {
+    /// The rows to emit (those whose key changed in the window are gone).
+    Rows(Chunk, Vec<Row>),
+    /// A keyless table's pass that a change fell into: read it again.
+    Retry(Chunk),
 }
 
 /// Merges chunks into the stream. See the module docs.
@@ -413,8 +432,9 @@ impl Window {
     }
 
     /// The chunk's rows to emit, once the stream has reached its high watermark: rows
-    /// whose key changed after the low watermark are dropped. `None` while waiting.
-    pub fn ready(&mut self) -> Option<(Chunk, Vec<Row>)> {
+    /// whose key changed after the low watermark are dropped; a keyless table's pass that
+    /// a change fell into is to be read again. `None` while waiting.
+    pub fn ready(&mut self) -> Option<Ready> {
         let chunk = self.chunk.as_ref()?;
         let stream = self.stream.as_ref()?;
         let reached = order(&stream.file, stream.pos) >= order(&chunk.high.file, chunk.high.pos);
@@ -430,17 +450,26 @@ impl Window {
             .map(|(_, k)| k.as_str())
             .collect();
         let pk = &chunk.table.primary_key;
-        let rows: Vec<Row> = chunk
-            .rows
-            .iter()
-            .filter(|r| !changed.contains(key_string(r, pk).as_str()))
-            .cloned()
-            .collect();
+        let retry = pk.is_empty() && !changed.is_empty();
+        let rows: Vec<Row> = if retry {
+            Vec::new()
+        } else {
+            chunk
+                .rows
+                .iter()
+                .filter(|r| !changed.contains(key_string(r, pk).as_str()))
+                .cloned()
+                .collect()
+        };
         // Changes before this chunk's high watermark can no longer matter.
         let high = chunk.high.clone();
         self.recent
             .retain(|(at, _)| order(&at.file, at.pos) > order(&high.file, high.pos));
-        Some((chunk, rows))
+        Some(if retry {
+            Ready::Retry(chunk)
+        } else {
+            Ready::Rows(chunk, rows)
+        })
     }
 }
 
