@@ -696,6 +696,7 @@ struct SnapshotRun {
     progress: SnapshotProgress,
     /// The tables its reader can read (captured), and whether each has a primary key.
     known: HashMap<String, bool>,
+    report: crate::progress::SnapshotReport,
     requests: mpsc::Sender<(String, Option<String>)>,
     chunks: mpsc::Receiver<Result<Chunk, binlake_mysql::Error>>,
     outstanding: bool,
@@ -704,13 +705,18 @@ struct SnapshotRun {
 
 impl SnapshotRun {
     fn start(mut reader: ChunkReader, known: &[String], progress: SnapshotProgress) -> SnapshotRun {
-        let known = known
+        let known: HashMap<String, bool> = known
             .iter()
             .map(|t| {
                 let keyed = reader.schema(t).is_some_and(|s| !s.primary_key.is_empty());
                 (t.clone(), keyed)
             })
             .collect();
+        let estimates = known
+            .keys()
+            .filter_map(|t| Some((t.clone(), reader.estimated_rows(t)?)))
+            .collect();
+        let report = crate::progress::SnapshotReport::new(&progress, estimates);
         let (req_tx, mut req_rx) = mpsc::channel::<(String, Option<String>)>(1);
         let (chunk_tx, chunk_rx) = mpsc::channel(1);
         let task = tokio::spawn(async move {
@@ -724,6 +730,7 @@ impl SnapshotRun {
         SnapshotRun {
             progress,
             known,
+            report,
             requests: req_tx,
             chunks: chunk_rx,
             outstanding: false,
@@ -855,6 +862,7 @@ async fn flush_chunk<S: Sink>(
     }
     run.progress.chunks += 1;
     run.progress.rows += events.len() as u64;
+    let emitted = events.len() as u64;
     crate::telemetry::count("binlake_snapshot_chunks_total", &[], 1.0);
     crate::telemetry::count("binlake_snapshot_rows_total", &[], events.len() as f64);
     if chunk.last_of_table {
@@ -864,6 +872,8 @@ async fn flush_chunk<S: Sink>(
     } else {
         run.progress.after_key = last_key;
     }
+    run.report
+        .chunk(&run.progress, emitted, chunk.last_of_table);
     let done = run.progress.is_done();
     writer.set_snapshot_state(if done {
         None
@@ -875,6 +885,7 @@ async fn flush_chunk<S: Sink>(
     }
     commit(writer, pending, last).await?;
     if done {
+        run.report.finish();
         tracing::info!(
             rows = run.progress.rows,
             chunks = run.progress.chunks,

@@ -15,6 +15,7 @@ mod capture;
 mod config;
 mod dump;
 mod materialize;
+mod progress;
 mod query;
 mod run;
 mod telemetry;
@@ -323,8 +324,10 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| {
             EnvFilter::new("info,buoyant_kernel=off,deltalake_core=warn,datafusion=warn")
         });
+    // Colours only for people: a pipe or a log file gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -140,6 +140,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Snapshot chunks emitted.",
     ),
     (
+        "binlake_snapshot_remaining_rows",
+        "gauge",
+        "Rows the snapshot in progress still has to read, by the server's row-count estimates.",
+    ),
+    (
+        "binlake_snapshot_tables_remaining",
+        "gauge",
+        "Tables the snapshot in progress still has to read (the current one included).",
+    ),
+    (
         "binlake_lake_partitions_compacted_total",
         "counter",
         "Change-log date partitions compacted by maintenance, by table.",

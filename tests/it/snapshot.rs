@@ -523,6 +523,19 @@ async fn on_demand_snapshot_of_one_table_while_streaming_goes_on() {
         .await
         .unwrap();
     assert_eq!(code, Some(0), "{log}");
+    // Progress is logged (not on a terminal): rows, estimate of what remains, rate, ETA.
+    let line = log
+        .lines()
+        .find(|l| l.contains("snapshot progress"))
+        .unwrap_or_else(|| panic!("no progress line:\n{log}"));
+    for field in [
+        "rows=",
+        "remaining_rows_estimate=",
+        "rows_per_s=",
+        "chunks=",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
     let config = cfg.clone();
     let proc = tokio::task::spawn_blocking(move || start(&config))
         .await

@@ -172,6 +172,8 @@ pub struct ChunkReader {
     conn: Conn,
     cfg: SnapshotConfig,
     schemas: HashMap<String, Arc<TableSchema>>,
+    /// The server's row-count estimate of each table (`information_schema.TABLES`).
+    estimates: HashMap<String, u64>,
     opts: Arc<DebeziumOptions>,
     status_query: &'static str,
 }
@@ -219,6 +221,19 @@ impl ChunkReader {
             schemas.insert(name, Arc::new(s));
         }
         tables.sort();
+        // Estimates only (InnoDB samples), for progress and ETA; none is not an error.
+        let estimates: HashMap<String, u64> = conn
+            .query::<(String, String, Option<u64>), _>(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'",
+            )
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(db, t, n)| {
+                let name = format!("{db}.{t}");
+                Some((name, n?)).filter(|(name, _)| schemas.contains_key(name))
+            })
+            .collect();
         let version: String = conn
             .query_first("SELECT VERSION()")
             .await
@@ -240,11 +255,17 @@ impl ChunkReader {
                 conn,
                 cfg: cfg.clone(),
                 schemas,
+                estimates,
                 opts,
                 status_query,
             },
             tables,
         ))
+    }
+
+    /// The server's estimate of a table's rows.
+    pub fn estimated_rows(&self, table: &str) -> Option<u64> {
+        self.estimates.get(table).copied()
     }
 
     /// The schema of a table being snapshotted.
