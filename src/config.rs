@@ -492,6 +492,7 @@ shutdown_grace = "0s"
 [source]
 host = "db"
 user = "binlake"
+tls = "verify_ca"
 prot = 3306
 port = "high"
 server_id = 0
@@ -513,10 +514,11 @@ catch_up_linger = "10m"
             "encoding.decimal_handling: unknown variant `exact`",
             "capture.catch_up_linger: must be at most half of transaction_timeout",
             "shutdown_grace: must be between 1s and 1h",
+            "source.tls_ca: verify_ca needs the CA to trust",
         ] {
             assert!(joined.contains(needle), "missing `{needle}` in:\n{joined}");
         }
-        assert_eq!(p.len(), 8, "{joined}");
+        assert_eq!(p.len(), 9, "{joined}");
     }
 
     #[test]

@@ -137,6 +137,14 @@ def expected_config(v, comp):
         source["password"] = "${BINLAKE_MYSQL_PASSWORD}"
     if s["start"]:
         source["start"] = s["start"]
+    t = s["tls"]
+    if t["mode"] != "disabled":
+        source["tls"] = t["mode"]
+        if t["secretName"]:
+            source["tls_ca"] = "/etc/binlake/source-tls/" + t["caKey"]
+            if t["certKey"]:
+                source["tls_cert"] = "/etc/binlake/source-tls/" + t["certKey"]
+                source["tls_key"] = "/etc/binlake/source-tls/" + t["keyKey"]
     out = {
         "name": v["name"],
         "shutdown_grace": v["shutdownGrace"],
@@ -340,6 +348,16 @@ def check_deployment(d, v, comp, config_map, toml_text, refs, sas):
         default = DEFAULTS[comp].get(key)
         if c.get(key) == default and ((ctr.get(key) or {}).get("httpGet") or {}).get("path") != path:
             problem(f"{where}: the default {key} does not GET {path}")
+
+    # The source's TLS files, from the Secret, where the config says they are.
+    t = v["source"]["tls"]
+    if t["mode"] != "disabled" and t["secretName"]:
+        if (mounts.get("source-tls") or {}).get("mountPath") != "/etc/binlake/source-tls":
+            problem(f"{where}: the TLS Secret is not mounted at /etc/binlake/source-tls")
+        if ((volumes.get("source-tls") or {}).get("secret") or {}).get("secretName") != t["secretName"]:
+            problem(f"{where}: volume source-tls is not Secret {t['secretName']}")
+    elif "source-tls" in mounts or "source-tls" in volumes:
+        problem(f"{where}: a source-tls volume without source.tls")
 
     # The lake volume.
     lake_mount = mounts.get("lake")

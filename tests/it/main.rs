@@ -20,3 +20,4 @@ mod schema_history;
 mod services;
 mod snapshot;
 mod startup;
+mod tls;

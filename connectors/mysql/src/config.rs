@@ -1,9 +1,10 @@
 //! The `[source]` section: how to reach the primary.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use binlake_core::{Problems, Secret};
-use mysql_async::{Opts, OptsBuilder};
+use mysql_async::{ClientIdentity, Opts, OptsBuilder, SslOpts};
 use serde::Deserialize;
 
 fn default_port() -> u16 {
@@ -65,6 +66,36 @@ pub struct SourceConfig {
     /// `mariadb-gtid:0-1-100` or `gtid:<MySQL GTID set>`.
     #[serde(default)]
     pub start: Option<String>,
+    /// TLS to the primary (MySQL's `ssl-mode`): `disabled` (the default), `required`
+    /// (encrypted, the certificate is not checked), `verify_ca` (the certificate must
+    /// chain to `tls_ca`), `verify_identity` (and name `host`).
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// PEM file of the CA(s) to trust; set, it replaces the built-in public roots.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM files of a client certificate (chain) and its key, for servers that require
+    /// one (`REQUIRE X509`).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// See `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// How the connection to the primary uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    #[default]
+    Disabled,
+    /// Encrypted; any certificate is accepted.
+    Required,
+    /// Encrypted; the certificate must chain to a trusted CA.
+    VerifyCa,
+    /// Encrypted; the certificate must chain to a trusted CA and name the host.
+    VerifyIdentity,
 }
 
 impl std::fmt::Debug for SourceConfig {
@@ -80,6 +111,10 @@ impl std::fmt::Debug for SourceConfig {
             .field("exclude", &self.exclude)
             .field("exclude_columns", &self.exclude_columns)
             .field("start", &self.start)
+            .field("tls", &self.tls)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -98,6 +133,10 @@ impl SourceConfig {
             exclude: Vec::new(),
             exclude_columns: Vec::new(),
             start: None,
+            tls: TlsMode::default(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -117,6 +156,23 @@ impl SourceConfig {
                 path,
                 "server_id",
                 "must be > 0 (0 is refused by the primary for replicas); pick an id no other server or replica uses",
+            );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            problems.push(path, "tls_cert", "tls_cert and tls_key go together");
+        }
+        if self.tls == TlsMode::Disabled && (self.tls_ca.is_some() || self.tls_cert.is_some()) {
+            problems.push(
+                path,
+                "tls",
+                "is disabled but tls_ca / tls_cert are set: set tls = \"verify_ca\" (or another mode)",
+            );
+        }
+        if self.tls == TlsMode::VerifyCa && self.tls_ca.is_none() {
+            problems.push(
+                path,
+                "tls_ca",
+                "verify_ca needs the CA to trust (a PEM file)",
             );
         }
         if self.connect_timeout.is_zero() {
@@ -167,12 +223,30 @@ impl SourceConfig {
 
     /// Connection options for mysql_async.
     pub(crate) fn opts(&self) -> Opts {
+        let ssl = (self.tls != TlsMode::Disabled).then(|| {
+            let mut ssl = SslOpts::default()
+                .with_danger_accept_invalid_certs(self.tls == TlsMode::Required)
+                .with_danger_skip_domain_validation(self.tls != TlsMode::VerifyIdentity);
+            if let Some(ca) = &self.tls_ca {
+                ssl = ssl
+                    .with_root_certs(vec![ca.clone().into()])
+                    .with_disable_built_in_roots(true);
+            }
+            if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+                ssl = ssl.with_client_identity(Some(ClientIdentity::new(
+                    cert.clone().into(),
+                    key.clone().into(),
+                )));
+            }
+            ssl
+        });
         OptsBuilder::default()
             .ip_or_hostname(self.host.clone())
             .tcp_port(self.port)
             .user(Some(self.user.clone()))
             .pass(self.password.as_ref().map(|p| p.expose().to_string()))
             .prefer_socket(false)
+            .ssl_opts(ssl)
             .into()
     }
 }

@@ -91,7 +91,10 @@ impl Error {
             Error::Connect { reason, .. } => {
                 !(reason.contains("Access denied")
                     || reason.contains("1045")
-                    || reason.contains("is not allowed to connect"))
+                    || reason.contains("is not allowed to connect")
+                    // TLS misconfiguration does not fix itself.
+                    || reason.contains("TLS handshake failed")
+                    || reason.contains("does not offer TLS"))
             }
             Error::Query { reason, .. } => {
                 reason.contains("Lost connection") || reason.contains("broken pipe")

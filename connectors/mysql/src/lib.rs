@@ -16,6 +16,6 @@ mod server;
 pub mod snapshot;
 pub mod values;
 
-pub use config::SourceConfig;
+pub use config::{SourceConfig, TlsMode};
 pub use error::{Error, Result};
 pub use server::{Grants, ServerInfo, connect};

@@ -44,6 +44,28 @@ use crate::error::{Error, Result};
 /// Opens a connection to the primary, within `connect_timeout`.
 pub async fn connect(cfg: &SourceConfig) -> Result<Conn> {
     let target = cfg.describe();
+    if cfg.tls != crate::config::TlsMode::Disabled {
+        // rustls needs a process-wide crypto provider; an error means one is set already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // The files are read by the TLS setup, whose error would not name them.
+        for (field, file) in [
+            ("tls_ca", &cfg.tls_ca),
+            ("tls_cert", &cfg.tls_cert),
+            ("tls_key", &cfg.tls_key),
+        ] {
+            if let Some(f) = file
+                && let Err(e) = std::fs::metadata(f)
+            {
+                return Err(Error::Connect {
+                    target,
+                    reason: format!(
+                        "source.{field} {} cannot be read ({e}); the TLS handshake failed before it began",
+                        f.display()
+                    ),
+                });
+            }
+        }
+    }
     match tokio::time::timeout(cfg.connect_timeout, Conn::new(cfg.opts())).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(Error::Connect {
@@ -72,11 +94,28 @@ fn connect_failure(cfg: &SourceConfig, e: &mysql_async::Error) -> String {
             cfg.user
         ),
         mysql_async::Error::Server(_) => return e.to_string(),
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+            "the server does not offer TLS: enable it on the server (ssl_cert, ssl_key) or set source.tls = \"disabled\"".to_string()
+        }
+        mysql_async::Error::Io(io) if is_tls_failure(io) => format!(
+            "the TLS handshake failed: check source.tls ({:?}), source.tls_ca (the CA that signed the server's certificate) and, for verify_identity, that the certificate names {}",
+            cfg.tls, cfg.host
+        ),
         // Its `Display` repeats "Input/output error".
         mysql_async::Error::Io(io) => return format!("{io}; {}", unreachable_hint(cfg)),
         _ => unreachable_hint(cfg),
     };
     format!("{e}; {hint}")
+}
+
+/// Whether an I/O error is rustls refusing the handshake (a certificate, a protocol).
+fn is_tls_failure(e: &mysql_async::IoError) -> bool {
+    match e {
+        mysql_async::IoError::Tls(_) => true,
+        mysql_async::IoError::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+    }
 }
 
 fn unreachable_hint(cfg: &SourceConfig) -> String {

@@ -300,6 +300,16 @@ exclude_columns = {{ $s.excludeColumns | toRawJson }}
 {{- with $s.start }}
 start = {{ . | toRawJson }}
 {{- end }}
+{{- if ne $s.tls.mode "disabled" }}
+tls = {{ $s.tls.mode | toRawJson }}
+{{- if $s.tls.secretName }}
+tls_ca = {{ printf "/etc/binlake/source-tls/%s" $s.tls.caKey | toRawJson }}
+{{- if $s.tls.certKey }}
+tls_cert = {{ printf "/etc/binlake/source-tls/%s" $s.tls.certKey | toRawJson }}
+tls_key = {{ printf "/etc/binlake/source-tls/%s" $s.tls.keyKey | toRawJson }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if include "binlake.uses" (list $comp "kafka") }}
 
 [kafka]
@@ -522,6 +532,11 @@ spec:
             - name: lake
               mountPath: {{ $lakePath | quote }}
             {{- end }}
+            {{- if and $v.source.tls.secretName (ne $v.source.tls.mode "disabled") }}
+            - name: source-tls
+              mountPath: /etc/binlake/source-tls
+              readOnly: true
+            {{- end }}
             {{- with $v.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -544,6 +559,11 @@ spec:
           persistentVolumeClaim:
             claimName: {{ ternary (include "binlake.lakeClaimName" $ctx) $v.lake.volume.existingClaim (eq $v.lake.volume.type "pvc") | quote }}
           {{- end }}
+        {{- end }}
+        {{- if and $v.source.tls.secretName (ne $v.source.tls.mode "disabled") }}
+        - name: source-tls
+          secret:
+            secretName: {{ $v.source.tls.secretName | quote }}
         {{- end }}
         {{- with $v.extraVolumes }}
         {{- toYaml . | nindent 8 }}
