@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use binlake_core::{ChangeEvent, Flavor, ResumePosition, SchemaChange};
 use binlake_kafka::CaptureWriter;
 use binlake_mysql::binlog::{BinlogItem, BinlogReader, StartFrom};
+use binlake_mysql::schema_history::SchemaHistory;
 use binlake_mysql::snapshot::{
     Chunk, ChunkReader, Ready, SnapshotMode, SnapshotProgress, Window, key_json, read_events,
 };
@@ -115,6 +116,11 @@ pub(crate) trait Sink {
     async fn snapshot_requests(&mut self) -> Result<Vec<String>, CaptureError> {
         Ok(Vec::new())
     }
+    /// Writes the schema history (JSON) in the open batch, to be read back after a restart.
+    async fn write_schema_history(&mut self, json: &str) -> Result<(), CaptureError> {
+        let _ = json;
+        Ok(())
+    }
     /// Whether tables without a primary key are kept (and so worth snapshotting).
     fn keeps_keyless_tables(&self) -> bool {
         true
@@ -174,6 +180,9 @@ impl Sink for CaptureWriter {
     async fn snapshot_requests(&mut self) -> Result<Vec<String>, CaptureError> {
         Ok(CaptureWriter::snapshot_requests(self).await?)
     }
+    async fn write_schema_history(&mut self, json: &str) -> Result<(), CaptureError> {
+        Ok(CaptureWriter::write_schema_history(self, json).await?)
+    }
 }
 
 /// What a sink recorded last: where to resume.
@@ -183,6 +192,8 @@ pub(crate) struct Stored {
     pub(crate) file_pos: String,
     pub(crate) ts_us: i64,
     pub(crate) snapshot: Option<serde_json::Value>,
+    /// The schema history stored with that position (JSON), if any.
+    pub(crate) schema_history: Option<String>,
 }
 
 /// Opens a sink once the source's flavour is known, with what it recorded last.
@@ -225,7 +236,7 @@ impl SinkFactory for KafkaSinkFactory<'_> {
         let kafka = cfg.kafka.as_ref().ok_or_else(|| {
             CaptureError::Config("capture needs a [kafka] section with bootstrap_servers".into())
         })?;
-        let (writer, stored) = CaptureWriter::open(
+        let (mut writer, stored) = CaptureWriter::open(
             kafka,
             &cfg.capture,
             &cfg.name,
@@ -238,6 +249,7 @@ impl SinkFactory for KafkaSinkFactory<'_> {
                 file_pos: s.file_pos.clone(),
                 ts_us: s.source_ts_ms * 1000,
                 snapshot: s.snapshot.clone(),
+                schema_history: writer.take_stored_history(),
             }),
             None => None,
         };
@@ -313,33 +325,18 @@ async fn run_once<F: SinkFactory>(
     shutdown: &mut watch::Receiver<bool>,
     resnapshot: bool,
 ) -> Result<(), CaptureError> {
-    // A schema history, loaded from information_schema now and kept current by the
-    // binlog's DDL: without binlog_row_metadata=FULL, table maps carry no column names and
-    // rows are decoded with it; with FULL it still gives each schema change its tables'
-    // new schemas (`tableChanges`). (It is not persisted yet: events from before a DDL that
-    // happened while capture was stopped are decoded with today's schema when not FULL.)
-    let (flavor, lookup): (_, Box<dyn binlake_mysql::binlog::SchemaLookup>) = {
-        let mut conn = connect(&cfg.source).await?;
-        let info = ServerInfo::probe(&mut conn, &cfg.source).await?;
-        let full = info
-            .binlog_row_metadata
-            .as_deref()
-            .is_some_and(|m| m.eq_ignore_ascii_case("FULL"));
-        if !full {
-            tracing::warn!(
-                "binlog_row_metadata is not FULL: schemas come from information_schema and the binlog's DDL; set it to FULL for exact schemas across restarts"
-            );
-        }
-        let filter = cfg.source.filter();
-        let lookup: Box<dyn binlake_mysql::binlog::SchemaLookup> = Box::new(
-            binlake_mysql::schema_history::load_from_information_schema(&mut conn, &|db, t| {
-                filter.table_included(db, t)
-            })
-            .await?,
-        );
-        let _ = conn.disconnect().await;
-        (info.flavor, lookup)
-    };
+    // A schema history, kept current by the binlog's DDL: without binlog_row_metadata=FULL,
+    // table maps carry no column names and rows are decoded with it; with FULL it still
+    // gives each schema change its tables' new schemas (`tableChanges`). It is stored with
+    // every DDL (and at the first start), so a restart continues with the schemas of the
+    // resume position; without a stored one it is loaded from information_schema.
+    let mut conn = connect(&cfg.source).await?;
+    let info = ServerInfo::probe(&mut conn, &cfg.source).await?;
+    let flavor = info.flavor;
+    let full = info
+        .binlog_row_metadata
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case("FULL"));
     tracing::info!(source = %cfg.source.describe(), flavor = ?flavor, "connected to the primary");
     let (mut writer, stored) = factory.open(flavor).await?;
     // After a purged position (snapshot.mode = when_needed) the record is ignored: start
@@ -350,6 +347,43 @@ async fn run_once<F: SinkFactory>(
     } else {
         stored
     };
+    let restored = stored
+        .as_ref()
+        .and_then(|s| s.schema_history.as_deref())
+        .and_then(|json| match SchemaHistory::from_json(json) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "the stored schema history cannot be read: loading today's schemas instead");
+                None
+            }
+        });
+    let history = match restored {
+        Some(h) => {
+            tracing::info!(
+                tables = h.len(),
+                "schema history restored as of the resume position"
+            );
+            h
+        }
+        None => {
+            if !full {
+                tracing::warn!(
+                    "binlog_row_metadata is not FULL and no schema history is stored yet: schemas come from information_schema (today's) and the binlog's DDL; set it to FULL for exact schemas whatever happens"
+                );
+            }
+            let filter = cfg.source.filter();
+            binlake_mysql::schema_history::load_from_information_schema(&mut conn, &|db, t| {
+                filter.table_included(db, t)
+            })
+            .await?
+        }
+    };
+    let _ = conn.disconnect().await;
+    if stored.is_none() {
+        // Kept with the first commit: the schemas at the start position.
+        writer.write_schema_history(&history.to_json()).await?;
+    }
+    let lookup: Box<dyn binlake_mysql::binlog::SchemaLookup> = Box::new(history);
     let start_position = if resnapshot {
         None
     } else {

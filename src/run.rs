@@ -72,6 +72,8 @@ impl SinkFactory for LakeSinkFactory<'_> {
                     file_pos: r.clone(),
                     ts_us: cp.source_ts_us,
                     snapshot: cp.state.clone(),
+                    // run keeps no schema history yet: it reloads today's schemas.
+                    schema_history: None,
                 }),
                 None => None,
             },

@@ -172,6 +172,10 @@ pub struct SchemaChange {
     /// after it (Debezium's `tableChanges`). Empty when no schema history is kept or the
     /// statement touched no captured table.
     pub tables: Vec<TableChange>,
+    /// The whole schema history after the statement (JSON), when one is kept: capture
+    /// stores it with the statement, so that a restart decodes later events with the
+    /// schemas of their time rather than today's.
+    pub history: Option<Arc<str>>,
 }
 
 /// What a schema change did to one table.

@@ -233,6 +233,8 @@ pub struct CaptureWriter {
     /// commit), and the reader, opened on first use.
     signals_offset: Option<i64>,
     signals: Option<crate::signals::SignalReader>,
+    /// The schema history of the last committed position, until taken.
+    stored_history: Option<String>,
     /// Which table each change topic holds (two tables never share one).
     table_of_topic: HashMap<String, String>,
     inflight: VecDeque<DeliveryFuture>,
@@ -329,6 +331,10 @@ impl CaptureWriter {
         )
         .await?;
         let stored = read_last_position(kafka, &offsets, name).await?;
+        let stored_history = match stored {
+            Some(_) => read_last_history(kafka, name).await?,
+            None => None,
+        };
         let writer = CaptureWriter {
             producer,
             cfg: cfg.clone(),
@@ -346,6 +352,7 @@ impl CaptureWriter {
             snapshot: stored.as_ref().and_then(|s| s.snapshot.clone()),
             signals_offset: stored.as_ref().and_then(|s| s.signals_offset),
             signals: None,
+            stored_history,
             pos_buf: String::with_capacity(64),
             gtid_cache: None,
         };
@@ -621,8 +628,12 @@ impl CaptureWriter {
         Ok(())
     }
 
-    /// Writes a schema change to `<name>.schema-changes` (key: the database).
+    /// Writes a schema change to `<name>.schema-changes` (key: the database), and the
+    /// schema history after it, when it carries one.
     pub async fn write_schema_change(&mut self, s: &SchemaChange) -> Result<()> {
+        if let Some(h) = &s.history {
+            self.write_schema_history(h).await?;
+        }
         self.begin()?;
         let topic = format!("{}.schema-changes", self.name);
         self.ensure_single_partition_topic(&topic).await?;
@@ -631,6 +642,53 @@ impl CaptureWriter {
             binlake_core::debezium::schema_change_value(&self.opts, s, now_us() / 1000).to_string();
         self.send(&topic, Some(key.as_bytes()), Some(value.as_bytes()), None)
             .await
+    }
+
+    /// The compacted topic of the capture's schema history (key: the capture's name): the
+    /// last record is the history as of the last committed position, because each is
+    /// written in the transaction of the statement that changed it.
+    pub fn schema_history_topic(name: &str) -> String {
+        format!("{name}.schema-history")
+    }
+
+    /// Writes the whole schema history (JSON) in the open transaction. One too large for
+    /// a message is not kept (a warning says so): a restart then reads today's schemas.
+    pub async fn write_schema_history(&mut self, json: &str) -> Result<()> {
+        let limit = self.cfg.max_message_bytes.max(1_000_000);
+        if json.len() + self.name.len() > limit {
+            tracing::warn!(
+                bytes = json.len(),
+                limit,
+                "the schema history is too large to keep in Kafka: after a restart, events from before a DDL made while capture was down are decoded with today's schema (raise capture.max_message_bytes, or set binlog_row_metadata = FULL on the server)"
+            );
+            return Ok(());
+        }
+        self.begin()?;
+        let topic = CaptureWriter::schema_history_topic(&self.name);
+        if !self.topics.contains(&topic) {
+            let mut compact = BTreeMap::new();
+            compact.insert("cleanup.policy".to_string(), "compact".to_string());
+            compact.insert("max.message.bytes".to_string(), (limit + 4096).to_string());
+            ensure_topic(
+                &self.kafka,
+                &TopicSpec {
+                    name: topic.clone(),
+                    partitions: 1,
+                    replication_factor: self.cfg.replication_factor,
+                    configs: compact,
+                },
+            )
+            .await?;
+            self.topics.insert(topic.clone());
+        }
+        let key = self.name.clone();
+        self.send(&topic, Some(key.as_bytes()), Some(json.as_bytes()), None)
+            .await
+    }
+
+    /// The schema history stored with the last committed position, read at open.
+    pub fn take_stored_history(&mut self) -> Option<String> {
+        self.stored_history.take()
     }
 
     /// Writes a BEGIN or END record to `<name>.transaction` (when enabled).
@@ -836,6 +894,24 @@ impl rdkafka::ClientContext for QuietEof {
 }
 
 impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
+/// Reads the last committed schema history of capture `name`, if it kept one.
+async fn read_last_history(kafka: &KafkaConfig, name: &str) -> Result<Option<String>> {
+    let topic = CaptureWriter::schema_history_topic(name);
+    if !crate::client::topic_exists(kafka, &topic).await? {
+        return Ok(None);
+    }
+    let mut last = None;
+    let group = format!("binlake-capture-{name}-history-reader");
+    crate::client::read_to_end(kafka, &topic, &group, |key, value, _| {
+        if key == Some(name.as_bytes()) {
+            last = value.map(|v| String::from_utf8_lossy(v).into_owned());
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(last)
+}
 
 /// Reads the last committed position record of `name` (read_committed, whole topic).
 async fn read_last_position(

@@ -123,6 +123,33 @@ pub async fn ensure_topic(cfg: &KafkaConfig, spec: &TopicSpec) -> Result<()> {
     Ok(())
 }
 
+/// Whether `topic` exists (with at least one partition).
+pub(crate) async fn topic_exists(cfg: &KafkaConfig, topic: &str) -> Result<bool> {
+    let admin: AdminClient<ClientErrors> = cfg
+        .client_config()
+        .create_with_context(ClientErrors)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let timeout = cfg.request_timeout;
+    let topic = topic.to_string();
+    // fetch_metadata blocks the calling thread.
+    tokio::task::spawn_blocking(move || {
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(&topic), timeout)
+            .map_err(|e| Error::client(format!("metadata of {topic}"), &e))?;
+        Ok(md
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && !t.partitions().is_empty()))
+    })
+    .await
+    .map_err(|e| Error::Client {
+        operation: "metadata".into(),
+        reason: e.to_string(),
+        transient: true,
+    })?
+}
+
 async fn partition_count(
     admin: &AdminClient<ClientErrors>,
     topic: &str,

@@ -19,9 +19,10 @@ pub const DEFAULT_TOPIC_NAME: &str = "{name}.{db}.{table}";
 
 /// Topics binlake keeps next to the change topics of capture `name`; no table's topic may
 /// be one of them.
-pub fn internal_topics(name: &str) -> [String; 6] {
+pub fn internal_topics(name: &str) -> [String; 7] {
     [
         format!("{name}.offsets"),
+        format!("{name}.schema-history"),
         format!("{name}.signals"),
         format!("{name}.schemas"),
         format!("{name}.schema-changes"),

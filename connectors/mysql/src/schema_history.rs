@@ -602,6 +602,10 @@ impl crate::binlog::SchemaLookup for SchemaHistory {
         self.get(database, table).cloned()
     }
 
+    fn snapshot(&self) -> Option<String> {
+        Some(self.to_json())
+    }
+
     fn apply_ddl(&mut self, default_db: &str, ddl: &str) -> Vec<TableChange> {
         // DDL is rare: a copy of the known names tells created tables from altered ones.
         let before: std::collections::HashSet<(String, String)> =

@@ -237,6 +237,7 @@ mod tests {
                     charset: None,
                 },
             ],
+            history: None,
         };
         let opts = DebeziumOptions::new("cdc", Flavor::MariaDb);
         let v = schema_change_value(&opts, &change, 1);

@@ -120,6 +120,11 @@ pub trait SchemaLookup: Send {
         let _ = (default_db, ddl);
         Vec::new()
     }
+
+    /// The whole state as JSON, for persistence (`None`: nothing worth keeping).
+    fn snapshot(&self) -> Option<String> {
+        None
+    }
 }
 
 /// No fallback: tables must come with full table-map metadata.
@@ -625,6 +630,7 @@ impl Decoder {
             position: BinlogFilePos::new(self.file.to_string(), start),
             ts_us,
             tables,
+            history: self.lookup.snapshot().map(Into::into),
         }))
     }
 
