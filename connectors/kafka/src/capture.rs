@@ -591,27 +591,23 @@ impl CaptureWriter {
     /// Writes a table schema to the schemas topic (once per schema and writer).
     async fn write_schema(&mut self, fingerprint: &str, table: &TableSchema) -> Result<()> {
         let topic = CaptureWriter::schemas_topic(&self.name);
-        if !self.topics.contains(&topic) {
-            let mut compact = BTreeMap::new();
-            compact.insert("cleanup.policy".to_string(), "compact".to_string());
-            ensure_topic(
-                &self.kafka,
-                &TopicSpec {
-                    name: topic.clone(),
-                    partitions: 1,
-                    replication_factor: self.cfg.replication_factor,
-                    configs: compact,
-                },
-            )
+        self.ensure_single_partition_topic_with(&topic, &[("cleanup.policy", "compact".into())])
             .await?;
-            self.topics.insert(topic.clone());
-        }
         let value = serde_json::to_vec(table).map_err(|e| Error::Encode(e.to_string()))?;
         self.send(&topic, Some(fingerprint.as_bytes()), Some(&value), None)
             .await
     }
 
     async fn ensure_single_partition_topic(&mut self, topic: &str) -> Result<()> {
+        self.ensure_single_partition_topic_with(topic, &[]).await
+    }
+
+    /// Like [`Self::ensure_single_partition_topic`], with topic configs.
+    async fn ensure_single_partition_topic_with(
+        &mut self,
+        topic: &str,
+        configs: &[(&str, String)],
+    ) -> Result<()> {
         if !self.topics.contains(topic) {
             ensure_topic(
                 &self.kafka,
@@ -619,7 +615,10 @@ impl CaptureWriter {
                     name: topic.to_string(),
                     partitions: 1,
                     replication_factor: self.cfg.replication_factor,
-                    configs: BTreeMap::new(),
+                    configs: configs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
                 },
             )
             .await?;
@@ -665,22 +664,14 @@ impl CaptureWriter {
         }
         self.begin()?;
         let topic = CaptureWriter::schema_history_topic(&self.name);
-        if !self.topics.contains(&topic) {
-            let mut compact = BTreeMap::new();
-            compact.insert("cleanup.policy".to_string(), "compact".to_string());
-            compact.insert("max.message.bytes".to_string(), (limit + 4096).to_string());
-            ensure_topic(
-                &self.kafka,
-                &TopicSpec {
-                    name: topic.clone(),
-                    partitions: 1,
-                    replication_factor: self.cfg.replication_factor,
-                    configs: compact,
-                },
-            )
-            .await?;
-            self.topics.insert(topic.clone());
-        }
+        self.ensure_single_partition_topic_with(
+            &topic,
+            &[
+                ("cleanup.policy", "compact".into()),
+                ("max.message.bytes", (limit + 4096).to_string()),
+            ],
+        )
+        .await?;
         let key = self.name.clone();
         self.send(&topic, Some(key.as_bytes()), Some(json.as_bytes()), None)
             .await
