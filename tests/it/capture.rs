@@ -215,7 +215,24 @@ request_timeout = "20s"
     path
 }
 
-type Msg = (Option<Json>, Option<Json>, HashMap<String, String>, i32);
+/// Key, value, headers and partition of a message.
+pub type Msg = (Option<Json>, Option<Json>, HashMap<String, String>, i32);
+
+/// Waits (up to `secs`) until `topic` holds at least `n` committed messages, and returns
+/// them all: fewer when the time ran out (callers assert what they need).
+pub async fn wait_for_messages(topic: &str, n: usize, secs: u64) -> Vec<Msg> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let t = topic.to_string();
+        let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
+            .await
+            .unwrap();
+        if msgs.len() >= n || Instant::now() > deadline {
+            return msgs;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
 
 /// Every committed message of `topic`, or nothing when the topic does not exist yet.
 pub fn consume_if_exists(topic: &str) -> Vec<Msg> {
@@ -787,22 +804,8 @@ async fn schema_changes_describe_each_tables_new_schema() {
     ] {
         c.query_drop(ddl).await.unwrap();
     }
-    let topic = format!("{name}.schema-changes");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let msgs = loop {
-        let t = topic.clone();
-        let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
-            .await
-            .unwrap();
-        if msgs.len() >= 4 {
-            break msgs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "4 schema changes expected: {msgs:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let msgs = wait_for_messages(&format!("{name}.schema-changes"), 4, 30).await;
+    assert!(msgs.len() >= 4, "4 schema changes expected: {msgs:#?}");
     drop(proc);
     let changes: Vec<&Json> = msgs.iter().filter_map(|(_, v, _, _)| v.as_ref()).collect();
     let id = |t: &str| format!("\"{db}\".\"{t}\"");
@@ -914,23 +917,10 @@ async fn without_full_row_metadata_a_restart_decodes_older_rows_with_their_schem
     let wait_rows = |n: usize| {
         let topic = topic.clone();
         async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let t = topic.clone();
-                let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
-                    .await
-                    .unwrap();
-                let rows: Vec<Json> = msgs.into_iter().filter_map(|(_, v, _, _)| v).collect();
-                if rows.len() >= n {
-                    return rows;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} of {n} rows: {rows:#?}",
-                    rows.len()
-                );
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+            let msgs = wait_for_messages(&topic, n, 30).await;
+            let rows: Vec<Json> = msgs.into_iter().filter_map(|(_, v, _, _)| v).collect();
+            assert!(rows.len() >= n, "{} of {n} rows: {rows:#?}", rows.len());
+            rows
         }
     };
     let config = cfg.clone();

@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use crate::capture::{CaptureProcess, consume_all, consume_if_exists, setup_db, write_config_at};
+use crate::capture::{CaptureProcess, consume_all, setup_db, wait_for_messages, write_config_at};
 use crate::services::{kafka_brokers, unique};
 
 /// The partitions the Java producer (`BuiltInPartitioner.partitionForKey`, what
@@ -83,24 +83,10 @@ async fn every_key_is_in_the_partition_the_java_producer_chooses() {
     c.query_drop(format!("INSERT INTO s VALUES ({})", codes.join("),(")))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
     for table in ["n", "s"] {
         let topic = format!("{name}.{db}.{table}");
-        let msgs = loop {
-            let t = topic.clone();
-            let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
-                .await
-                .unwrap();
-            if msgs.len() >= 300 {
-                break msgs;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{topic}: {} of 300 rows",
-                msgs.len()
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
+        let msgs = wait_for_messages(&topic, 300, 30).await;
+        assert_eq!(msgs.len(), 300, "{topic}");
         // The key bytes as binlake wrote them: one-field objects, which serde_json writes
         // back byte for byte.
         let keys: Vec<String> = msgs
@@ -163,18 +149,8 @@ async fn capture_authenticates_with_sasl_and_names_a_wrong_password() {
         .await
         .unwrap();
     let topic = format!("{name}.{db}.t");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let t = topic.clone();
-        let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
-            .await
-            .unwrap();
-        if msgs.len() == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{} of 2 rows", msgs.len());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let msgs = wait_for_messages(&topic, 2, 30).await;
+    assert_eq!(msgs.len(), 2, "{msgs:#?}");
     let (code, log) = tokio::task::spawn_blocking(move || proc.terminate(Duration::from_secs(15)))
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use serde_json::Value as Json;
 
-use crate::capture::{CaptureProcess, consume_if_exists, write_config};
+use crate::capture::{CaptureProcess, write_config};
 use crate::services::{admin_conn, unique};
 
 async fn setup(db: &str) -> mysql_async::Conn {
@@ -31,15 +31,17 @@ fn start(cfg: &std::path::Path) -> CaptureProcess {
 
 /// Waits until `topic` holds at least `n` messages with a value; returns all messages.
 async fn wait_messages(topic: &str, n: usize, secs: u64) -> Vec<Json> {
+    let values = |msgs: Vec<crate::capture::Msg>| -> Vec<Json> {
+        msgs.into_iter().filter_map(|(_, v, _, _)| v).collect()
+    };
+    // `n` counts values (tombstones have none): wait for at least `n` messages, then
+    // until the values reach `n` or the time runs out.
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let t = topic.to_string();
-        let msgs = tokio::task::spawn_blocking(move || consume_if_exists(&t))
-            .await
-            .unwrap();
-        let values: Vec<Json> = msgs.into_iter().filter_map(|(_, v, _, _)| v).collect();
-        if values.len() >= n || Instant::now() > deadline {
-            return values;
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+        let got = values(crate::capture::wait_for_messages(topic, n, left).await);
+        if got.len() >= n || Instant::now() >= deadline {
+            return got;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
