@@ -6,6 +6,9 @@
 //! commit, applied table by table (change log, then replica; each Delta commit records the
 //! batch number as a `txn` action and the last change's position), and then the run
 //! checkpoint `_binlake/run/<name>.json` records the source position the batch ends at.
+//! After a DDL (and at the first start) the decoder's schema history goes to a new file
+//! `_binlake/run/<name>.schema-history.<batch>.json` before the checkpoint that names it,
+//! so a restart decodes with the schemas of the checkpoint's position.
 //!
 //! # Exactly once
 //!
@@ -72,8 +75,10 @@ impl SinkFactory for LakeSinkFactory<'_> {
                     file_pos: r.clone(),
                     ts_us: cp.source_ts_us,
                     snapshot: cp.state.clone(),
-                    // run keeps no schema history yet: it reloads today's schemas.
-                    schema_history: None,
+                    schema_history: match &cp.schema_history {
+                        Some(path) => lake.get_json(path).await?.map(|v| v.to_string()),
+                        None => None,
+                    },
                 }),
                 None => None,
             },
@@ -82,6 +87,8 @@ impl SinkFactory for LakeSinkFactory<'_> {
         tracing::info!(root = %lake.root(), "lake opened");
         let sink = LakeSink {
             app_id: format!("binlake-run:{}", cfg.name),
+            name: cfg.name.clone(),
+            pending_history: None,
             path: checkpoint_path(&cfg.name),
             lake,
             checkpoint: checkpoint.unwrap_or_default(),
@@ -110,6 +117,9 @@ struct TableState {
 pub(crate) struct LakeSink {
     lake: Lake,
     app_id: String,
+    name: String,
+    /// A schema history to keep with the next checkpoint.
+    pending_history: Option<std::sync::Arc<str>>,
     path: String,
     checkpoint: Checkpoint,
     tables: HashMap<String, TableState>,
@@ -188,8 +198,17 @@ impl Sink for LakeSink {
         Ok(())
     }
 
-    async fn write_schema_change(&mut self, _s: &SchemaChange) -> Result<(), CaptureError> {
+    async fn write_schema_change(&mut self, s: &SchemaChange) -> Result<(), CaptureError> {
         // Schemas travel with the rows; the lake evolves on the first row of a new schema.
+        // The decoder's history is kept with the checkpoint that covers the statement.
+        if let Some(h) = &s.history {
+            self.pending_history = Some(h.clone());
+        }
+        Ok(())
+    }
+
+    async fn write_schema_history(&mut self, json: &str) -> Result<(), CaptureError> {
+        self.pending_history = Some(json.into());
         Ok(())
     }
 
@@ -261,12 +280,24 @@ impl Sink for LakeSink {
             state.changes_done = None;
             state.replica_done = None;
         }
+        // A new history goes to a file of its own before the checkpoint names it: a crash
+        // in between leaves the checkpoint with the previous one, which matches its
+        // position.
+        let mut schema_history = self.checkpoint.schema_history.clone();
+        if let Some(h) = self.pending_history.take() {
+            let path = format!("_binlake/run/{}.schema-history.{batch:012}.json", self.name);
+            let v: serde_json::Value = serde_json::from_str(&h)
+                .map_err(|e| CaptureError::Config(format!("encode the schema history: {e}")))?;
+            self.lake.put_json(&path, &v).await?;
+            schema_history = Some(path);
+        }
         self.checkpoint = Checkpoint {
             resume: Some(position.to_string()),
             source_ts_us: ts_us,
             caught_up_at_us: if self.idle { now_us() } else { 0 },
             state: self.snapshot.clone(),
             batch,
+            schema_history,
         };
         let v = serde_json::to_value(&self.checkpoint)
             .map_err(|e| CaptureError::Config(format!("encode the checkpoint: {e}")))?;

@@ -23,6 +23,11 @@ pub struct Checkpoint {
     /// The batch number of the last batch whose commits all completed.
     #[serde(default)]
     pub batch: i64,
+    /// Where the source's schema history as of `resume` is (a path under the lake root),
+    /// when the writer keeps one. Each version is a new file, written before the
+    /// checkpoint that names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_history: Option<String>,
 }
 
 /// One table's freshness.
