@@ -42,7 +42,9 @@ impl SnapshotReport {
             started: Instant::now(),
             rows_at_start: progress.rows,
             // The first chunk is reported at once.
-            last_log: Instant::now() - LOG_EVERY,
+            last_log: Instant::now()
+                .checked_sub(LOG_EVERY)
+                .unwrap_or_else(Instant::now),
             estimates,
             table_rows: 0,
         }
