@@ -215,6 +215,35 @@ request_timeout = "20s"
     path
 }
 
+/// Points a test config at the MariaDB listening on `port` instead of the shared one.
+pub fn use_port(cfg: &std::path::Path, port: u16) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("port = ") {
+                format!("port = {port}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(cfg, text).unwrap();
+}
+
+/// On `db.t (id INT PRIMARY KEY, a VARCHAR(10))`: inserts (2, 'two'), replaces column `a`
+/// by `n INT`, inserts (3, 3): a row whose decoding needs the schema of its time.
+pub async fn write_row_then_change_columns(c: &mut mysql_async::Conn, db: &str) {
+    for sql in [
+        format!("INSERT INTO {db}.t VALUES (2, 'two')"),
+        format!("ALTER TABLE {db}.t DROP COLUMN a, ADD COLUMN n INT"),
+        format!("INSERT INTO {db}.t VALUES (3, 3)"),
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+}
+
 /// Key, value, headers and partition of a message.
 pub type Msg = (Option<Json>, Option<Json>, HashMap<String, String>, i32);
 
@@ -900,19 +929,7 @@ async fn without_full_row_metadata_a_restart_decodes_older_rows_with_their_schem
     .await
     .unwrap();
     let cfg = write_config(&name, &db, "[snapshot]\nmode = \"never\"\n");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("port = ") {
-                "port = 13318"
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&cfg, text).unwrap();
+    use_port(&cfg, 13318);
     let topic = format!("{name}.{db}.t");
     let wait_rows = |n: usize| {
         let topic = topic.clone();
@@ -936,17 +953,7 @@ async fn without_full_row_metadata_a_restart_decodes_older_rows_with_their_schem
         .unwrap();
     assert_eq!(code, Some(0), "{log}");
     // While capture is down: a row of the old shape, then a change of column types.
-    c.query_drop(format!("INSERT INTO {db}.t VALUES (2, 'two')"))
-        .await
-        .unwrap();
-    c.query_drop(format!(
-        "ALTER TABLE {db}.t DROP COLUMN a, ADD COLUMN n INT"
-    ))
-    .await
-    .unwrap();
-    c.query_drop(format!("INSERT INTO {db}.t VALUES (3, 3)"))
-        .await
-        .unwrap();
+    write_row_then_change_columns(&mut c, &db).await;
     let config = cfg.clone();
     let proc = tokio::task::spawn_blocking(move || start(&config))
         .await

@@ -1002,19 +1002,7 @@ async fn run_without_full_row_metadata_restarts_with_the_schemas_of_its_checkpoi
     .await
     .unwrap();
     let cfg = lake_config(&name, &db, &root, "[snapshot]\nmode = \"never\"\n");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("port = ") {
-                "port = 13318"
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&cfg, text).unwrap();
+    crate::capture::use_port(&cfg, 13318);
     let lake = lake_at(&root);
     // Waits until `SELECT <cols> FROM db.t ORDER BY id` renders as `want`.
     let wait_rows = |cols: &'static [&'static str], want: Vec<Vec<String>>| {
@@ -1057,17 +1045,7 @@ async fn run_without_full_row_metadata_restarts_with_the_schemas_of_its_checkpoi
         .await
         .unwrap();
     assert_eq!(code, Some(0), "{log}");
-    c.query_drop(format!("INSERT INTO {db}.t VALUES (2, 'two')"))
-        .await
-        .unwrap();
-    c.query_drop(format!(
-        "ALTER TABLE {db}.t DROP COLUMN a, ADD COLUMN n INT"
-    ))
-    .await
-    .unwrap();
-    c.query_drop(format!("INSERT INTO {db}.t VALUES (3, 3)"))
-        .await
-        .unwrap();
+    crate::capture::write_row_then_change_columns(&mut c, &db).await;
     let run = start("run", &cfg);
     // The replica keeps the dropped column (NULL from then on) and adds the new one.
     let want = vec![
