@@ -315,8 +315,12 @@ fn tables() -> &'static Mutex<Tables> {
 /// Notes `changes` changes of `table` in a source transaction committed at `ts_us`; they
 /// count in `/status` once the batch holding them is durable ([`committed`]).
 pub fn table_read(table: &str, changes: u64, ts_us: i64) {
+    // Once per table and source transaction: the name is copied once per table and batch.
     if let Ok(mut t) = tables().lock() {
-        let e = t.read.entry(table.to_string()).or_default();
+        let e = match t.read.get_mut(table) {
+            Some(e) => e,
+            None => t.read.entry(table.to_string()).or_default(),
+        };
         e.changes += changes;
         e.last_change_ts_us = e.last_change_ts_us.max(ts_us);
     }

@@ -215,21 +215,27 @@ request_timeout = "20s"
     path
 }
 
-/// Points a test config at the MariaDB listening on `port` instead of the shared one.
-pub fn use_port(cfg: &std::path::Path, port: u16) {
-    let text = std::fs::read_to_string(cfg).unwrap();
+/// Copies the config `from` to `to` with the line of `key` set to `key = value`.
+pub fn rewrite_setting(from: &std::path::Path, to: &std::path::Path, key: &str, value: &str) {
+    let prefix = format!("{key} = ");
+    let text = std::fs::read_to_string(from).unwrap();
     let text = text
         .lines()
         .map(|l| {
-            if l.starts_with("port = ") {
-                format!("port = {port}")
+            if l.starts_with(&prefix) {
+                format!("{prefix}{value}")
             } else {
                 l.to_string()
             }
         })
         .collect::<Vec<_>>()
         .join("\n");
-    std::fs::write(cfg, text).unwrap();
+    std::fs::write(to, text).unwrap();
+}
+
+/// Points a test config at the MariaDB listening on `port` instead of the shared one.
+pub fn use_port(cfg: &std::path::Path, port: u16) {
+    rewrite_setting(cfg, cfg, "port", &port.to_string());
 }
 
 /// On `db.t (id INT PRIMARY KEY, a VARCHAR(10))`: inserts (2, 'two'), replaces column `a`
@@ -687,21 +693,9 @@ async fn a_second_capture_with_the_same_name_is_fenced() {
     let cfg = config.clone();
     let second = tokio::task::spawn_blocking(move || {
         // The second capture uses another replica server_id but the same name.
-        let text = std::fs::read_to_string(&cfg).unwrap();
         let sid = crate::services::capture_source().server_id;
         let other = cfg.with_file_name("second.toml");
-        let text = text
-            .lines()
-            .map(|l| {
-                if l.starts_with("server_id") {
-                    format!("server_id = {sid}")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(&other, text).unwrap();
+        rewrite_setting(&cfg, &other, "server_id", &sid.to_string());
         start(&other)
     })
     .await
