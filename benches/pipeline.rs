@@ -31,6 +31,7 @@
 //!   `snapshot.mode = "initial_only"` (snapshot, commit, exit 0) into Kafka (4 partitions),
 //!   and `binlake run` with the same mode into a fresh lake folder. Reported: rows/s from
 //!   process start to its exit, peak RSS; the replica's row count is checked.
+//!   `BINLAKE_BENCH_READERS="1 2 4"` repeats both for each number of chunk readers.
 //!
 //! Not criterion: one run takes tens of seconds and needs the services; the harness
 //! prints medians of repeated runs instead.
@@ -96,7 +97,7 @@ fn start_binlake(command: &str, cfg: &std::path::Path) -> Child {
         .arg(cfg)
         .env(
             "RUST_LOG",
-            std::env::var("BINLAKE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            std::env::var("BINLAKE_BENCH_LOG").unwrap_or_else(|_| "warn,buoyant_kernel=off".into()),
         )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -795,34 +796,53 @@ async fn snapshot() {
         .unwrap();
     }
     eprintln!("  filled in {:.1} s", t.elapsed().as_secs_f64());
-    let mode = "[snapshot]\nmode = \"initial_only\"\n";
-    let name = format!("benchsnap_{}", stamp());
-    let cfg = config(
-        &name,
-        &db,
-        None,
-        &format!("{mode}[capture]\npartitions = 4\n"),
-    );
-    let (secs, rss) = run_to_exit("capture", &cfg, Duration::from_secs(900));
-    println!(
-        "snapshot into Kafka: {ROWS} rows in {secs:.1} s, {:.0} rows/s, peak RSS {rss:.0} MB (binlake capture, snapshot.mode = initial_only, from process start to exit)",
-        ROWS as f64 / secs
-    );
-    let root = std::env::temp_dir().join(format!("bench-snap-lake-{}", stamp()));
-    let name = format!("benchsnaprun_{}", stamp());
-    let cfg = config(
-        &name,
-        &db,
-        None,
-        &format!("{mode}[lake]\nroot = \"{}\"\n", root.display()),
-    );
-    let (secs, rss) = run_to_exit("run", &cfg, Duration::from_secs(900));
-    let rows = delta_rows(&root.join(&db).join("sbtest1").join("replica"));
-    assert_eq!(rows, ROWS, "replica rows after the snapshot");
-    println!(
-        "snapshot into the replica: {ROWS} rows in {secs:.1} s, {:.0} rows/s, peak RSS {rss:.0} MB (binlake run, snapshot.mode = initial_only, change log and replica, from process start to exit)",
-        ROWS as f64 / secs
-    );
-    let _ = std::fs::remove_dir_all(&root);
+    // BINLAKE_BENCH_READERS="1 2 4" measures each number of chunk readers on the same
+    // table; the default is the configured default.
+    let readers = std::env::var("BINLAKE_BENCH_READERS").unwrap_or_default();
+    let readers: Vec<&str> = match readers.split_whitespace().collect::<Vec<_>>() {
+        r if r.is_empty() => vec![""],
+        r => r,
+    };
+    for n in readers {
+        let setting = if n.is_empty() {
+            String::new()
+        } else {
+            format!("readers = {n}\n")
+        };
+        let label = if n.is_empty() {
+            "default readers".to_string()
+        } else {
+            format!("readers = {n}")
+        };
+        let mode = format!("[snapshot]\nmode = \"initial_only\"\n{setting}");
+        let name = format!("benchsnap_{}", stamp());
+        let cfg = config(
+            &name,
+            &db,
+            None,
+            &format!("{mode}[capture]\npartitions = 4\n"),
+        );
+        let (secs, rss) = run_to_exit("capture", &cfg, Duration::from_secs(900));
+        println!(
+            "snapshot into Kafka ({label}): {ROWS} rows in {secs:.1} s, {:.0} rows/s, peak RSS {rss:.0} MB (binlake capture, snapshot.mode = initial_only, from process start to exit)",
+            ROWS as f64 / secs
+        );
+        let root = std::env::temp_dir().join(format!("bench-snap-lake-{}", stamp()));
+        let name = format!("benchsnaprun_{}", stamp());
+        let cfg = config(
+            &name,
+            &db,
+            None,
+            &format!("{mode}[lake]\nroot = \"{}\"\n", root.display()),
+        );
+        let (secs, rss) = run_to_exit("run", &cfg, Duration::from_secs(900));
+        let rows = delta_rows(&root.join(&db).join("sbtest1").join("replica"));
+        assert_eq!(rows, ROWS, "replica rows after the snapshot");
+        println!(
+            "snapshot into the replica ({label}): {ROWS} rows in {secs:.1} s, {:.0} rows/s, peak RSS {rss:.0} MB (binlake run, snapshot.mode = initial_only, change log and replica, from process start to exit)",
+            ROWS as f64 / secs
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

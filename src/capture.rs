@@ -34,16 +34,14 @@
 //! aborts the Kafka transaction, which loses nothing: the next start resumes from the last
 //! commit. A second signal exits at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use binlake_core::{ChangeEvent, Flavor, ResumePosition, SchemaChange};
 use binlake_kafka::CaptureWriter;
 use binlake_mysql::binlog::{BinlogItem, BinlogReader, StartFrom};
 use binlake_mysql::schema_history::SchemaHistory;
-use binlake_mysql::snapshot::{
-    Chunk, ChunkReader, Ready, SnapshotMode, SnapshotProgress, Window, key_json, read_events,
-};
+use binlake_mysql::snapshot::{ChunkReader, SnapshotMode, SnapshotProgress, Snapshotter};
 use binlake_mysql::{ServerInfo, connect};
 use tokio::sync::{mpsc, watch};
 
@@ -124,6 +122,12 @@ pub(crate) trait Sink {
     /// Whether tables without a primary key are kept (and so worth snapshotting).
     fn keeps_keyless_tables(&self) -> bool {
         true
+    }
+    /// Snapshot chunks per commit (or fewer, when the batch is full first): 1 (the
+    /// default) records the progress after every chunk, so a restart reads again at most
+    /// the chunks in flight, one per reader.
+    fn snapshot_chunks_per_commit(&self) -> usize {
+        1
     }
 }
 
@@ -426,13 +430,9 @@ async fn run_once<F: SinkFactory>(
         .and_then(|v| serde_json::from_value(v).ok());
     let snapshot = match (&stored, stored_progress) {
         (Some(_), Some(p)) if !p.is_done() => Some(p),
-        (None, _) if cfg.snapshot.mode != SnapshotMode::Never => Some(SnapshotProgress {
-            tables: Vec::new(),
-            after_key: None,
-            chunks: 0,
-            rows: 0,
-            incremental: false,
-        }),
+        (None, _) if cfg.snapshot.mode != SnapshotMode::Never => {
+            Some(SnapshotProgress::new(Vec::new(), false))
+        }
         _ => None,
     };
     let snapshot = match snapshot {
@@ -457,8 +457,9 @@ async fn run_once<F: SinkFactory>(
                 done_chunks = progress.chunks,
                 "snapshot: reading existing rows while streaming"
             );
-            writer.set_snapshot_state(serde_json::to_value(&progress).ok());
-            Some(SnapshotRun::start(chunk_reader, &tables, progress))
+            let run = SnapshotRun::start(chunk_reader, &cfg.source, &tables, progress).await?;
+            writer.set_snapshot_state(serde_json::to_value(run.snap.progress()).ok());
+            Some(run)
         }
     };
     if stored.is_none() {
@@ -497,11 +498,7 @@ async fn pump<S: Sink>(
     last: &mut Option<Pending>,
     mut snapshot: Option<SnapshotRun>,
 ) -> Result<(), CaptureError> {
-    let mut window = Window::default();
-    if let Some(s) = snapshot.as_mut() {
-        s.request(&mut window).await;
-    }
-    let nothing_to_snapshot = snapshot.as_ref().is_none_or(|s| s.progress.is_done());
+    let nothing_to_snapshot = snapshot.as_ref().is_none_or(|s| s.snap.is_done());
     if cfg.snapshot.mode == SnapshotMode::InitialOnly && nothing_to_snapshot {
         tracing::info!("snapshot.mode = initial_only and nothing (more) to snapshot: stopping");
         return Ok(());
@@ -532,13 +529,11 @@ async fn pump<S: Sink>(
     });
     let _guard = AbortOnDrop(reader_task);
 
-    let mut batch_rows = 0usize;
-    let mut batch_started: Option<Instant> = None;
+    let mut batch = Batch::default();
     let mut pending: Option<Pending> = None;
     let mut in_source_txn = false;
     let mut per_table: BTreeMap<String, u64> = BTreeMap::new();
     let mut txn_events = 0u64;
-    let mut last_commit = Instant::now();
     let mut stopping: Option<Instant> = None;
     let mut caught_up = false;
     let mut read_counts = ReadCounts::default();
@@ -549,10 +544,10 @@ async fn pump<S: Sink>(
     loop {
         // When to wake up without an item: the linger of a batch that could be
         // committed, the heartbeat, or the end of the grace period.
-        let deadline = match (&pending, batch_started, stopping) {
+        let deadline = match (&pending, batch.started, stopping) {
             (_, _, Some(s)) => s + cc.grace,
-            (Some(_), Some(b), None) if batch_rows > 0 => b + cc.linger_for(caught_up),
-            _ => last_commit + cc.heartbeat,
+            (Some(_), Some(b), None) if batch.rows > 0 => b + cc.linger_for(caught_up),
+            _ => batch.last_commit + cc.heartbeat,
         };
         tokio::select! {
             _ = shutdown.changed(), if stopping.is_none() => {
@@ -570,9 +565,7 @@ async fn pump<S: Sink>(
                 }
                 if pending.is_some() && !in_source_txn {
                     commit(writer, &mut pending, last).await?;
-                    batch_rows = 0;
-                    batch_started = None;
-                    last_commit = Instant::now();
+                    batch.committed();
                 } else if !in_source_txn && !writer.in_transaction() {
                     writer.write_heartbeat().await?;
                     if let Some(p) = last.as_ref() {
@@ -580,19 +573,19 @@ async fn pump<S: Sink>(
                         writer.commit(&pos, &fp, ts).await?;
                         crate::telemetry::committed(writer.kind(), ts, true);
                     }
-                    last_commit = Instant::now();
+                    batch.last_commit = Instant::now();
                 }
             }
             _ = signals.tick(), if stopping.is_none() => {
                 let tables = writer.snapshot_requests().await?;
                 if !tables.is_empty() {
-                    add_requested(cfg, flavor, &mut snapshot, &mut window, writer, tables).await?;
+                    add_requested(cfg, flavor, &mut snapshot, writer, tables).await?;
                 }
             }
             chunk = next_chunk(&mut snapshot) => {
-                window.offer(chunk?);
+                chunk?;
                 if !in_source_txn
-                    && flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?
+                    && flush_chunks(&mut snapshot, writer, &mut pending, last, &mut batch, cc.max_rows).await?
                     && cfg.snapshot.mode == SnapshotMode::InitialOnly
                 {
                     return finish(writer, &mut pending, last).await;
@@ -614,13 +607,15 @@ async fn pump<S: Sink>(
                             in_source_txn = true;
                             per_table.clear();
                             txn_events = 0;
-                            batch_started.get_or_insert_with(Instant::now);
+                            batch.started.get_or_insert_with(Instant::now);
                             writer.write_transaction_marker(&t.id, None, t.ts_us).await?;
                         }
                         BinlogItem::Position(p) => {
-                            window.observe_position(&p);
+                            if let Some(s) = snapshot.as_mut() {
+                                s.snap.observe_position(&p);
+                            }
                             if !in_source_txn
-                                && flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?
+                                && flush_chunks(&mut snapshot, writer, &mut pending, last, &mut batch, cc.max_rows).await?
                                 && cfg.snapshot.mode == SnapshotMode::InitialOnly
                             {
                                 return finish(writer, &mut pending, last).await;
@@ -628,12 +623,14 @@ async fn pump<S: Sink>(
                         }
                         BinlogItem::Change(e) => {
                             read_counts.add(&e);
-                            window.observe_change(&e);
-                            if snapshot.as_ref().is_some_and(|s| s.holds_back(&e)) {
-                                continue;
+                            if let Some(s) = snapshot.as_mut() {
+                                s.snap.observe_change(&e);
+                                if s.snap.holds_back(&e) {
+                                    continue;
+                                }
                             }
                             writer.write_change(&e).await?;
-                            batch_rows += 1;
+                            batch.rows += 1;
                             txn_events += 1;
                             if cc.per_table_counts {
                                 *per_table.entry(e.table.qualified_name()).or_default() += 1;
@@ -651,25 +648,25 @@ async fn pump<S: Sink>(
                                 file_pos: c.file_pos.to_string(),
                                 ts_us: c.ts_us,
                             });
-                            window.observe_position(&c.file_pos);
+                            if let Some(s) = snapshot.as_mut() {
+                                s.snap.observe_position(&c.file_pos);
+                            }
                             if stopping.is_some() {
                                 return finish(writer, &mut pending, last).await;
                             }
-                            if window.has_chunk()
-                                && flush_chunk(&mut window, &mut snapshot, writer, &mut pending, last).await?
+                            if snapshot.is_some()
+                                && flush_chunks(&mut snapshot, writer, &mut pending, last, &mut batch, cc.max_rows).await?
                                 && cfg.snapshot.mode == SnapshotMode::InitialOnly
                             {
                                 return finish(writer, &mut pending, last).await;
                             }
                             let idle = items.peek().is_none() && rx.is_empty();
-                            let due = batch_rows >= cc.max_rows
-                                || batch_started.is_some_and(|b| b.elapsed() >= cc.linger_for(caught_up))
-                                || (idle && batch_rows > 0);
+                            let due = batch.rows >= cc.max_rows
+                                || batch.started.is_some_and(|b| b.elapsed() >= cc.linger_for(caught_up))
+                                || (idle && batch.rows > 0);
                             if due {
                                 commit(writer, &mut pending, last).await?;
-                                batch_rows = 0;
-                                batch_started = None;
-                                last_commit = Instant::now();
+                                batch.committed();
                             }
                             let lag_s = (now_us() - c.ts_us) / 1_000_000;
                             if idle && !caught_up && lag_s <= 2 {
@@ -683,6 +680,38 @@ async fn pump<S: Sink>(
                 }
             }
         }
+    }
+}
+
+/// The batch being filled.
+struct Batch {
+    /// Rows in it.
+    rows: usize,
+    /// Snapshot chunks in it.
+    chunks: usize,
+    /// When its first row came.
+    started: Option<Instant>,
+    /// When the last commit (or heartbeat) was.
+    last_commit: Instant,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            rows: 0,
+            chunks: 0,
+            started: None,
+            last_commit: Instant::now(),
+        }
+    }
+}
+
+impl Batch {
+    fn committed(&mut self) {
+        self.rows = 0;
+        self.chunks = 0;
+        self.started = None;
+        self.last_commit = Instant::now();
     }
 }
 
@@ -725,211 +754,117 @@ impl ReadCounts {
     }
 }
 
-/// A snapshot in progress: the chunk reader task and what remains.
+/// A snapshot in progress and its progress report.
 struct SnapshotRun {
-    progress: SnapshotProgress,
-    /// The tables its reader can read (captured), and whether each has a primary key.
-    known: HashMap<String, bool>,
+    snap: Snapshotter,
     report: crate::progress::SnapshotReport,
-    requests: mpsc::Sender<(String, Option<String>)>,
-    chunks: mpsc::Receiver<Result<Chunk, binlake_mysql::Error>>,
-    outstanding: bool,
-    _task: AbortOnDrop,
 }
 
 impl SnapshotRun {
-    fn start(mut reader: ChunkReader, known: &[String], progress: SnapshotProgress) -> SnapshotRun {
-        let known: HashMap<String, bool> = known
-            .iter()
-            .map(|t| {
-                let keyed = reader.schema(t).is_some_and(|s| !s.primary_key.is_empty());
-                (t.clone(), keyed)
-            })
-            .collect();
-        let estimates = known
-            .keys()
-            .filter_map(|t| Some((t.clone(), reader.estimated_rows(t)?)))
-            .collect();
-        let report = crate::progress::SnapshotReport::new(&progress, estimates);
-        let (req_tx, mut req_rx) = mpsc::channel::<(String, Option<String>)>(1);
-        let (chunk_tx, chunk_rx) = mpsc::channel(1);
-        let task = tokio::spawn(async move {
-            while let Some((table, after)) = req_rx.recv().await {
-                let r = reader.read_chunk(&table, after.as_deref()).await;
-                if chunk_tx.send(r).await.is_err() {
-                    break;
-                }
-            }
-        });
-        SnapshotRun {
-            progress,
-            known,
-            report,
-            requests: req_tx,
-            chunks: chunk_rx,
-            outstanding: false,
-            _task: AbortOnDrop(task),
-        }
-    }
-
-    /// Whether a streamed change is held back: a table without a key whose one-pass read
-    /// is still to come. That read sees the table after the change (any change between
-    /// its watermarks makes it read again), and a consumer could not tell a row it already
-    /// has from the same row in the snapshot.
-    fn holds_back(&self, e: &ChangeEvent) -> bool {
-        e.table.primary_key.is_empty() && self.progress.tables.contains(&e.table.qualified_name())
-    }
-
-    /// Asks for the next chunk, if any table remains.
-    async fn request(&mut self, window: &mut Window) {
-        if self.outstanding {
-            return;
-        }
-        if let Some(table) = self.progress.tables.first().cloned() {
-            window.watch(&table);
-            if self
-                .requests
-                .send((table, self.progress.after_key.clone()))
-                .await
-                .is_ok()
-            {
-                self.outstanding = true;
-            }
-        }
+    async fn start(
+        reader: ChunkReader,
+        source: &binlake_mysql::SourceConfig,
+        known: &[String],
+        progress: SnapshotProgress,
+    ) -> Result<SnapshotRun, CaptureError> {
+        let snap = Snapshotter::start(reader, source, known, progress).await?;
+        let report = crate::progress::SnapshotReport::new(&snap.progress(), snap.estimates());
+        Ok(SnapshotRun { snap, report })
     }
 }
 
-/// Appends tables requested while streaming to the snapshot in progress, or starts one
-/// (rows marked `incremental`). Tables not captured, without a primary key, or (while an
-/// earlier snapshot runs) created after it started are skipped with a warning.
+/// Adds tables requested while streaming to the snapshot in progress, or starts one
+/// (rows marked `incremental`); see [`Snapshotter::add_tables`] for those skipped.
 async fn add_requested<S: Sink>(
     cfg: &Config,
     flavor: Flavor,
     snapshot: &mut Option<SnapshotRun>,
-    window: &mut Window,
     writer: &mut S,
     tables: Vec<String>,
 ) -> Result<(), CaptureError> {
-    if snapshot.is_none() {
-        let (reader, known) = ChunkReader::open(&cfg.source, &cfg.snapshot, flavor).await?;
-        let progress = SnapshotProgress {
-            tables: Vec::new(),
-            after_key: None,
-            chunks: 0,
-            rows: 0,
-            incremental: true,
-        };
-        *snapshot = Some(SnapshotRun::start(reader, &known, progress));
-    }
-    let Some(run) = snapshot.as_mut() else {
-        return Ok(());
-    };
-    for t in tables {
-        if run.known.get(&t) == Some(&false) {
-            tracing::warn!(table = %t, "snapshot request skipped: the table has no primary key, so its snapshot rows could not be told from rows consumers already have");
-        } else if !run.known.contains_key(&t) {
-            tracing::warn!(table = %t, "snapshot request skipped: the table is not captured, or was created after the snapshot in progress began (request it again when that one is done)");
-        } else if !run.progress.tables.contains(&t) {
-            tracing::info!(table = %t, "snapshot: table added on request");
-            run.progress.tables.push(t);
+    let run = match snapshot {
+        Some(run) => run,
+        None => {
+            let (reader, known) = ChunkReader::open(&cfg.source, &cfg.snapshot, flavor).await?;
+            let progress = SnapshotProgress::new(Vec::new(), true);
+            snapshot.insert(SnapshotRun::start(reader, &cfg.source, &known, progress).await?)
         }
-    }
-    writer.set_snapshot_state(if run.progress.is_done() {
-        None
-    } else {
-        serde_json::to_value(&run.progress).ok()
-    });
-    if run.progress.is_done() {
+    };
+    run.snap.add_tables(tables);
+    if run.snap.is_done() {
+        writer.set_snapshot_state(None);
         *snapshot = None;
     } else {
-        run.request(window).await;
+        writer.set_snapshot_state(serde_json::to_value(run.snap.progress()).ok());
     }
     Ok(())
 }
 
-async fn next_chunk(s: &mut Option<SnapshotRun>) -> Result<Chunk, CaptureError> {
+async fn next_chunk(s: &mut Option<SnapshotRun>) -> Result<(), CaptureError> {
     match s {
-        Some(run) if run.outstanding => match run.chunks.recv().await {
-            Some(Ok(chunk)) => {
-                run.outstanding = false;
-                Ok(chunk)
-            }
-            Some(Err(e)) => Err(e.into()),
-            None => std::future::pending().await,
-        },
-        _ => std::future::pending().await,
+        Some(run) => Ok(run.snap.next_chunk().await?),
+        None => std::future::pending().await,
     }
 }
 
-/// Emits the chunk waiting in `window` once the stream has reached its high watermark,
-/// records the progress with a commit, and asks for the next chunk.
-async fn flush_chunk<S: Sink>(
-    window: &mut Window,
+/// Emits the chunks whose high watermark the stream has reached into the batch, with the
+/// progress they leave; commits when the batch holds the sink's chunks per commit or
+/// `max_rows` rows (else at the batch's linger, as streamed rows). True when that
+/// completed the snapshot (then always committed).
+async fn flush_chunks<S: Sink>(
     snapshot: &mut Option<SnapshotRun>,
     writer: &mut S,
     pending: &mut Option<Pending>,
     last: &mut Option<Pending>,
+    batch: &mut Batch,
+    max_rows: usize,
 ) -> Result<bool, CaptureError> {
     let Some(run) = snapshot.as_mut() else {
         return Ok(false);
     };
-    let (chunk, rows) = match window.ready() {
-        None => return Ok(false),
-        Some(Ready::Rows(chunk, rows)) => (chunk, rows),
-        Some(Ready::Retry(chunk)) => {
-            tracing::warn!(table = %chunk.table.qualified_name(), "snapshot: the table (no primary key) changed while it was read in one pass: reading it again");
-            run.request(window).await;
-            return Ok(false);
+    while let Some(emit) = run.snap.ready(now_us()) {
+        for e in &emit.events {
+            writer.write_change(e).await?;
         }
-    };
-    let first = run.progress.after_key.is_none();
-    let last_key = chunk.rows.last().and_then(|r| key_json(&chunk.table, r));
-    let events = read_events(
-        &chunk.table,
-        rows,
-        &chunk.high,
-        (first, chunk.last_of_table, run.progress.incremental),
-        now_us(),
-    );
-    for e in &events {
-        writer.write_change(e).await?;
+        let emitted = emit.events.len() as u64;
+        crate::telemetry::count("binlake_snapshot_chunks_total", &[], 1.0);
+        crate::telemetry::count("binlake_snapshot_rows_total", &[], emitted as f64);
+        let progress = run.snap.progress();
+        if emit.table_done {
+            tracing::info!(table = %emit.table, rows = progress.rows, chunks = progress.chunks, "snapshot: table done");
+        }
+        run.report
+            .chunk(&progress, &emit.table, emitted, emit.table_done);
+        writer.set_snapshot_state(if progress.is_done() {
+            None
+        } else {
+            serde_json::to_value(&progress).ok()
+        });
+        if pending.is_none() {
+            *pending = last.clone();
+        }
+        batch.rows += emit.events.len();
+        batch.chunks += 1;
+        batch.started.get_or_insert_with(Instant::now);
+        if batch.chunks >= writer.snapshot_chunks_per_commit()
+            || batch.rows >= max_rows
+            || progress.is_done()
+        {
+            commit(writer, pending, last).await?;
+            batch.committed();
+        }
+        if progress.is_done() {
+            run.report.finish();
+            tracing::info!(
+                rows = progress.rows,
+                chunks = progress.chunks,
+                "snapshot complete"
+            );
+            *snapshot = None;
+            return Ok(true);
+        }
     }
-    run.progress.chunks += 1;
-    run.progress.rows += events.len() as u64;
-    let emitted = events.len() as u64;
-    crate::telemetry::count("binlake_snapshot_chunks_total", &[], 1.0);
-    crate::telemetry::count("binlake_snapshot_rows_total", &[], events.len() as f64);
-    if chunk.last_of_table {
-        tracing::info!(table = %chunk.table.qualified_name(), rows = run.progress.rows, chunks = run.progress.chunks, "snapshot: table done");
-        run.progress.tables.remove(0);
-        run.progress.after_key = None;
-    } else {
-        run.progress.after_key = last_key;
-    }
-    run.report
-        .chunk(&run.progress, emitted, chunk.last_of_table);
-    let done = run.progress.is_done();
-    writer.set_snapshot_state(if done {
-        None
-    } else {
-        serde_json::to_value(&run.progress).ok()
-    });
-    if pending.is_none() {
-        *pending = last.clone();
-    }
-    commit(writer, pending, last).await?;
-    if done {
-        run.report.finish();
-        tracing::info!(
-            rows = run.progress.rows,
-            chunks = run.progress.chunks,
-            "snapshot complete"
-        );
-        *snapshot = None;
-    } else {
-        run.request(window).await;
-    }
-    Ok(done)
+    Ok(false)
 }
 
 async fn commit<S: Sink>(

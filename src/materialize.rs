@@ -480,6 +480,7 @@ impl Applier {
                     .collect(),
                 file_token: file_token(&last),
                 resume: None,
+                snapshot: None,
             };
             let stats = match (held(sink.applied_changes()), held(sink.applied_replica())) {
                 (None, None) => sink.apply(&changes, &progress, true, true).await?,

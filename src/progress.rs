@@ -21,13 +21,13 @@ pub(crate) struct SnapshotReport {
     rows_at_start: u64,
     last_log: Instant,
     estimates: HashMap<String, u64>,
-    /// Rows emitted of the table being read (since this process started it).
-    table_rows: u64,
+    /// Rows emitted of each table being read (since this process began it).
+    table_rows: HashMap<String, u64>,
 }
 
 impl SnapshotReport {
     /// Starts reporting `progress`, with the estimated rows of each table.
-    pub(crate) fn new(progress: &SnapshotProgress, estimates: HashMap<String, u64>) -> Self {
+    pub(crate) fn new(progress: &SnapshotProgress, estimates: &HashMap<String, u64>) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
             if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -45,29 +45,37 @@ impl SnapshotReport {
             last_log: Instant::now()
                 .checked_sub(LOG_EVERY)
                 .unwrap_or_else(Instant::now),
-            estimates,
-            table_rows: 0,
+            estimates: estimates.clone(),
+            table_rows: HashMap::new(),
         }
     }
 
-    /// Rows still to read, by the estimates: the tables left, less what was read of the
-    /// current one.
+    /// Rows still to read, by the estimates: those of the tables left, less what was
+    /// read of each.
     fn remaining(&self, progress: &SnapshotProgress) -> u64 {
-        let left: u64 = progress
+        progress
             .tables
             .iter()
-            .map(|t| self.estimates.get(t).copied().unwrap_or(0))
-            .sum();
-        left.saturating_sub(self.table_rows)
+            .map(|t| {
+                let est = self.estimates.get(t).copied().unwrap_or(0);
+                est.saturating_sub(self.table_rows.get(t).copied().unwrap_or(0))
+            })
+            .sum()
     }
 
-    /// Reports a chunk of `rows` rows emitted; `table_done`: it was its table's last.
-    pub(crate) fn chunk(&mut self, progress: &SnapshotProgress, rows: u64, table_done: bool) {
-        self.table_rows = if table_done {
-            0
+    /// Reports a chunk of `rows` rows of `table` emitted; `table_done`: it was its last.
+    pub(crate) fn chunk(
+        &mut self,
+        progress: &SnapshotProgress,
+        table: &str,
+        rows: u64,
+        table_done: bool,
+    ) {
+        if table_done {
+            self.table_rows.remove(table);
         } else {
-            self.table_rows + rows
-        };
+            *self.table_rows.entry(table.to_string()).or_default() += rows;
+        }
         let remaining = self.remaining(progress);
         let done = progress.rows;
         let secs = self.started.elapsed().as_secs_f64();
@@ -78,7 +86,6 @@ impl SnapshotReport {
             &[],
             progress.tables.len() as f64,
         );
-        let table = progress.tables.first().map(String::as_str).unwrap_or("-");
         if let Some(bar) = &self.bar {
             bar.set_length(done + remaining);
             bar.set_position(done);

@@ -15,14 +15,23 @@
 //! A restart resumes from the checkpoint. A crash after some tables committed a batch but
 //! before the checkpoint leaves those tables with a `txn` version above the checkpoint's
 //! batch: for them, the replayed changes up to the position they recorded are skipped,
-//! per Delta table (the change log may be one batch ahead of the replica).
+//! per Delta table (the replica may be one batch ahead of the change log: it commits
+//! first). Snapshot rows cannot be skipped by position (a chunk read again has new
+//! watermarks), so each table's commit also records what the snapshot leaves of it, and a
+//! restart takes that part of the progress from a table ahead of the checkpoint.
+//!
+//! Snapshot chunks are committed several at a time (see `snapshot_chunks_per_commit`): a
+//! restart reads again the chunks of the open batch and those in flight.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use binlake_core::{ChangeEvent, EventPosition, Flavor, ResumePosition, SchemaChange};
 use binlake_lake::status::Checkpoint;
+use binlake_lake::store::TableKind;
 use binlake_lake::table::Change;
+use binlake_lake::table::read_applied;
 use binlake_lake::{Lake, Progress, TableSink};
+use binlake_mysql::snapshot::{SnapshotProgress, TableSnapshot};
 use tokio::sync::watch;
 
 use crate::capture::{Batching, CaptureError, Sink, SinkFactory, Stored};
@@ -85,8 +94,14 @@ impl SinkFactory for LakeSinkFactory<'_> {
             None => None,
         };
         tracing::info!(root = %lake.root(), "lake opened");
+        let app_id = format!("binlake-run:{}", cfg.name);
+        let mut stored = stored;
+        if let Some(st) = stored.as_mut() {
+            let batch = checkpoint.as_ref().map_or(0, |c| c.batch);
+            st.snapshot = roll_snapshot_forward(&lake, &app_id, batch, st.snapshot.take()).await?;
+        }
         let sink = LakeSink {
-            app_id: format!("binlake-run:{}", cfg.name),
+            app_id,
             name: cfg.name.clone(),
             pending_history: None,
             path: checkpoint_path(&cfg.name),
@@ -104,6 +119,45 @@ impl SinkFactory for LakeSinkFactory<'_> {
         };
         Ok((sink, stored))
     }
+}
+
+/// The checkpoint's snapshot progress, with the part of each table that already holds
+/// the next batch (a crash between the tables' commits and the checkpoint) taken from the
+/// table's own record: that table's snapshot rows of the batch are not read again, so its
+/// change log gets each row once. (The replica commits first: a change log holding the
+/// batch means its replica does too; a replica alone ahead just gets the rows again.)
+async fn roll_snapshot_forward(
+    lake: &Lake,
+    app_id: &str,
+    batch: i64,
+    state: Option<serde_json::Value>,
+) -> Result<Option<serde_json::Value>, CaptureError> {
+    let Some(mut progress) = state
+        .clone()
+        .and_then(|v| serde_json::from_value::<SnapshotProgress>(v).ok())
+    else {
+        return Ok(state);
+    };
+    for name in progress.tables.clone() {
+        let Some((db, table)) = name.split_once('.') else {
+            continue;
+        };
+        let url = lake.table_url(db, table, TableKind::Changes)?;
+        let Some(t) = lake.load(&url).await? else {
+            continue;
+        };
+        let applied = read_applied(&t, &[app_id.to_string()]).await?;
+        if applied.txns.get(app_id).is_some_and(|v| *v > batch)
+            && let Some(left) = applied
+                .freshness
+                .and_then(|f| f.snapshot)
+                .and_then(|v| serde_json::from_value::<TableSnapshot>(v).ok())
+        {
+            tracing::info!(table = %name, "the table is ahead of the run checkpoint: its snapshot goes on from its own record");
+            progress.set_table(&name, left);
+        }
+    }
+    Ok(serde_json::to_value(progress).ok())
 }
 
 struct TableState {
@@ -234,6 +288,10 @@ impl Sink for LakeSink {
     ) -> Result<(), CaptureError> {
         let batch = self.checkpoint.batch + 1;
         let buffer = std::mem::take(&mut self.buffer);
+        let snapshot: Option<SnapshotProgress> = self
+            .snapshot
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
         for (name, changes) in buffer {
             let Some(state) = self.tables.get_mut(&name) else {
                 continue;
@@ -258,6 +316,14 @@ impl Sink for LakeSink {
                 txns: vec![(self.app_id.clone(), batch)],
                 file_token: format!("run-{batch:012}-{start}"),
                 resume: Some(position.to_string()),
+                snapshot: serde_json::to_value(match &snapshot {
+                    Some(p) => p.of_table(&name),
+                    None => TableSnapshot {
+                        pending: false,
+                        ranges: Vec::new(),
+                    },
+                })
+                .ok(),
             };
 
             let stats = if from_c == from_r {
@@ -343,5 +409,12 @@ impl Sink for LakeSink {
     fn keeps_keyless_tables(&self) -> bool {
         // The lake keeps no table without a primary key (a replica cannot identify rows).
         false
+    }
+    fn snapshot_chunks_per_commit(&self) -> usize {
+        // A Delta commit per chunk writes a file per bucket per chunk: 16 files of ~500
+        // rows for the default 8,192-row chunk (2M rows: 3,920 files, 129k rows/s). Chunks
+        // per commit for 2M sysbench rows: 4 → 267k rows/s, peak RSS 211 MB; 8 → 310k,
+        // 288 MB; 16 → 328k, 367 MB. A restart reads again what the open batch held.
+        8
     }
 }

@@ -194,6 +194,7 @@ def expected_config(v, comp):
         out["snapshot"] = {
             "mode": v["snapshot"]["mode"],
             "chunk_size": v["snapshot"]["chunkSize"],
+            "readers": v["snapshot"]["readers"],
         }
     if "lake" in sections:
         lk = v["lake"]

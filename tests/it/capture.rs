@@ -351,7 +351,13 @@ pub fn consume_all_at(brokers: &str, topic: &str) -> Vec<Msg> {
                             );
                         }
                     }
-                    out.push((parse(m.key()), parse(m.payload()), headers, m.partition()));
+                    // binlake's own topics (offsets, signals) have plain-text keys.
+                    let key = m.key().map(|k| {
+                        serde_json::from_slice::<Json>(k).unwrap_or_else(|_| {
+                            Json::String(String::from_utf8_lossy(k).into_owned())
+                        })
+                    });
+                    out.push((key, parse(m.payload()), headers, m.partition()));
                 }
             }
         }

@@ -88,7 +88,8 @@ async fn snapshot_rows_are_encoded_exactly_like_streamed_rows() {
     c.query_drop("INSERT INTO comp SELECT seq % 3, CONCAT('k', seq), seq FROM seq_1_to_20")
         .await
         .unwrap();
-    let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 3\n");
+    // Two readers: tables read side by side, string and composite keys cut for a reader.
+    let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 3\nreaders = 2\n");
     let proc = tokio::task::spawn_blocking(move || start(&cfg))
         .await
         .unwrap();
@@ -143,7 +144,7 @@ async fn snapshot_rows_are_encoded_exactly_like_streamed_rows() {
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
 
-async fn churn(db: String, rounds: i64) {
+pub(crate) async fn churn(db: String, rounds: i64) {
     let mut w = admin_conn().await;
     w.query_drop(format!("USE {db}")).await.unwrap();
     for i in 0..rounds {
@@ -187,8 +188,9 @@ async fn snapshot_under_concurrent_writes_ends_equal_to_the_primary() {
     c.query_drop("INSERT INTO t SELECT seq, 0 FROM seq_1_to_3000")
         .await
         .unwrap();
-    // Small chunks so that writes land inside chunk windows again and again.
-    let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 25\n");
+    // Small chunks so that writes land inside chunk windows again and again, and four
+    // readers whose chunks wait in the window together.
+    let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 25\nreaders = 4\n");
     let writes = tokio::spawn(churn(db.clone(), 3000));
     let proc = tokio::task::spawn_blocking(move || start(&cfg))
         .await
@@ -237,8 +239,8 @@ async fn kill_9_midway_resumes_from_the_recorded_chunk() {
     c.query_drop("INSERT INTO t (id, v) SELECT seq, 0 FROM seq_1_to_20000")
         .await
         .unwrap();
-    // Many small chunks (one Kafka commit each), so the kill lands midway.
-    let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 20\n");
+    // Many small chunks (one Kafka commit each), so the kill lands midway; three readers.
+    let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 20\nreaders = 3\n");
     let topic = format!("{name}.{db}.t");
     let cfg2 = cfg.clone();
     let proc = tokio::task::spawn_blocking(move || start(&cfg2))
@@ -254,6 +256,57 @@ async fn kill_9_midway_resumes_from_the_recorded_chunk() {
         before_restart < 20_000,
         "the snapshot finished before the kill; use more rows"
     );
+    // What the restart reads again: the key ranges recorded as not emitted. Bounded ones
+    // are the chunks that were in flight, at most one per reader, each at most a chunk.
+    let offsets = crate::capture::wait_for_messages(&format!("{name}.offsets"), 1, 10).await;
+    let record = offsets.iter().rev().find_map(|m| m.1.clone()).unwrap();
+    let ranges = record["snapshot"]["ranges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let key = |k: &Json| -> Option<i64> {
+        let k: Json = serde_json::from_str(k.as_str()?).unwrap();
+        k.get("payload").unwrap_or(&k)["id"].as_i64()
+    };
+    let in_flight: Vec<(i64, i64)> = ranges
+        .iter()
+        .filter_map(|r| Some((key(&r["after"]).unwrap_or(0), key(&r["upto"])?)))
+        .collect();
+    assert!(
+        !ranges.is_empty() && in_flight.len() <= 3,
+        "recorded ranges: {ranges:?}"
+    );
+    for (after, upto) in &in_flight {
+        let n: i64 = c
+            .query_first(format!(
+                "SELECT COUNT(*) FROM t WHERE id > {after} AND id <= {upto}"
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n <= 20,
+            "range ({after}, {upto}] holds {n} rows, more than a chunk"
+        );
+    }
+    let emitted: std::collections::BTreeSet<i64> = wait_messages(&topic, 0, 5)
+        .await
+        .iter()
+        .map(|v| v["after"]["id"].as_i64().unwrap())
+        .collect();
+    // Every row not emitted lies in a recorded range: nothing is lost.
+    let open_from = ranges
+        .iter()
+        .filter(|r| r["upto"].is_null())
+        .map(|r| key(&r["after"]).unwrap_or(0))
+        .min()
+        .unwrap_or(i64::MAX);
+    for id in (1..=20_000i64).filter(|id| !emitted.contains(id)) {
+        assert!(
+            id > open_from || in_flight.iter().any(|&(a, u)| a < id && id <= u),
+            "row {id} is neither emitted nor in a recorded range: {ranges:?}"
+        );
+    }
     c.query_drop("UPDATE t SET v = 1 WHERE id IN (1, 19999)")
         .await
         .unwrap();

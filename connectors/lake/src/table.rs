@@ -76,6 +76,10 @@ pub struct Progress {
     pub file_token: String,
     /// The resume position of the source after this batch, as text (recorded for `status`).
     pub resume: Option<String>,
+    /// What the source's snapshot leaves of this table after the batch (`binlake run`),
+    /// recorded with it: a restart that finds the batch here but not in the run
+    /// checkpoint takes the table's snapshot progress from here.
+    pub snapshot: Option<serde_json::Value>,
 }
 
 /// binlake's record in each commit: what the table is current to.
@@ -98,6 +102,9 @@ pub struct Freshness {
     pub resume: Option<String>,
     /// When binlake committed, µs since the epoch.
     pub committed_at_us: i64,
+    /// See [`Progress::snapshot`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<serde_json::Value>,
 }
 
 impl Freshness {
@@ -677,6 +684,7 @@ impl TableSink {
             source_ts_us: last.event.source.ts_us,
             resume: progress.resume.clone(),
             committed_at_us: 0,
+            snapshot: progress.snapshot.clone(),
         };
         // Evolve before writing rows of a newer schema (checked once per schema).
         let mut seen: Option<&Arc<TableSchema>> = None;
@@ -687,7 +695,17 @@ impl TableSink {
             }
         }
         // The two tables are independent Delta tables, each recording what it holds:
-        // write them at the same time.
+        // write them at the same time, but commit the replica first, so that a change log
+        // holding a batch means the replica holds it too (`run` relies on it: snapshot rows
+        // read again after a crash may go to the replica twice, an upsert, but never to
+        // the change log).
+        let (replica_done, replica_committed) = match to_changes && to_replica {
+            true => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let TableSink {
             name,
             changes,
@@ -722,7 +740,10 @@ impl TableSink {
             async {
                 let t = std::time::Instant::now();
                 let r = match to_changes {
-                    true => cv.write(batch, progress, &freshness, &mut sc).await,
+                    true => {
+                        cv.write(batch, progress, &freshness, &mut sc, replica_committed)
+                            .await
+                    }
                     false => Ok(()),
                 };
                 tracing::debug!(table = %name, rows = batch.len(), took = ?t.elapsed(), "change log written");
@@ -731,15 +752,19 @@ impl TableSink {
             async {
                 let t = std::time::Instant::now();
                 let r = match to_replica {
-                    true => rv.write(batch, progress, &freshness, &mut sr).await,
+                    true => {
+                        rv.write(batch, progress, &freshness, &mut sr, replica_done)
+                            .await
+                    }
                     false => Ok(()),
                 };
                 tracing::debug!(table = %name, rows = batch.len(), took = ?t.elapsed(), "replica written");
                 r
             }
         );
-        a?;
+        // The replica's error first: the change log's may only say it waited in vain.
         b?;
+        a?;
         Ok(stats.merge(sc).merge(sr))
     }
 }
@@ -760,6 +785,7 @@ impl ChangesView<'_> {
         progress: &Progress,
         freshness: &Freshness,
         stats: &mut ApplyStats,
+        after: Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> Result<()> {
         let file_schema = without_columns(self.schema, &[COMMIT_DATE.to_string()]);
         // Rows by commit date, in order.
@@ -800,6 +826,14 @@ impl ChangesView<'_> {
         }
         stats.commits += 1;
         stats.changes += batch.len() as u64;
+        if let Some(after) = after {
+            after.await.map_err(|_| {
+                Error::storage(
+                    format!("commit the change log of {}", self.name),
+                    "its replica was not committed",
+                )
+            })?;
+        }
         commit(self.table, actions, progress, freshness, "append changes").await?;
         apply_progress(self.applied, progress, freshness);
         Ok(())
@@ -918,6 +952,7 @@ impl ReplicaView<'_> {
         progress: &Progress,
         freshness: &Freshness,
         stats: &mut ApplyStats,
+        committed: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<()> {
         let schema = self.schema.clone();
         let key_idx: Vec<usize> = self
@@ -1110,6 +1145,9 @@ impl ReplicaView<'_> {
         }
         stats.commits += 1;
         commit(self.table, actions, progress, freshness, "apply changes").await?;
+        if let Some(c) = committed {
+            let _ = c.send(());
+        }
         apply_progress(self.applied, progress, freshness);
         if truncated {
             *self.key_bound = KeyBound::Unknown;

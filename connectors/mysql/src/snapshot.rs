@@ -3,41 +3,65 @@
 //!
 //! # Algorithm (watermarks, as in DBLog and Flink CDC's incremental snapshots)
 //!
-//! Streaming never pauses. Each table is read in primary-key order, one chunk at a time,
-//! with keyset pagination (`WHERE (k1, k2) > (?, ?) ORDER BY k1, k2 LIMIT n`), so rows are
-//! ordered by the server's collation, never re-sorted here. For each chunk:
+//! Streaming never pauses. Each table's key space is read in chunks, each chunk a key
+//! range `(after, upto]` read with `WHERE (k1, k2) > (?, ?) AND (k1, k2) <= (?, ?) ORDER
+//! BY k1, k2 LIMIT n`, so rows are ordered by the server's collation, never re-sorted
+//! here. For each chunk:
 //!
 //! 1. **low** = the end of the binlog (`SHOW MASTER STATUS`);
 //! 2. `SELECT` the chunk;
 //! 3. **high** = the end of the binlog again.
 //!
-//! The chunk is handed to a [`Window`], which also sees every row change the stream
-//! produces. A change of the same table at a binlog position after *low* whose key is in
-//! the chunk removes that row from the chunk: the stream carries a newer version (or the
-//! delete). When the stream reaches *high*, the remaining rows are emitted as `op = r`
-//! events, right there in the stream.
+//! The chunk then waits in a window that also sees every row change the stream produces.
+//! A change of the same table at a binlog position after *low* whose key is in the chunk
+//! removes that row from the chunk: the stream carries a newer version (or the delete).
+//! When the stream reaches *high*, the remaining rows are emitted as `op = r` events,
+//! right there in the stream.
 //!
 //! # Why this is correct
 //!
 //! For a row of the chunk, the `SELECT` saw its state at some moment between low and high.
-//! - If no change of that key was logged in (low, high], its state at high is the one
-//!   selected; emitting it at high places it exactly where that state held. Later changes
-//!   come after it in the stream.
-//! - If a change was logged in (low, high], the row is dropped, and the stream's events
-//!   (full row images) describe the key from then on; an insert, update or delete in the
-//!   window needs no snapshot row at all.
+//! - If no change of that key was logged after low (up to where the stream is when the
+//!   chunk is emitted), its state at that point is the one selected; emitting it there
+//!   places it exactly where that state held. Later changes come after it in the stream.
+//! - If a change was logged, the row is dropped, and the stream's events (full row
+//!   images) describe the key from then on; an insert, update or delete in the window
+//!   needs no snapshot row at all.
 //!
 //! Changes logged before low are already reflected by the `SELECT` and come before the
 //! chunk in the stream, so the snapshot row, placed later, wins as it should. Rows inserted
 //! in the window after the `SELECT` read past them are not in the chunk; the stream carries
 //! them. No lock is taken and nothing is written to the primary.
 //!
+//! A reader's chunk may reach the window after the stream has passed its low watermark,
+//! so the window remembers the changes of every table being read from the stream position
+//! at which the reader took its range (its *floor*: low is the binlog end after it) and
+//! forgets those older than every floor; once a chunk waits in the window only changes of
+//! its own keys are kept. Memory is bounded by the chunks (see below) and by the changes
+//! the stream carries while one chunk is read.
+//!
+//! # Parallel readers
+//!
+//! `snapshot.readers` readers, each on its own connection, read at once. The chunks of
+//! one table have disjoint key ranges, so each is merged on its own and the order in which
+//! they are emitted does not matter. The ranges left are kept in a plan the readers share:
+//! a reader takes the first free range (beginning the next table when all ranges of the
+//! begun ones are taken); when the range is open-ended and other readers exist, it first
+//! asks the server for the key `chunk_size` rows on (`… ORDER BY k LIMIT 1 OFFSET n-1`,
+//! an index-only scan) and cuts the range there, leaving the rest free for another
+//! reader. A chunk that the `LIMIT` cut short leaves the rest of its range free too. A
+//! semaphore with one place per reader, held by each chunk until it is emitted, bounds
+//! memory by `chunk_size` × `readers` rows however far the stream lags.
+//!
 //! # Resumption
 //!
-//! After each emitted chunk the [`SnapshotProgress`] (the table being read and the last key
-//! emitted, as the message key JSON) is recorded together with the stream position, in the
-//! same exactly-once commit as the changes. A restart continues after the last recorded
-//! chunk; at most the chunk in flight is read again.
+//! After each emitted chunk the [`SnapshotProgress`] is recorded together with the
+//! stream position, in the same exactly-once commit as the changes: the tables not
+//! finished and, for the begun ones, the key ranges not emitted yet (those being read or
+//! waiting in the window, and the rest of each table). The ranges' union is always exactly
+//! what is not emitted, so a restart reads those ranges and nothing else: no row is
+//! emitted twice, and the rows read again are at most those of the chunks in flight, one
+//! per reader.
 //!
 //! # Limits
 //!
@@ -49,7 +73,7 @@
 //! Otherwise it is read again ([`Ready::Retry`]). Until that pass is emitted, capture holds
 //! back the table's streamed changes: the pass reflects them, and without a key a consumer
 //! could not tell a row it already has from the same row in the snapshot. (For the same
-//! reason such tables are not snapshotted on demand.) One chunk is read at a time.
+//! reason such tables are not snapshotted on demand.) Other tables are read meanwhile.
 //!
 //! # On demand
 //!
@@ -57,7 +81,7 @@
 //! snapshot tables again while it streams: the tables are appended to the progress and
 //! read the same way, their rows marked `incremental`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -77,6 +101,10 @@ use crate::values::from_mysql;
 
 fn default_chunk_size() -> usize {
     8_192
+}
+
+fn default_readers() -> usize {
+    1
 }
 
 /// When to snapshot.
@@ -104,9 +132,15 @@ pub struct SnapshotConfig {
     /// `initial` (default), `when_needed`, `initial_only` or `never`.
     #[serde(default)]
     pub mode: SnapshotMode,
-    /// Rows per chunk; memory is bounded by one chunk.
+    /// Rows per chunk; memory is bounded by `chunk_size` × `readers` rows.
     #[serde(default = "default_chunk_size")]
     pub chunk_size: usize,
+    /// Chunk readers, each on its own connection to the source. One reader already reads
+    /// the next chunk while the last one is emitted; more pay off when the primary has
+    /// idle cores and sits across a network (each extra reader of one table costs an
+    /// index scan to find where its chunk begins).
+    #[serde(default = "default_readers")]
+    pub readers: usize,
 }
 
 impl Default for SnapshotConfig {
@@ -114,6 +148,7 @@ impl Default for SnapshotConfig {
         SnapshotConfig {
             mode: SnapshotMode::default(),
             chunk_size: default_chunk_size(),
+            readers: default_readers(),
         }
     }
 }
@@ -124,16 +159,51 @@ impl SnapshotConfig {
         if self.chunk_size == 0 {
             problems.push(path, "chunk_size", "must be > 0");
         }
+        if !(1..=64).contains(&self.readers) {
+            problems.push(path, "readers", "must be between 1 and 64");
+        }
+    }
+}
+
+/// A key range of a table that is not emitted yet: the rows whose key is after `after`
+/// (from the table's start when `None`) and up to and including `upto` (to its end when
+/// `None`). Keys are message-key JSON, compared by the server in its collation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRange {
+    /// `db.table`.
+    pub table: String,
+    /// Exclusive lower bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Inclusive upper bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upto: Option<String>,
+}
+
+impl KeyRange {
+    /// All of `table`.
+    pub fn whole(table: &str) -> KeyRange {
+        KeyRange {
+            table: table.to_string(),
+            after: None,
+            upto: None,
+        }
     }
 }
 
 /// What remains of a snapshot; recorded with every commit while it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotProgress {
-    /// Tables still to read, `db.table`, the current one first.
+    /// Tables not finished yet, `db.table`, in reading order.
     pub tables: Vec<String>,
-    /// The key of the last row emitted of the current table, as message-key JSON; `None`
-    /// before its first chunk.
+    /// The key ranges not emitted yet of the tables already begun (chunks being read or
+    /// waiting for their high watermark, and the rest of each table). A table of `tables`
+    /// with no range here has not begun: all of it remains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<KeyRange>,
+    /// Older records (one reader): the key of the last row emitted of `tables[0]`. Read as
+    /// the range after it, never written.
+    #[serde(default, skip_serializing)]
     pub after_key: Option<String>,
     /// Chunks emitted so far.
     pub chunks: u64,
@@ -146,14 +216,61 @@ pub struct SnapshotProgress {
 }
 
 impl SnapshotProgress {
+    /// Nothing read yet of `tables`.
+    pub fn new(tables: Vec<String>, incremental: bool) -> SnapshotProgress {
+        SnapshotProgress {
+            tables,
+            ranges: Vec::new(),
+            after_key: None,
+            chunks: 0,
+            rows: 0,
+            incremental,
+        }
+    }
+
     /// True when every table is done.
     pub fn is_done(&self) -> bool {
         self.tables.is_empty()
     }
 }
 
+/// One table's part of a [`SnapshotProgress`], kept by a sink with the table's own data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSnapshot {
+    /// The table is still to be read (wholly, when it has no ranges).
+    pub pending: bool,
+    /// Its key ranges not emitted yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<KeyRange>,
+}
+
+impl SnapshotProgress {
+    /// What is left of `table`.
+    pub fn of_table(&self, table: &str) -> TableSnapshot {
+        TableSnapshot {
+            pending: self.tables.iter().any(|t| t == table),
+            ranges: self
+                .ranges
+                .iter()
+                .filter(|r| r.table == table)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Replaces what is left of `table` (a pending table keeps its place in the order).
+    pub fn set_table(&mut self, table: &str, left: TableSnapshot) {
+        self.ranges.retain(|r| r.table != table);
+        if left.pending {
+            self.ranges.extend(left.ranges);
+        } else {
+            self.tables.retain(|t| t != table);
+        }
+    }
+}
+
 /// One chunk read between two watermarks.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Chunk {
     /// The table.
     pub table: Arc<TableSchema>,
@@ -163,17 +280,23 @@ pub struct Chunk {
     pub low: BinlogFilePos,
     /// Binlog end after the `SELECT`.
     pub high: BinlogFilePos,
-    /// Whether this is the table's last chunk (fewer rows than the chunk size).
-    pub last_of_table: bool,
+    /// The key of the last row when the chunk size cut the range short (the rest of the
+    /// range is still to read); `None` when the chunk holds all of its range.
+    pub cut_at: Option<String>,
+    /// The plan slot this chunk reads (see [`Snapshotter`]).
+    slot: u64,
+    /// Holds one of the readers' places until the chunk is emitted: memory stays bounded
+    /// by chunk size × readers however far the stream lags.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Reads chunks on its own connection.
 pub struct ChunkReader {
     conn: Conn,
     cfg: SnapshotConfig,
-    schemas: HashMap<String, Arc<TableSchema>>,
+    schemas: Arc<HashMap<String, Arc<TableSchema>>>,
     /// The server's row-count estimate of each table (`information_schema.TABLES`).
-    estimates: HashMap<String, u64>,
+    estimates: Arc<HashMap<String, u64>>,
     opts: Arc<DebeziumOptions>,
     status_query: &'static str,
 }
@@ -190,20 +313,24 @@ fn quote(ident: &str) -> String {
     format!("`{}`", ident.replace('`', "``"))
 }
 
+async fn snapshot_connection(source: &SourceConfig) -> Result<Conn> {
+    let mut conn = connect(source).await?;
+    conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4")
+        .await
+        .map_err(Error::query(&source.describe(), "SET time_zone"))?;
+    Ok(conn)
+}
+
 impl ChunkReader {
     /// Connects and loads the schemas of the tables `filter` includes. Returns the reader
-    /// and the tables to snapshot, in name order (tables without a primary key are left
-    /// out with a warning).
+    /// and the tables to snapshot, in name order (a table without a primary key gets a
+    /// warning: it is read in one pass).
     pub async fn open(
         source: &SourceConfig,
         cfg: &SnapshotConfig,
         flavor: Flavor,
     ) -> Result<(ChunkReader, Vec<String>)> {
-        let mut conn = connect(source).await?;
-        let target = source.describe();
-        conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4")
-            .await
-            .map_err(Error::query(&target, "SET time_zone"))?;
+        let mut conn = snapshot_connection(source).await?;
         let filter = source.filter();
         let history = crate::schema_history::load_from_information_schema(&mut conn, &|db, t| {
             filter.table_included(db, t)
@@ -254,13 +381,25 @@ impl ChunkReader {
             ChunkReader {
                 conn,
                 cfg: cfg.clone(),
-                schemas,
-                estimates,
+                schemas: Arc::new(schemas),
+                estimates: Arc::new(estimates),
                 opts,
                 status_query,
             },
             tables,
         ))
+    }
+
+    /// Another reader of the same tables, on a connection of its own.
+    pub async fn another(&self, source: &SourceConfig) -> Result<ChunkReader> {
+        Ok(ChunkReader {
+            conn: snapshot_connection(source).await?,
+            cfg: self.cfg.clone(),
+            schemas: self.schemas.clone(),
+            estimates: self.estimates.clone(),
+            opts: self.opts.clone(),
+            status_query: self.status_query,
+        })
     }
 
     /// The server's estimate of a table's rows.
@@ -288,48 +427,110 @@ impl ChunkReader {
         Ok(BinlogFilePos::new(file, pos))
     }
 
-    /// Reads the next chunk of `table` after `after_key` (message-key JSON); a table
-    /// without a key in one chunk.
-    pub async fn read_chunk(&mut self, table: &str, after_key: Option<&str>) -> Result<Chunk> {
-        let schema = self
-            .schemas
+    fn table(&self, table: &str) -> Result<Arc<TableSchema>> {
+        self.schemas
             .get(table)
             .cloned()
             .ok_or_else(|| Error::Unexpected {
                 target: "snapshot".into(),
                 reason: format!("table {table} is not known to the snapshot reader"),
-            })?;
-        let key_cols: Vec<&str> = schema.key_columns().map(|c| c.name.as_str()).collect();
-        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
-        let key_list = key_cols
-            .iter()
-            .map(|c| quote(c))
+            })
+    }
+
+    /// `SELECT <columns> FROM <table> WHERE <key in range>` and its parameters.
+    fn select(
+        &self,
+        schema: &Arc<TableSchema>,
+        columns: &str,
+        range: &KeyRange,
+    ) -> Result<(String, Vec<mysql_async::Value>)> {
+        let key_list = schema
+            .key_columns()
+            .map(|c| quote(&c.name))
             .collect::<Vec<_>>()
             .join(", ");
         let mut sql = format!(
-            "SELECT {} FROM {}.{}",
-            cols.join(", "),
+            "SELECT {columns} FROM {}.{}",
             quote(&schema.database),
             quote(&schema.table)
         );
         let mut params: Vec<mysql_async::Value> = Vec::new();
-        if let Some(k) = after_key {
+        let bounds = [(&range.after, ">"), (&range.upto, "<=")];
+        for (i, (key, op)) in bounds
+            .into_iter()
+            .filter_map(|(k, op)| Some((k.as_deref()?, op)))
+            .enumerate()
+        {
             let codec = TableCodec::new(schema.clone(), self.opts.clone());
             let values = codec
-                .decode_key(k.as_bytes())
+                .decode_key(key.as_bytes())
                 .map_err(|e| Error::Unexpected {
                     target: "snapshot".into(),
-                    reason: format!("recorded snapshot key of {table} cannot be read: {e}"),
+                    reason: format!(
+                        "recorded snapshot key of {} cannot be read: {e}",
+                        range.table
+                    ),
                 })?;
             let marks = vec!["?"; values.len()].join(", ");
-            let _ = write!(sql, " WHERE ({key_list}) > ({marks})");
+            let verb = if i == 0 { "WHERE" } else { "AND" };
+            let _ = write!(sql, " {verb} ({key_list}) {op} ({marks})");
             for (v, c) in values.iter().zip(schema.key_columns()) {
                 params.push(to_mysql(v, &c.ty));
             }
         }
+        if !schema.primary_key.is_empty() {
+            let _ = write!(sql, " ORDER BY {key_list}");
+        }
+        Ok((sql, params))
+    }
+
+    /// The key `chunk_size` rows after `range.after`: where to cut the range so that its
+    /// first chunk can be read while another reader goes on after it. `None` when fewer
+    /// rows remain.
+    pub async fn boundary(&mut self, range: &KeyRange) -> Result<Option<String>> {
+        let schema = self.table(&range.table)?;
+        if schema.primary_key.is_empty() {
+            return Ok(None);
+        }
+        let key_cols: Vec<String> = schema.key_columns().map(|c| quote(&c.name)).collect();
+        let (mut sql, params) = self.select(&schema, &key_cols.join(", "), range)?;
+        let _ = write!(sql, " LIMIT 1 OFFSET {}", self.cfg.chunk_size - 1);
+        let row: Option<mysql_async::Row> = self
+            .conn
+            .exec_first(&sql, params)
+            .await
+            .map_err(Error::query("snapshot connection", &sql))?;
+        let Some(row) = row else { return Ok(None) };
+        let mut full: Row = vec![Value::Null; schema.columns.len()];
+        for (v, &i) in row.unwrap().into_iter().zip(&schema.primary_key) {
+            full[i] = from_mysql(v, &schema.columns[i].ty).map_err(|reason| Error::Unexpected {
+                target: "snapshot".into(),
+                reason: format!("{}: {reason}", range.table),
+            })?;
+        }
+        Ok(key_json(&schema, &full))
+    }
+
+    /// Reads the first chunk of `table` after `after_key` (message-key JSON); a table
+    /// without a key in one chunk.
+    pub async fn read_chunk(&mut self, table: &str, after_key: Option<&str>) -> Result<Chunk> {
+        let range = KeyRange {
+            table: table.to_string(),
+            after: after_key.map(str::to_string),
+            upto: None,
+        };
+        self.read_range(&range).await
+    }
+
+    /// Reads the first chunk of `range` between two watermarks (all of it for a table
+    /// without a key).
+    pub async fn read_range(&mut self, range: &KeyRange) -> Result<Chunk> {
+        let schema = self.table(&range.table)?;
+        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
+        let (mut sql, params) = self.select(&schema, &cols.join(", "), range)?;
         let keyless = schema.primary_key.is_empty();
         if !keyless {
-            let _ = write!(sql, " ORDER BY {key_list} LIMIT {}", self.cfg.chunk_size);
+            let _ = write!(sql, " LIMIT {}", self.cfg.chunk_size);
         }
         let low = self.binlog_end().await?;
         let rows: Vec<mysql_async::Row> = self
@@ -345,7 +546,9 @@ impl ChunkReader {
             let row = values
                 .into_iter()
                 .zip(&schema.columns)
-                .map(|(v, c)| from_mysql(v, &c.ty).map_err(|e| format!("{table}.{}: {e}", c.name)))
+                .map(|(v, c)| {
+                    from_mysql(v, &c.ty).map_err(|e| format!("{}.{}: {e}", range.table, c.name))
+                })
                 .collect::<std::result::Result<Row, _>>()
                 .map_err(|reason| Error::Unexpected {
                     target: "snapshot".into(),
@@ -353,12 +556,21 @@ impl ChunkReader {
                 })?;
             out.push(row);
         }
+        let cut_at = if !keyless && n == self.cfg.chunk_size {
+            out.last()
+                .and_then(|r| key_json(&schema, r))
+                .filter(|k| range.upto.as_ref() != Some(k))
+        } else {
+            None
+        };
         Ok(Chunk {
             table: schema,
             rows: out,
             low,
             high,
-            last_of_table: keyless || n < self.cfg.chunk_size,
+            cut_at,
+            slot: 0,
+            _permit: None,
         })
     }
 }
@@ -373,124 +585,510 @@ fn key_string(row: &Row, pk: &[usize]) -> String {
 }
 
 /// Orders binlog positions: file sequence number, then byte position.
-fn order(file: &str, pos: u64) -> (u64, u64) {
+fn order(p: &BinlogFilePos) -> (u64, u64) {
     (
-        binlake_core::position::binlog_file_sequence(file).unwrap_or(0),
-        pos,
+        binlake_core::position::binlog_file_sequence(&p.file).unwrap_or(0),
+        p.pos,
     )
 }
 
-/// A chunk whose high watermark the stream has reached.
+/// One piece of a table's key space, read by one reader at a time.
 #[derive(Debug)]
-pub enum Ready {
-    /// The rows to emit (those whose key changed in the window are gone).
-    Rows(Chunk, Vec<Row>),
-    /// A keyless table's pass that a change fell into: read it again.
-    Retry(Chunk),
+struct Slot {
+    id: u64,
+    range: KeyRange,
+    taken: bool,
+}
+
+/// What the readers and the stream share: the ranges left and the stream's position.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Tables not finished, in reading order.
+    tables: Vec<String>,
+    /// Ranges not emitted of the tables begun (a begun table has at least one until it
+    /// is finished).
+    slots: Vec<Slot>,
+    next_id: u64,
+    /// Where the stream is (its last transaction end or heartbeat).
+    stream: (u64, u64),
+    /// Per slot being read (taken, its chunk not handed to the window yet): its table and
+    /// the stream position when it was taken. Its low watermark is the binlog end after
+    /// that, so changes from there on must be remembered for it.
+    floors: HashMap<u64, (String, (u64, u64))>,
+    /// Tables whose key ranges may be read by several readers at once.
+    split: bool,
+}
+
+impl Plan {
+    /// Hands out the next range to read: the first free slot, in table order, beginning
+    /// the next table when every range of the begun ones is taken. With it, whether the
+    /// reader should cut the range's first chunk off to leave the rest to another reader:
+    /// when the range is open-ended and no table is left to begin (another reader would
+    /// rather begin one than pay for finding the cut).
+    fn take(&mut self) -> Option<(u64, KeyRange, bool)> {
+        let job = self.next_range()?;
+        let unbegun = self
+            .tables
+            .iter()
+            .any(|t| !self.slots.iter().any(|s| s.range.table == *t));
+        let split = self.split && job.1.upto.is_none() && !unbegun;
+        Some((job.0, job.1, split))
+    }
+
+    fn next_range(&mut self) -> Option<(u64, KeyRange)> {
+        for t in &self.tables {
+            if let Some(s) = self
+                .slots
+                .iter_mut()
+                .find(|s| !s.taken && s.range.table == *t)
+            {
+                s.taken = true;
+                let (id, range) = (s.id, s.range.clone());
+                self.floors.insert(id, (t.clone(), self.stream));
+                return Some((id, range));
+            }
+            if !self.slots.iter().any(|s| s.range.table == *t) {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.slots.push(Slot {
+                    id,
+                    range: KeyRange::whole(t),
+                    taken: true,
+                });
+                self.floors.insert(id, (t.clone(), self.stream));
+                return Some((id, KeyRange::whole(t)));
+            }
+        }
+        None
+    }
+
+    /// Cuts slot `id` at `key`: it keeps the range up to the key; the rest becomes a new
+    /// free slot.
+    fn cut(&mut self, id: u64, key: String) {
+        let Some(i) = self.slots.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let rest = KeyRange {
+            table: self.slots[i].range.table.clone(),
+            after: Some(key.clone()),
+            upto: self.slots[i].range.upto.take(),
+        };
+        self.slots[i].range.upto = Some(key);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.slots.insert(
+            i + 1,
+            Slot {
+                id,
+                range: rest,
+                taken: false,
+            },
+        );
+    }
+
+    /// The recordable state.
+    fn ranges(&self) -> Vec<KeyRange> {
+        self.slots.iter().map(|s| s.range.clone()).collect()
+    }
+}
+
+/// A chunk handed to the window, waiting for the stream to reach its high watermark.
+#[derive(Debug)]
+struct Waiting {
+    chunk: Chunk,
+    name: String,
+    keys: HashSet<String>,
+    /// Keys changed at or after the low watermark: the stream has newer versions.
+    changed: HashSet<String>,
 }
 
 /// Merges chunks into the stream. See the module docs.
 #[derive(Debug, Default)]
-pub struct Window {
-    /// The table being snapshotted and the keys it changed since the last chunk, with the
-    /// binlog position of each change.
-    table: Option<String>,
-    recent: Vec<(BinlogFilePos, String)>,
-    chunk: Option<Chunk>,
-    /// The keys of the waiting chunk: once it is here, only changes of these keys matter,
-    /// which bounds `recent` by the chunk size however far the stream lags.
-    chunk_keys: std::collections::HashSet<String>,
-    /// The position the stream has reached (end of the last transaction or heartbeat).
-    stream: Option<BinlogFilePos>,
+struct Window {
+    /// Changes of tables being read (table, key, position) since the earliest floor.
+    recent: Vec<((u64, u64), String, String)>,
+    waiting: Vec<Waiting>,
+    /// Where the stream is.
+    stream: (u64, u64),
 }
 
-impl Window {
-    /// Starts watching `table` (the next chunk's table).
-    pub fn watch(&mut self, table: &str) {
-        if self.table.as_deref() != Some(table) {
-            self.table = Some(table.to_string());
-            self.recent.clear();
+/// A chunk's rows, ready to be emitted (see [`Snapshotter::ready`]).
+#[derive(Debug)]
+pub struct Emit {
+    /// The rows as `op = r` events at the chunk's high watermark.
+    pub events: Vec<ChangeEvent>,
+    /// `db.table`.
+    pub table: String,
+    /// The table's last chunk: it is done.
+    pub table_done: bool,
+}
+
+/// A snapshot in progress: readers on their own connections read chunks of the remaining
+/// ranges in parallel, and the stream merges them in (see the module docs). Driven by
+/// the streaming loop: it shows the snapshotter every change and position, takes the
+/// chunks it reads ([`Snapshotter::next_chunk`]), and emits what is ready.
+pub struct Snapshotter {
+    plan: Arc<std::sync::Mutex<Plan>>,
+    wake: Arc<tokio::sync::Notify>,
+    chunks: tokio::sync::mpsc::Receiver<Result<Chunk>>,
+    window: Window,
+    /// Every table its readers know (captured), and whether it has a primary key.
+    known: HashMap<String, bool>,
+    estimates: HashMap<String, u64>,
+    /// Tables with a chunk emitted (for Debezium's `first` marker).
+    begun: HashSet<String>,
+    chunks_done: u64,
+    rows_done: u64,
+    incremental: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Snapshotter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshotter")
+            .field("readers", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Snapshotter {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn lock(plan: &std::sync::Mutex<Plan>) -> std::sync::MutexGuard<'_, Plan> {
+    plan.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Snapshotter {
+    /// Starts `cfg.readers` readers (`first` and more connections like it) on what
+    /// `progress` leaves to read; `known`: the tables `first` can read.
+    pub async fn start(
+        first: ChunkReader,
+        source: &SourceConfig,
+        known: &[String],
+        mut progress: SnapshotProgress,
+    ) -> Result<Snapshotter> {
+        let readers = first.cfg.readers.max(1);
+        let known: HashMap<String, bool> = known
+            .iter()
+            .map(|t| {
+                let keyed = first.schema(t).is_some_and(|s| !s.primary_key.is_empty());
+                (t.clone(), keyed)
+            })
+            .collect();
+        let estimates = known
+            .keys()
+            .filter_map(|t| Some((t.clone(), first.estimated_rows(t)?)))
+            .collect();
+        if let (Some(after), Some(t)) = (progress.after_key.take(), progress.tables.first())
+            && !progress.ranges.iter().any(|r| r.table == *t)
+        {
+            progress.ranges.push(KeyRange {
+                table: t.clone(),
+                after: Some(after),
+                upto: None,
+            });
+        }
+        let begun = progress.ranges.iter().map(|r| r.table.clone()).collect();
+        let mut plan = Plan {
+            tables: progress.tables,
+            split: readers > 1,
+            ..Plan::default()
+        };
+        for range in progress.ranges {
+            plan.slots.push(Slot {
+                id: plan.next_id,
+                range,
+                taken: false,
+            });
+            plan.next_id += 1;
+        }
+        let plan = Arc::new(std::sync::Mutex::new(plan));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let places = Arc::new(tokio::sync::Semaphore::new(readers));
+        let (tx, rx) = tokio::sync::mpsc::channel(readers);
+        let mut all = Vec::with_capacity(readers);
+        for _ in 1..readers {
+            all.push(first.another(source).await?);
+        }
+        all.push(first);
+        let tasks = all
+            .into_iter()
+            .map(|reader| {
+                tokio::spawn(read_chunks(
+                    reader,
+                    plan.clone(),
+                    wake.clone(),
+                    places.clone(),
+                    tx.clone(),
+                ))
+            })
+            .collect();
+        Ok(Snapshotter {
+            plan,
+            wake,
+            chunks: rx,
+            window: Window::default(),
+            known,
+            estimates,
+            begun,
+            chunks_done: progress.chunks,
+            rows_done: progress.rows,
+            incremental: progress.incremental,
+            tasks,
+        })
+    }
+
+    /// The server's row estimate of each table, for progress reports.
+    pub fn estimates(&self) -> &HashMap<String, u64> {
+        &self.estimates
+    }
+
+    /// What remains, to record with the next commit.
+    pub fn progress(&self) -> SnapshotProgress {
+        let plan = lock(&self.plan);
+        SnapshotProgress {
+            tables: plan.tables.clone(),
+            ranges: plan.ranges(),
+            after_key: None,
+            chunks: self.chunks_done,
+            rows: self.rows_done,
+            incremental: self.incremental,
+        }
+    }
+
+    /// True when every table is done.
+    pub fn is_done(&self) -> bool {
+        lock(&self.plan).tables.is_empty()
+    }
+
+    /// Adds tables requested while streaming. Tables the readers do not know (not
+    /// captured, or created after this snapshot began) and tables without a primary key
+    /// are refused, each with a warning.
+    pub fn add_tables(&mut self, tables: Vec<String>) {
+        let mut plan = lock(&self.plan);
+        for t in tables {
+            match self.known.get(&t) {
+                Some(false) => {
+                    tracing::warn!(table = %t, "snapshot request skipped: the table has no primary key, so its snapshot rows could not be told from rows consumers already have");
+                }
+                None => {
+                    tracing::warn!(table = %t, "snapshot request skipped: the table is not captured, or was created after the snapshot in progress began (request it again when that one is done)");
+                }
+                Some(true) if !plan.tables.contains(&t) => {
+                    tracing::info!(table = %t, "snapshot: table added on request");
+                    self.begun.remove(&t);
+                    plan.tables.push(t);
+                }
+                Some(true) => {}
+            }
+        }
+        drop(plan);
+        self.wake.notify_waiters();
+    }
+
+    /// Whether a streamed change is held back: a table without a key whose one-pass read
+    /// is still to come. That read sees the table after the change (any change between
+    /// its watermarks makes it read again), and a consumer could not tell a row it already
+    /// has from the same row in the snapshot.
+    pub fn holds_back(&self, e: &ChangeEvent) -> bool {
+        e.table.primary_key.is_empty()
+            && lock(&self.plan)
+                .tables
+                .iter()
+                .any(|t| is_table(t, &e.table))
+    }
+
+    /// The next chunk a reader finished; it waits in the window for its high watermark.
+    /// Pending while none is ready.
+    pub async fn next_chunk(&mut self) -> Result<()> {
+        match self.chunks.recv().await {
+            Some(chunk) => {
+                let chunk = chunk?;
+                let name = chunk.table.qualified_name();
+                let low = order(&chunk.low);
+                let pk = &chunk.table.primary_key;
+                let keys: HashSet<String> = chunk.rows.iter().map(|r| key_string(r, pk)).collect();
+                let changed = self
+                    .window
+                    .recent
+                    .iter()
+                    .filter(|(at, t, k)| *at >= low && *t == name && keys.contains(k))
+                    .map(|(_, _, k)| k.clone())
+                    .collect();
+                lock(&self.plan).floors.remove(&chunk.slot);
+                self.window.waiting.push(Waiting {
+                    chunk,
+                    name,
+                    keys,
+                    changed,
+                });
+                Ok(())
+            }
+            None => std::future::pending().await,
         }
     }
 
     /// Sees a streamed change.
     pub fn observe_change(&mut self, e: &ChangeEvent) {
-        let Some(t) = &self.table else { return };
-        if e.table.database.len() + 1 + e.table.table.len() != t.len()
-            || e.table.qualified_name() != *t
-        {
+        let w = &mut self.window;
+        let waiting = w.waiting.iter().any(|c| is_table(&c.name, &e.table));
+        let remember = {
+            let plan = lock(&self.plan);
+            plan.floors.values().any(|(t, _)| is_table(t, &e.table))
+        };
+        if !waiting && !remember {
             return;
         }
-        let at = BinlogFilePos::new(e.source.position.file.to_string(), e.source.position.pos);
+        let at = (
+            binlake_core::position::binlog_file_sequence(&e.source.position.file).unwrap_or(0),
+            e.source.position.pos,
+        );
         for row in [&e.before, &e.after].into_iter().flatten() {
             let key = key_string(row, &e.table.primary_key);
-            if self.chunk.is_none() || self.chunk_keys.contains(&key) {
-                self.recent.push((at.clone(), key));
+            for c in w.waiting.iter_mut() {
+                if at >= order(&c.chunk.low) && c.keys.contains(&key) && is_table(&c.name, &e.table)
+                {
+                    c.changed.insert(key.clone());
+                }
+            }
+            if remember {
+                w.recent.push((at, e.table.qualified_name(), key));
             }
         }
     }
 
     /// Sees the stream reach `pos` (a commit or a heartbeat).
     pub fn observe_position(&mut self, pos: &BinlogFilePos) {
-        self.stream = Some(pos.clone());
-    }
-
-    /// Hands over a chunk read while the stream went on.
-    pub fn offer(&mut self, chunk: Chunk) {
-        self.watch(&chunk.table.qualified_name());
-        let pk = &chunk.table.primary_key;
-        self.chunk_keys = chunk.rows.iter().map(|r| key_string(r, pk)).collect();
-        let low = order(&chunk.low.file, chunk.low.pos);
-        let keys = &self.chunk_keys;
-        self.recent
-            .retain(|(at, k)| order(&at.file, at.pos) >= low && keys.contains(k));
-        self.chunk = Some(chunk);
-    }
-
-    /// True while a chunk waits for the stream to reach its high watermark.
-    pub fn has_chunk(&self) -> bool {
-        self.chunk.is_some()
-    }
-
-    /// The chunk's rows to emit, once the stream has reached its high watermark: rows
-    /// whose key changed after the low watermark are dropped; a keyless table's pass that
-    /// a change fell into is to be read again. `None` while waiting.
-    pub fn ready(&mut self) -> Option<Ready> {
-        let chunk = self.chunk.as_ref()?;
-        let stream = self.stream.as_ref()?;
-        let reached = order(&stream.file, stream.pos) >= order(&chunk.high.file, chunk.high.pos);
-        if !reached {
-            return None;
+        let at = order(pos);
+        let mut plan = lock(&self.plan);
+        plan.stream = at;
+        // Changes before every floor can matter to no chunk still to come.
+        match plan.floors.values().map(|(_, f)| *f).min() {
+            Some(floor) => self.window.recent.retain(|(at, _, _)| *at >= floor),
+            None => self.window.recent.clear(),
         }
-        let chunk = self.chunk.take()?;
-        self.chunk_keys.clear();
-        let changed: std::collections::HashSet<&str> = self
-            .recent
-            .iter()
-            .filter(|(at, _)| order(&at.file, at.pos) >= order(&chunk.low.file, chunk.low.pos))
-            .map(|(_, k)| k.as_str())
-            .collect();
-        let pk = &chunk.table.primary_key;
-        let retry = pk.is_empty() && !changed.is_empty();
-        let rows: Vec<Row> = if retry {
-            Vec::new()
-        } else {
-            chunk
-                .rows
+        drop(plan);
+        self.window.stream = at;
+    }
+
+    /// The next chunk whose high watermark the stream has reached, as events to emit at
+    /// that watermark; the snapshot then counts it as emitted (the caller records
+    /// [`Snapshotter::progress`] with the events). Rows whose key changed from the low
+    /// watermark on are left out: the stream carries them. A keyless table's pass that a
+    /// change fell into goes back to be read again. `None` while no chunk is ready.
+    pub fn ready(&mut self, ts_us: i64) -> Option<Emit> {
+        loop {
+            let stream = self.window.stream;
+            let i = self
+                .window
+                .waiting
                 .iter()
-                .filter(|r| !changed.contains(key_string(r, pk).as_str()))
-                .cloned()
-                .collect()
+                .position(|c| order(&c.chunk.high) <= stream)?;
+            let Waiting {
+                chunk,
+                name,
+                changed,
+                ..
+            } = self.window.waiting.swap_remove(i);
+            let table = chunk.table.clone();
+            let mut plan = lock(&self.plan);
+            if table.primary_key.is_empty() && !changed.is_empty() {
+                tracing::warn!(table = %name, "snapshot: the table (no primary key) changed while it was read in one pass: reading it again");
+                if let Some(s) = plan.slots.iter_mut().find(|s| s.id == chunk.slot) {
+                    s.taken = false;
+                }
+                drop(plan);
+                self.wake.notify_waiters();
+                continue;
+            }
+            plan.slots.retain(|s| s.id != chunk.slot);
+            let table_done = !plan.slots.iter().any(|s| s.range.table == name);
+            if table_done {
+                plan.tables.retain(|t| *t != name);
+            }
+            drop(plan);
+            let first = self.begun.insert(name.clone());
+            let pk = &table.primary_key;
+            let rows: Vec<Row> = chunk
+                .rows
+                .into_iter()
+                .filter(|r| !changed.contains(&key_string(r, pk)))
+                .collect();
+            let events = read_events(
+                &table,
+                rows,
+                &chunk.high,
+                (first, table_done, self.incremental),
+                ts_us,
+            );
+            self.chunks_done += 1;
+            self.rows_done += events.len() as u64;
+            return Some(Emit {
+                events,
+                table: name,
+                table_done,
+            });
+        }
+    }
+}
+
+/// Whether `name` (`db.table`) names `t`, without building its name.
+fn is_table(name: &str, t: &TableSchema) -> bool {
+    name.len() == t.database.len() + 1 + t.table.len()
+        && name.starts_with(t.database.as_str())
+        && name.as_bytes()[t.database.len()] == b'.'
+        && name.ends_with(t.table.as_str())
+}
+
+/// One reader: takes a range, cuts off its first chunk when others may read the rest,
+/// reads the chunk between watermarks, and hands it over, until the snapshotter is
+/// dropped or a read fails.
+async fn read_chunks(
+    mut reader: ChunkReader,
+    plan: Arc<std::sync::Mutex<Plan>>,
+    wake: Arc<tokio::sync::Notify>,
+    places: Arc<tokio::sync::Semaphore>,
+    tx: tokio::sync::mpsc::Sender<Result<Chunk>>,
+) {
+    loop {
+        let Ok(permit) = places.clone().acquire_owned().await else {
+            return;
         };
-        // Changes before this chunk's high watermark can no longer matter.
-        let high = chunk.high.clone();
-        self.recent
-            .retain(|(at, _)| order(&at.file, at.pos) > order(&high.file, high.pos));
-        Some(if retry {
-            Ready::Retry(chunk)
-        } else {
-            Ready::Rows(chunk, rows)
-        })
+        let (id, mut range, split) = loop {
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(job) = lock(&plan).take() {
+                break job;
+            }
+            notified.await;
+        };
+        let read = async {
+            if split && let Some(b) = reader.boundary(&range).await? {
+                lock(&plan).cut(id, b.clone());
+                wake.notify_waiters();
+                range.upto = Some(b);
+            }
+            let mut chunk = reader.read_range(&range).await?;
+            if let Some(k) = &chunk.cut_at {
+                lock(&plan).cut(id, k.clone());
+                wake.notify_waiters();
+            }
+            chunk.slot = id;
+            chunk._permit = Some(permit);
+            Ok(chunk)
+        }
+        .await;
+        let failed = read.is_err();
+        if tx.send(read).await.is_err() || failed {
+            return;
+        }
     }
 }
 
@@ -627,5 +1225,81 @@ fn to_mysql(v: &Value, ty: &ColumnType) -> mysql_async::Value {
         }
         Value::Year(y) => My::UInt(u64::from(*y)),
         Value::Bytes(b) | Value::Geometry(b) => My::Bytes(b.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(tables: &[&str]) -> Plan {
+        Plan {
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+            split: true,
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn readers_share_a_table_then_begin_the_next() {
+        let mut p = plan(&["d.a", "d.b"]);
+        // d.b waits to be begun: no point in cutting d.a for another reader.
+        let (a0, r, split) = p.take().unwrap();
+        assert_eq!((r, split), (KeyRange::whole("d.a"), false));
+        // Its chunk was cut short by the LIMIT: the rest of d.a is free again, before d.b.
+        p.cut(a0, "1".into());
+        let (a1, r, split) = p.take().unwrap();
+        assert_eq!((r.after.as_deref(), r.upto.as_deref()), (Some("1"), None));
+        assert!(!split);
+        // Every range of d.a is taken: the next reader begins d.b, the last table, which is
+        // worth cutting.
+        let (_, r, split) = p.take().unwrap();
+        assert_eq!((r, split), (KeyRange::whole("d.b"), true));
+        assert!(p.take().is_none());
+        p.cut(a1, "2".into());
+        let (_, r, split) = p.take().unwrap();
+        assert_eq!((r.after.as_deref(), r.upto.as_deref()), (Some("2"), None));
+        assert!(split);
+        // Floors: one per range taken, at the stream position when it was taken.
+        assert_eq!(p.floors.len(), 4);
+    }
+
+    #[test]
+    fn recorded_ranges_are_exactly_what_is_not_emitted() {
+        let mut p = plan(&["d.a"]);
+        let (a0, _, _) = p.take().unwrap();
+        p.cut(a0, "10".into());
+        let (a1, _, _) = p.take().unwrap();
+        p.cut(a1, "20".into());
+        // The first chunk is emitted: its range leaves the record.
+        p.slots.retain(|s| s.id != a0);
+        let ranges = p.ranges();
+        let bounds: Vec<(Option<&str>, Option<&str>)> = ranges
+            .iter()
+            .map(|r| (r.after.as_deref(), r.upto.as_deref()))
+            .collect();
+        assert_eq!(bounds, [(Some("10"), Some("20")), (Some("20"), None)]);
+        // A restart gets those ranges back, free, and reads nothing else.
+        let progress = SnapshotProgress {
+            ranges,
+            ..SnapshotProgress::new(vec!["d.a".into()], false)
+        };
+        let json = serde_json::to_value(&progress).unwrap();
+        let back: SnapshotProgress = serde_json::from_value(json).unwrap();
+        assert_eq!(back, progress);
+    }
+
+    #[test]
+    fn is_table_matches_the_qualified_name_only() {
+        let t = TableSchema {
+            database: "db".into(),
+            table: "t".into(),
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+        };
+        assert!(is_table("db.t", &t));
+        assert!(!is_table("dbxt", &t));
+        assert!(!is_table("db.u", &t));
+        assert!(!is_table("d.bt", &t));
     }
 }

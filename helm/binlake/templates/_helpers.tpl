@@ -363,6 +363,7 @@ transaction_timeout = {{ $c.transactionTimeout | toRawJson }}
 [snapshot]
 mode = {{ $sn.mode | toRawJson }}
 chunk_size = {{ $sn.chunkSize | int64 }}
+readers = {{ $sn.readers | int64 }}
 {{- end }}
 
 [encoding]
