@@ -137,6 +137,8 @@ def expected_config(v, comp):
         source["password"] = "${BINLAKE_MYSQL_PASSWORD}"
     if s["start"]:
         source["start"] = s["start"]
+    if s["keyColumns"]:
+        source["key_columns"] = s["keyColumns"]
     t = s["tls"]
     if t["mode"] != "disabled":
         source["tls"] = t["mode"]

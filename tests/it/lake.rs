@@ -444,6 +444,41 @@ async fn run_snapshot_under_writes_survives_kill_9_and_reads_each_row_once() {
     drop(p);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn run_replicates_a_table_without_a_key_by_its_configured_key_columns() {
+    let db = unique("it_lake_keycols");
+    let name = unique("itlakekeycols");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    // No index at all: without configured key columns the lake could not keep it.
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE legacy (id INT NOT NULL, v VARCHAR(20))"],
+    )
+    .await;
+    c.query_drop("INSERT INTO legacy SELECT seq, CONCAT('v', seq) FROM seq_1_to_500")
+        .await
+        .unwrap();
+    let cfg = lake_config(
+        &name,
+        &db,
+        &root,
+        &format!("[snapshot]\nchunk_size = 40\n[source.key_columns]\n\"{db}.legacy\" = [\"id\"]\n"),
+    );
+    let p = start("run", &cfg);
+    c.query_drop("UPDATE legacy SET v = 'updated' WHERE id % 7 = 0")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM legacy WHERE id % 11 = 0")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO legacy VALUES (1000, 'new'), (1001, NULL)")
+        .await
+        .unwrap();
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "legacy", "id", Duration::from_secs(60)).await;
+    drop(p);
+}
+
 /// The Python venv with duckdb, pyarrow and deltalake (tests/services/python.sh).
 fn python() -> String {
     std::env::var("BINLAKE_PYTHON").unwrap_or_else(|_| {

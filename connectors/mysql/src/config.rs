@@ -1,5 +1,6 @@
 //! The `[source]` section: how to reach the primary.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,6 +62,12 @@ pub struct SourceConfig {
     /// (primary-key columns cannot be excluded).
     #[serde(default)]
     pub exclude_columns: Vec<String>,
+    /// Columns that identify the rows of the tables matching a `db.table` pattern, used
+    /// instead of the primary key (Debezium's `message.key.columns`): the message key,
+    /// the snapshot's chunk order and the lake replica's identity. For tables without a
+    /// primary key; the columns must be unique and NOT NULL.
+    #[serde(default)]
+    pub key_columns: BTreeMap<String, Vec<String>>,
     /// Where to start reading when binlake has no recorded position yet: `end` (the
     /// default: changes from now on), or a position: `file:mysql-bin.000042:4`,
     /// `mariadb-gtid:0-1-100` or `gtid:<MySQL GTID set>`.
@@ -110,6 +117,7 @@ impl std::fmt::Debug for SourceConfig {
             .field("include", &self.include)
             .field("exclude", &self.exclude)
             .field("exclude_columns", &self.exclude_columns)
+            .field("key_columns", &self.key_columns)
             .field("start", &self.start)
             .field("tls", &self.tls)
             .field("tls_ca", &self.tls_ca)
@@ -132,6 +140,7 @@ impl SourceConfig {
             include: Vec::new(),
             exclude: Vec::new(),
             exclude_columns: Vec::new(),
+            key_columns: BTreeMap::new(),
             start: None,
             tls: TlsMode::default(),
             tls_ca: None,
@@ -183,6 +192,22 @@ impl SourceConfig {
         {
             problems.push(path, "start", format!("{e}; or \"end\""));
         }
+        for (pattern, columns) in &self.key_columns {
+            if let Err(e) = glob::Pattern::new(pattern) {
+                problems.push(
+                    path,
+                    &format!("key_columns.{pattern:?}"),
+                    format!("`{pattern}` is not a valid pattern: {e}"),
+                );
+            }
+            if columns.is_empty() || columns.iter().any(|c| c.is_empty()) {
+                problems.push(
+                    path,
+                    &format!("key_columns.{pattern:?}"),
+                    "list the columns that identify a row, e.g. [\"id\"]",
+                );
+            }
+        }
         for (field, patterns) in [
             ("include", &self.include),
             ("exclude", &self.exclude),
@@ -213,6 +238,7 @@ impl SourceConfig {
     pub fn filter(&self) -> crate::binlog::Filter {
         // validate() has checked the patterns.
         crate::binlog::Filter::new(&self.include, &self.exclude, &self.exclude_columns)
+            .and_then(|f| f.with_key_columns(&self.key_columns))
             .unwrap_or_default()
     }
 

@@ -341,6 +341,9 @@ impl ChunkReader {
         for s in history.schemas() {
             let s = filter.project_schema(s.clone());
             let name = s.qualified_name();
+            if filter.has_key_columns(&s.database, &s.table) {
+                check_configured_key(&mut conn, &s).await?;
+            }
             if s.primary_key.is_empty() {
                 tracing::warn!(table = %name, "table has no primary key: it is snapshotted in one pass (memory grows with the table), read again until no change of it falls into the pass");
             }
@@ -573,6 +576,31 @@ impl ChunkReader {
             _permit: None,
         })
     }
+}
+
+/// Warns when a table's configured key columns are not a unique index: rows sharing a key
+/// would be one row downstream, and chunks could skip rows whose key equals a chunk's
+/// last.
+async fn check_configured_key(conn: &mut Conn, s: &TableSchema) -> Result<()> {
+    let key: Vec<&str> = s.key_columns().map(|c| c.name.as_str()).collect();
+    let unique: Vec<String> = conn
+        .exec(
+            "SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX SEPARATOR '\u{1f}') FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 GROUP BY INDEX_NAME",
+            (&s.database, &s.table),
+        )
+        .await
+        .map_err(Error::query("snapshot connection", "information_schema.STATISTICS"))?;
+    let mut sorted = key.clone();
+    sorted.sort_unstable();
+    let is_unique = unique.iter().any(|cols| {
+        let mut cols: Vec<&str> = cols.split('\u{1f}').collect();
+        cols.sort_unstable();
+        cols == sorted
+    });
+    if !is_unique {
+        tracing::warn!(table = %s.qualified_name(), key = ?key, "the configured key columns are not a unique index: rows that share a key become one row downstream, and the snapshot may skip rows whose key repeats across a chunk boundary");
+    }
+    Ok(())
 }
 
 /// A key as a comparable string (the values' exact debug form).

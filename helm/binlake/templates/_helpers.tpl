@@ -310,6 +310,13 @@ tls_key = {{ printf "/etc/binlake/source-tls/%s" $s.tls.keyKey | toRawJson }}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- with $s.keyColumns }}
+
+[source.key_columns]
+{{- range $table, $columns := . }}
+{{ $table | toRawJson }} = {{ $columns | toRawJson }}
+{{- end }}
+{{- end }}
 {{- if include "binlake.uses" (list $comp "kafka") }}
 
 [kafka]

@@ -664,10 +664,15 @@ impl Decoder {
             self.lookup.lookup(&db, &table)
         };
         let filter = &self.filter;
-        let def = table_def(tme, fallback.as_ref(), &|col| {
-            filter.column_excluded(&db, &table, col)
+        let mut def = table_def(tme, fallback.as_ref(), &|col| {
+            filter.column_excluded(&db, &table, col) && !filter.is_key_column(&db, &table, col)
         })
         .map_err(|e| self.err(start, Some(&format!("{db}.{table}")), e))?;
+        if filter.has_key_columns(&db, &table) {
+            let mut schema = (*def.schema).clone();
+            filter.apply_key(&mut schema);
+            def.schema = Arc::new(schema);
+        }
         self.by_name
             .insert((db.into_owned(), table.into_owned()), def.schema.clone());
         self.tables.insert(

@@ -5,6 +5,14 @@
 //! no exclude pattern. The server's own schemas (`mysql`, `sys`, `information_schema`,
 //! `performance_schema`) are never captured. Excluded columns are removed when the table
 //! map is decoded, so their values never leave the process.
+//!
+//! Key columns (`[source.key_columns]`, Debezium's `message.key.columns`) give tables
+//! matching a `db.table` pattern the columns that identify their rows instead of the
+//! primary key: the message key, the snapshot's chunking order and the lake replica's
+//! identity. They must be unique and NOT NULL; a table that lacks one of them keeps its
+//! own key.
+
+use std::collections::BTreeMap;
 
 use binlake_core::TableSchema;
 use glob::{MatchOptions, Pattern};
@@ -17,6 +25,8 @@ pub struct Filter {
     include: Vec<Pattern>,
     exclude: Vec<Pattern>,
     exclude_columns: Vec<Pattern>,
+    /// Configured key columns: the first matching pattern wins.
+    keys: Vec<(Pattern, Vec<String>)>,
     /// Also the server's own schemas (for `binlake binlog dump`).
     system: bool,
 }
@@ -43,8 +53,62 @@ impl Filter {
             include: compile(include)?,
             exclude: compile(exclude)?,
             exclude_columns: compile(exclude_columns)?,
+            keys: Vec::new(),
             system: false,
         })
+    }
+
+    /// The same filter with configured key columns: `db.table` pattern → columns.
+    pub fn with_key_columns(
+        mut self,
+        keys: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Self, String> {
+        self.keys = keys
+            .iter()
+            .map(|(p, cols)| {
+                Pattern::new(p)
+                    .map(|p| (p, cols.clone()))
+                    .map_err(|e| format!("invalid pattern `{p}`: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
+    /// The configured key columns of `db.table`, if any.
+    fn key_of(&self, db: &str, table: &str) -> Option<&[String]> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let name = format!("{db}.{table}");
+        self.keys
+            .iter()
+            .find(|(p, _)| p.matches_with(&name, OPTS))
+            .map(|(_, cols)| cols.as_slice())
+    }
+
+    /// Whether `db.table` has configured key columns.
+    pub fn has_key_columns(&self, db: &str, table: &str) -> bool {
+        self.key_of(db, table).is_some()
+    }
+
+    /// Whether `column` is a configured key column of `db.table` (never excluded).
+    pub fn is_key_column(&self, db: &str, table: &str, column: &str) -> bool {
+        self.key_of(db, table)
+            .is_some_and(|cols| cols.iter().any(|c| c == column))
+    }
+
+    /// Gives `schema` its configured key columns, when it has them all.
+    pub fn apply_key(&self, schema: &mut TableSchema) {
+        let Some(cols) = self.key_of(&schema.database, &schema.table) else {
+            return;
+        };
+        if let Some(key) = cols
+            .iter()
+            .map(|c| schema.column_index(c))
+            .collect::<Option<Vec<usize>>>()
+        {
+            schema.primary_key = key;
+        }
     }
 
     /// The same filter, but the server's own schemas (`mysql`, `sys`, …) are not left out.
@@ -103,8 +167,10 @@ impl Filter {
             .any(|p| p.matches_with(&name, OPTS))
     }
 
-    /// `schema` without its excluded columns (key columns are always kept).
+    /// `schema` with its configured key (see [`Filter::apply_key`]) and without its
+    /// excluded columns (key columns are always kept).
     pub fn project_schema(&self, mut schema: TableSchema) -> TableSchema {
+        self.apply_key(&mut schema);
         let keep: Vec<bool> = schema
             .columns
             .iter()
@@ -156,5 +222,59 @@ mod tests {
         assert!(f.column_excluded("crm", "users", "password_hash"));
         assert!(!f.column_excluded("crm", "users", "email"));
         assert!(Filter::new(&["[".into()], &[], &[]).is_err());
+    }
+
+    #[test]
+    fn configured_key_columns_replace_the_key_and_are_never_excluded() {
+        use binlake_core::{Column, ColumnType};
+        let keys = BTreeMap::from([("shop.legacy_*".to_string(), vec!["code".to_string()])]);
+        let f = Filter::new(&[], &[], &["*.*.code".into(), "*.*.secret".into()])
+            .and_then(|f| f.with_key_columns(&keys))
+            .expect("valid");
+        let table = |name: &str| TableSchema {
+            database: "shop".into(),
+            table: name.into(),
+            columns: vec![
+                Column::new(
+                    "n",
+                    ColumnType::Integer {
+                        bits: 32,
+                        unsigned: false,
+                    },
+                    true,
+                ),
+                Column::new(
+                    "code",
+                    ColumnType::Integer {
+                        bits: 32,
+                        unsigned: false,
+                    },
+                    false,
+                ),
+                Column::new(
+                    "secret",
+                    ColumnType::Integer {
+                        bits: 32,
+                        unsigned: false,
+                    },
+                    true,
+                ),
+            ],
+            primary_key: Vec::new(),
+        };
+        let s = f.project_schema(table("legacy_orders"));
+        let names: Vec<&str> = s.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["n", "code"]);
+        assert_eq!(s.primary_key, [1]);
+        assert!(f.is_key_column("shop", "legacy_orders", "code"));
+        // Other tables keep their own (here: no) key, and `code` is excluded there.
+        let s = f.project_schema(table("orders"));
+        assert!(s.primary_key.is_empty());
+        assert_eq!(s.columns.len(), 1);
+        // A table without the configured columns keeps its own key.
+        let mut t = table("legacy_x");
+        t.columns.remove(1);
+        let s = f.project_schema(t);
+        assert!(s.primary_key.is_empty());
     }
 }
