@@ -724,6 +724,9 @@ impl Plan {
 #[derive(Debug)]
 struct Waiting {
     chunk: Chunk,
+    /// The chunk's watermarks, ordered (see [`order`]).
+    low: (u64, u64),
+    high: (u64, u64),
     name: String,
     keys: HashSet<String>,
     /// Keys changed at or after the low watermark: the stream has newer versions.
@@ -951,6 +954,8 @@ impl Snapshotter {
                     .collect();
                 lock(&self.plan).floors.remove(&chunk.slot);
                 self.window.waiting.push(Waiting {
+                    low,
+                    high: order(&chunk.high),
                     chunk,
                     name,
                     keys,
@@ -980,8 +985,7 @@ impl Snapshotter {
         for row in [&e.before, &e.after].into_iter().flatten() {
             let key = key_string(row, &e.table.primary_key);
             for c in w.waiting.iter_mut() {
-                if at >= order(&c.chunk.low) && c.keys.contains(&key) && is_table(&c.name, &e.table)
-                {
+                if at >= c.low && c.keys.contains(&key) && is_table(&c.name, &e.table) {
                     c.changed.insert(key.clone());
                 }
             }
@@ -1013,11 +1017,7 @@ impl Snapshotter {
     pub fn ready(&mut self, ts_us: i64) -> Option<Emit> {
         loop {
             let stream = self.window.stream;
-            let i = self
-                .window
-                .waiting
-                .iter()
-                .position(|c| order(&c.chunk.high) <= stream)?;
+            let i = self.window.waiting.iter().position(|c| c.high <= stream)?;
             let Waiting {
                 chunk,
                 name,
