@@ -637,6 +637,7 @@ async fn pump<S: Sink>(
                             }
                         }
                         BinlogItem::SchemaChange(s) => writer.write_schema_change(&s).await?,
+                        BinlogItem::SchemaHistory(h) => writer.write_schema_history(&h).await?,
                         BinlogItem::Commit(c) => {
                             in_source_txn = false;
                             read_counts.flush(c.ts_us);

@@ -973,3 +973,75 @@ async fn without_full_row_metadata_a_restart_decodes_older_rows_with_their_schem
     assert!(log.contains("schema history restored"), "{log}");
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_created_outside_the_captured_databases_is_known_after_a_restart() {
+    // Capture runs while a table is created in a database it does not capture; it stops;
+    // the table is renamed into scope, a row written and the columns changed. The restarted
+    // capture decodes that row with the table's schema at the rename, which only the
+    // history kept from before the stop knows (table maps carry no column names here).
+    let alt = tokio::task::spawn_blocking(|| {
+        crate::alt_mariadb::AltMariaDb::start("minimal", 13318, "binlog_row_metadata = MINIMAL")
+    })
+    .await
+    .unwrap();
+    let mut c = alt.admin().await;
+    let db = unique("it_hist_in");
+    let other = format!("{db}_x");
+    let name = unique("ithistout");
+    for sql in [
+        format!("CREATE DATABASE {db}"),
+        format!("CREATE DATABASE {other}"),
+        format!("CREATE TABLE {db}.seen (id INT PRIMARY KEY)"),
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    let cfg = write_config(&name, &db, "[snapshot]\nmode = \"never\"\n");
+    use_port(&cfg, 13318);
+    let config = cfg.clone();
+    let proc = tokio::task::spawn_blocking(move || start(&config))
+        .await
+        .unwrap();
+    c.query_drop(format!(
+        "CREATE TABLE {other}.t (id INT PRIMARY KEY, a VARCHAR(10))"
+    ))
+    .await
+    .unwrap();
+    // A captured row after the statement: its commit covers the history kept with it.
+    c.query_drop(format!("INSERT INTO {db}.seen VALUES (1)"))
+        .await
+        .unwrap();
+    let seen = wait_for_messages(&format!("{name}.{db}.seen"), 1, 30).await;
+    assert_eq!(seen.len(), 1);
+    let (code, log) = tokio::task::spawn_blocking(move || proc.terminate(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    c.query_drop(format!("RENAME TABLE {other}.t TO {db}.t"))
+        .await
+        .unwrap();
+    write_row_then_change_columns(&mut c, &db).await;
+    let config = cfg.clone();
+    let proc = tokio::task::spawn_blocking(move || start(&config))
+        .await
+        .unwrap();
+    let msgs = wait_for_messages(&format!("{name}.{db}.t"), 2, 30).await;
+    let after: Vec<Json> = msgs
+        .into_iter()
+        .filter_map(|(_, v, _, _)| Some(v?["after"].clone()))
+        .collect();
+    assert_eq!(
+        after,
+        [
+            serde_json::json!({"id": 2, "a": "two"}),
+            serde_json::json!({"id": 3, "n": 3})
+        ]
+    );
+    let (code, log) = tokio::task::spawn_blocking(move || proc.terminate(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    for d in [&db, &other] {
+        c.query_drop(format!("DROP DATABASE {d}")).await.unwrap();
+    }
+}

@@ -48,6 +48,10 @@ pub enum BinlogItem {
     Change(ChangeEvent),
     /// A statement changed a schema (CREATE/ALTER/DROP/RENAME/TRUNCATE …).
     SchemaChange(SchemaChange),
+    /// A statement outside the captured databases changed the schema history (JSON, to
+    /// keep with the position after it): no schema change of a captured table, but a
+    /// table may later be renamed into scope.
+    SchemaHistory(Arc<str>),
     /// The current transaction is complete; resuming at `resume` continues after it.
     Commit(Commit),
     /// The stream has reached this binlog position outside any transaction (a rotation or
@@ -571,8 +575,13 @@ impl Decoder {
             return Ok(());
         }
         if !self.filter.database_included(&statement_database(&sql, db)) {
-            // Still keep a schema history current: tables may be renamed into scope.
-            self.lookup.apply_ddl(db, &sql);
+            // Still keep a schema history current (and kept with the position): tables may
+            // be renamed into scope.
+            if !self.lookup.apply_ddl(db, &sql).is_empty()
+                && let Some(history) = self.lookup.snapshot()
+            {
+                sink(BinlogItem::SchemaHistory(history.into()))?;
+            }
             return Ok(());
         }
         let word = first_word(&sql).to_ascii_uppercase();
