@@ -576,10 +576,19 @@ async fn pump<S: Sink>(
                     batch.last_commit = Instant::now();
                 }
             }
-            _ = signals.tick(), if stopping.is_none() => {
+            _ = signals.tick(), if stopping.is_none() && !in_source_txn => {
                 let tables = writer.snapshot_requests().await?;
                 if !tables.is_empty() {
                     add_requested(cfg, flavor, &mut snapshot, writer, tables).await?;
+                    // Record the request taken, with the tables it adds, before any of
+                    // their rows: `run` commits tables before its checkpoint, and only
+                    // tables the checkpoint lists as pending can go on from their own
+                    // record after a crash in between.
+                    if pending.is_none() {
+                        pending = last.clone();
+                    }
+                    commit(writer, &mut pending, last).await?;
+                    batch.committed();
                 }
             }
             chunk = next_chunk(&mut snapshot) => {

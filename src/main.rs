@@ -216,13 +216,9 @@ async fn serve_http(cfg: &Config, lake: bool) -> Result<(), ExitCode> {
 
 /// Exit code 0, or 1 with the error logged and printed.
 /// `binlake snapshot`: checks the tables are captured and writes the request to the
-/// capture's signal topic.
+/// capture's signal topic, or (when a `run` of this config has committed into the lake)
+/// to the run's signal folder.
 async fn request_snapshot(cfg: &Config, tables: &[String]) -> anyhow::Result<()> {
-    let Some(kafka) = &cfg.kafka else {
-        anyhow::bail!(
-            "on-demand snapshots are requested through Kafka: the config has no [kafka] section (with `binlake run`, stop it and start it again with a fresh snapshot instead)"
-        );
-    };
     let filter = cfg.source.filter();
     for t in tables {
         let Some((db, table)) = t.split_once('.') else {
@@ -232,15 +228,42 @@ async fn request_snapshot(cfg: &Config, tables: &[String]) -> anyhow::Result<()>
             anyhow::bail!("{t} is not captured by this config (see [source] include / exclude)");
         }
     }
-    binlake_kafka::signals::request_snapshot(
-        kafka,
-        &cfg.name,
-        tables,
-        cfg.capture.replication_factor,
-    )
-    .await?;
+    // A local lake folder that does not exist holds no run (and is not created here).
+    let local_and_absent = binlake_lake::store::root_url(&cfg.lake.root)
+        .ok()
+        .filter(|u| u.scheme() == "file")
+        .and_then(|u| u.to_file_path().ok())
+        .is_some_and(|p| !p.exists());
+    let lake = match local_and_absent {
+        true => None,
+        false => Some(binlake_lake::Lake::open(&cfg.lake)?),
+    };
+    let what = if let Some(lake) = &lake
+        && lake
+            .get_json(&run::checkpoint_path(&cfg.name))
+            .await?
+            .is_some()
+    {
+        run::request_snapshot(lake, &cfg.name, tables).await?;
+        "run"
+    } else if let Some(kafka) = &cfg.kafka {
+        binlake_kafka::signals::request_snapshot(
+            kafka,
+            &cfg.name,
+            tables,
+            cfg.capture.replication_factor,
+        )
+        .await?;
+        "capture"
+    } else {
+        anyhow::bail!(
+            "no capture or run of `{}` to ask: the config has no [kafka] section (capture reads requests from Kafka) and the lake at {} holds no run checkpoint of that name (start `binlake run` first)",
+            cfg.name,
+            cfg.lake.root
+        );
+    };
     println!(
-        "requested a snapshot of {} from capture `{}`: it starts within seconds (rows arrive as op = r, source.snapshot = incremental)",
+        "requested a snapshot of {} from {what} `{}`: it starts within seconds (rows arrive as op = r, source.snapshot = incremental)",
         tables.join(", "),
         cfg.name
     );

@@ -42,6 +42,33 @@ pub fn checkpoint_path(name: &str) -> String {
     format!("_binlake/run/{name}.json")
 }
 
+/// The folder of `name`'s snapshot requests (`binlake snapshot` on a `run` config), under
+/// the lake root: one file per request, named so that names sort in request order.
+pub fn signals_dir(name: &str) -> String {
+    format!("_binlake/run/{name}.signals")
+}
+
+/// Asks the `run` of `name` to snapshot `tables` while it streams (Debezium's
+/// `execute-snapshot` signal, as capture reads it from Kafka).
+pub async fn request_snapshot(
+    lake: &Lake,
+    name: &str,
+    tables: &[String],
+) -> Result<(), CaptureError> {
+    let file = format!(
+        "{}/{:013}-{}.json",
+        signals_dir(name),
+        now_us() / 1000,
+        std::process::id()
+    );
+    let signal = serde_json::json!({
+        "type": "execute-snapshot",
+        "data": {"data-collections": tables, "type": "incremental"},
+    });
+    lake.put_json(&file, &signal).await?;
+    Ok(())
+}
+
 /// Runs capture into the lake until `shutdown` turns true.
 pub async fn run(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<(), CaptureError> {
     let batching = Batching {
@@ -100,13 +127,15 @@ impl SinkFactory for LakeSinkFactory<'_> {
             let batch = checkpoint.as_ref().map_or(0, |c| c.batch);
             st.snapshot = roll_snapshot_forward(&lake, &app_id, batch, st.snapshot.take()).await?;
         }
+        let checkpoint = checkpoint.unwrap_or_default();
         let sink = LakeSink {
+            signals_seen: checkpoint.signals_done.clone(),
             app_id,
             name: cfg.name.clone(),
             pending_history: None,
             path: checkpoint_path(&cfg.name),
             lake,
-            checkpoint: checkpoint.unwrap_or_default(),
+            checkpoint,
             tables: HashMap::new(),
             skipped: HashSet::new(),
             buffer: BTreeMap::new(),
@@ -174,6 +203,8 @@ pub(crate) struct LakeSink {
     name: String,
     /// A schema history to keep with the next checkpoint.
     pending_history: Option<std::sync::Arc<str>>,
+    /// The last snapshot request taken (recorded with the next checkpoint).
+    signals_seen: Option<String>,
     path: String,
     checkpoint: Checkpoint,
     tables: HashMap<String, TableState>,
@@ -364,6 +395,7 @@ impl Sink for LakeSink {
             state: self.snapshot.clone(),
             batch,
             schema_history,
+            signals_done: self.signals_seen.clone(),
         };
         let v = serde_json::to_value(&self.checkpoint)
             .map_err(|e| CaptureError::Config(format!("encode the checkpoint: {e}")))?;
@@ -389,6 +421,31 @@ impl Sink for LakeSink {
     async fn abort(&mut self) {
         self.buffer.clear();
         self.open = false;
+        self.signals_seen = self.checkpoint.signals_done.clone();
+    }
+
+    async fn snapshot_requests(&mut self) -> Result<Vec<String>, CaptureError> {
+        let dir = signals_dir(&self.name);
+        let mut tables = Vec::new();
+        for file in self.lake.list(&dir).await? {
+            if self.signals_seen.as_ref().is_some_and(|s| file <= *s) {
+                continue;
+            }
+            let signal = self.lake.get_json(&format!("{dir}/{file}")).await?;
+            match signal
+                .as_ref()
+                .and_then(|s| s["data"]["data-collections"].as_array())
+            {
+                Some(list) => {
+                    tables.extend(list.iter().filter_map(|t| Some(t.as_str()?.to_string())))
+                }
+                None => {
+                    tracing::warn!(file = %format!("{dir}/{file}"), "snapshot request skipped: not an execute-snapshot signal with data-collections")
+                }
+            }
+            self.signals_seen = Some(file);
+        }
+        Ok(tables)
     }
 
     fn in_transaction(&self) -> bool {

@@ -486,6 +486,63 @@ async fn run_replicates_a_table_without_a_key_by_its_configured_key_columns() {
     drop(p);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn run_snapshots_a_table_on_request_while_it_streams() {
+    let db = unique("it_lake_ondemand");
+    let name = unique("itlakeondemand");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &[
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)",
+            "CREATE TABLE u (id INT PRIMARY KEY)",
+        ],
+    )
+    .await;
+    c.query_drop("INSERT INTO t SELECT seq, 0 FROM seq_1_to_300")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO u VALUES (1)").await.unwrap();
+    let cfg = lake_config(
+        &name,
+        &db,
+        &root,
+        "[snapshot]\nmode = \"never\"\nchunk_size = 50\n",
+    );
+    let p = start("run", &cfg);
+    // Writes go on while t is snapshotted in chunks of 50.
+    let writes = tokio::spawn(crate::snapshot::churn(db.clone(), 600));
+    let (code, text) = crate::snapshot::request_snapshot(&cfg, &format!("{db}.t"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("from run"), "{text}");
+    writes.await.unwrap();
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    // u was not requested: nothing of it reached the lake.
+    assert!(
+        !lake
+            .tables()
+            .await
+            .unwrap()
+            .contains(&(db.clone(), "u".to_string()))
+    );
+    // Acted on once: a restart does not snapshot t again.
+    drop(p);
+    let p = start("run", &cfg);
+    c.query_drop("UPDATE t SET v = v + 1 WHERE id = 2")
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    assert_once(
+        &lake,
+        &format!("\"{db}\".\"t__changes\" WHERE __op = 'r'"),
+        "id",
+        "a row was snapshotted twice",
+    )
+    .await;
+    drop(p);
+}
+
 /// The Python venv with duckdb, pyarrow and deltalake (tests/services/python.sh).
 fn python() -> String {
     std::env::var("BINLAKE_PYTHON").unwrap_or_else(|_| {

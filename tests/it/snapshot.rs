@@ -165,6 +165,22 @@ pub(crate) async fn churn(db: String, rounds: i64) {
     }
 }
 
+/// `binlake snapshot --config cfg --table table`: exit code and output.
+pub(crate) fn request_snapshot(cfg: &std::path::Path, table: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .arg("snapshot")
+        .arg("--config")
+        .arg(cfg)
+        .args(["--table", table])
+        .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 async fn primary_state(c: &mut mysql_async::Conn) -> BTreeMap<i64, i64> {
     let rows: Vec<(i64, i64)> = c.query("SELECT id, v FROM t ORDER BY id").await.unwrap();
     rows.into_iter().collect()
@@ -505,36 +521,13 @@ async fn on_demand_snapshot_of_one_table_while_streaming_goes_on() {
     let proc = tokio::task::spawn_blocking(move || start(&config))
         .await
         .unwrap();
-    let snapshot = |args: Vec<String>| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-            .arg("snapshot")
-            .args(args)
-            .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
     // A table outside the config is refused.
-    let (code, text) = snapshot(vec![
-        "--config".into(),
-        cfg.display().to_string(),
-        "--table".into(),
-        "mysql.user".into(),
-    ]);
+    let (code, text) = request_snapshot(&cfg, "mysql.user");
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("not captured"), "{text}");
     // Writes go on while t is snapshotted in chunks of 50.
     let writes = tokio::spawn(churn(db.clone(), 1500));
-    let (code, text) = snapshot(vec![
-        "--config".into(),
-        cfg.display().to_string(),
-        "--table".into(),
-        format!("{db}.t"),
-    ]);
+    let (code, text) = request_snapshot(&cfg, &format!("{db}.t"));
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("requested a snapshot"), "{text}");
     writes.await.unwrap();

@@ -28,6 +28,9 @@ pub struct Checkpoint {
     /// checkpoint that names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_history: Option<String>,
+    /// The last snapshot request (a file name in the run's signal folder) acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals_done: Option<String>,
 }
 
 /// One table's freshness.

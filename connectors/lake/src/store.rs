@@ -243,6 +243,23 @@ impl Lake {
         }
     }
 
+    /// The names of the objects directly under `rel` (a folder under the root), sorted.
+    pub async fn list(&self, rel: &str) -> Result<Vec<String>> {
+        let dir = self.path(rel);
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&dir))
+            .await
+            .map_err(|e| Error::storage(format!("list {dir}"), e))?;
+        let mut names: Vec<String> = listed
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Writes a JSON document under the root (replacing it).
     pub async fn put_json(&self, rel: &str, v: &serde_json::Value) -> Result<()> {
         let path = self.path(rel);
