@@ -458,8 +458,14 @@ async fn run_once<F: SinkFactory>(
                 "snapshot: reading existing rows while streaming"
             );
             let run = SnapshotRun::start(chunk_reader, &cfg.source, &tables, progress).await?;
-            writer.set_snapshot_state(serde_json::to_value(run.snap.progress()).ok());
-            Some(run)
+            if run.snap.is_done() {
+                // Nothing (left) to read, e.g. the tables were dropped.
+                writer.set_snapshot_state(None);
+                None
+            } else {
+                writer.set_snapshot_state(serde_json::to_value(run.snap.progress()).ok());
+                Some(run)
+            }
         }
     };
     if stored.is_none() {

@@ -355,6 +355,60 @@ async fn kill_9_midway_resumes_from_the_recorded_chunk() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_table_dropped_while_capture_was_down_mid_snapshot_is_skipped() {
+    let db = unique("it_snap_drop");
+    let name = unique("itsnapdrop");
+    let mut c = setup(&db).await;
+    for sql in [
+        "CREATE TABLE a_keep (id INT PRIMARY KEY)",
+        "INSERT INTO a_keep SELECT seq FROM seq_1_to_10",
+        "CREATE TABLE b_drop (id INT PRIMARY KEY, pad CHAR(200) NOT NULL DEFAULT '')",
+        "INSERT INTO b_drop (id) SELECT seq FROM seq_1_to_20000",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 20\n");
+    let cfg2 = cfg.clone();
+    let proc = tokio::task::spawn_blocking(move || start(&cfg2))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::task::spawn_blocking(move || proc.kill9())
+        .await
+        .unwrap();
+    let offsets = format!("{name}.offsets");
+    let last_record = || async {
+        let msgs = crate::capture::wait_for_messages(&offsets, 1, 10).await;
+        msgs.iter().rev().find_map(|m| m.1.clone()).unwrap()
+    };
+    assert!(
+        last_record().await["snapshot"]["tables"]
+            .as_array()
+            .is_some_and(|t| t
+                .iter()
+                .any(|t| t.as_str() == Some(&format!("{db}.b_drop")))),
+        "the kill did not land while b_drop was being read"
+    );
+    c.query_drop("DROP TABLE b_drop").await.unwrap();
+    let proc = tokio::task::spawn_blocking(move || start(&cfg))
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO a_keep VALUES (11)")
+        .await
+        .unwrap();
+    let keep = wait_messages(&format!("{name}.{db}.a_keep"), 11, 30).await;
+    assert_eq!(keep.len(), 11);
+    // The snapshot finishes without the dropped table (no progress left in the record).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !last_record().await["snapshot"].is_null() {
+        assert!(Instant::now() < deadline, "the snapshot never finished");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(proc);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn when_needed_resnapshots_after_the_recorded_position_was_purged() {
     // Its own MariaDB: purging binlogs would break the other tests' readers.
     let alt = tokio::task::spawn_blocking(|| {

@@ -825,6 +825,18 @@ impl Snapshotter {
                 upto: None,
             });
         }
+        // A table dropped (or no longer captured) since the snapshot began has nothing left
+        // to read; reading it would fail on every start.
+        progress.tables.retain(|t| {
+            let present = known.contains_key(t);
+            if !present {
+                tracing::warn!(table = %t, "snapshot: the table no longer exists or is no longer captured: skipped");
+            }
+            present
+        });
+        progress
+            .ranges
+            .retain(|r| progress.tables.contains(&r.table));
         let begun = progress.ranges.iter().map(|r| r.table.clone()).collect();
         let mut plan = Plan {
             tables: progress.tables,
