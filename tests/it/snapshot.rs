@@ -165,6 +165,25 @@ pub(crate) async fn churn(db: String, rounds: i64) {
     }
 }
 
+/// Starts capture, lets some chunks through (one Kafka commit each with small chunks),
+/// then kills it with SIGKILL.
+async fn start_then_kill_9(cfg: &std::path::Path) {
+    let cfg = cfg.to_path_buf();
+    let proc = tokio::task::spawn_blocking(move || start(&cfg))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::task::spawn_blocking(move || proc.kill9())
+        .await
+        .unwrap();
+}
+
+/// The last committed record of capture `name`'s position topic.
+async fn last_position_record(name: &str) -> Json {
+    let msgs = crate::capture::wait_for_messages(&format!("{name}.offsets"), 1, 10).await;
+    msgs.iter().rev().find_map(|m| m.1.clone()).unwrap()
+}
+
 /// `binlake snapshot --config cfg --table table`: exit code and output.
 pub(crate) fn request_snapshot(cfg: &std::path::Path, table: &str) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
@@ -258,15 +277,7 @@ async fn kill_9_midway_resumes_from_the_recorded_chunk() {
     // Many small chunks (one Kafka commit each), so the kill lands midway; three readers.
     let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 20\nreaders = 3\n");
     let topic = format!("{name}.{db}.t");
-    let cfg2 = cfg.clone();
-    let proc = tokio::task::spawn_blocking(move || start(&cfg2))
-        .await
-        .unwrap();
-    // Let some chunks through, then kill -9.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    tokio::task::spawn_blocking(move || proc.kill9())
-        .await
-        .unwrap();
+    start_then_kill_9(&cfg).await;
     let before_restart = wait_messages(&topic, 0, 5).await.len();
     assert!(
         before_restart < 20_000,
@@ -274,8 +285,7 @@ async fn kill_9_midway_resumes_from_the_recorded_chunk() {
     );
     // What the restart reads again: the key ranges recorded as not emitted. Bounded ones
     // are the chunks that were in flight, at most one per reader, each at most a chunk.
-    let offsets = crate::capture::wait_for_messages(&format!("{name}.offsets"), 1, 10).await;
-    let record = offsets.iter().rev().find_map(|m| m.1.clone()).unwrap();
+    let record = last_position_record(&name).await;
     let ranges = record["snapshot"]["ranges"]
         .as_array()
         .cloned()
@@ -368,21 +378,9 @@ async fn a_table_dropped_while_capture_was_down_mid_snapshot_is_skipped() {
         c.query_drop(sql).await.unwrap();
     }
     let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 20\n");
-    let cfg2 = cfg.clone();
-    let proc = tokio::task::spawn_blocking(move || start(&cfg2))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    tokio::task::spawn_blocking(move || proc.kill9())
-        .await
-        .unwrap();
-    let offsets = format!("{name}.offsets");
-    let last_record = || async {
-        let msgs = crate::capture::wait_for_messages(&offsets, 1, 10).await;
-        msgs.iter().rev().find_map(|m| m.1.clone()).unwrap()
-    };
+    start_then_kill_9(&cfg).await;
     assert!(
-        last_record().await["snapshot"]["tables"]
+        last_position_record(&name).await["snapshot"]["tables"]
             .as_array()
             .is_some_and(|t| t
                 .iter()
@@ -400,7 +398,7 @@ async fn a_table_dropped_while_capture_was_down_mid_snapshot_is_skipped() {
     assert_eq!(keep.len(), 11);
     // The snapshot finishes without the dropped table (no progress left in the record).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !last_record().await["snapshot"].is_null() {
+    while !last_position_record(&name).await["snapshot"].is_null() {
         assert!(Instant::now() < deadline, "the snapshot never finished");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
