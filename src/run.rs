@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use binlake_core::{ChangeEvent, EventPosition, Flavor, ResumePosition, SchemaChange};
+use binlake_core::{ChangeEvent, EventPosition, Flavor, Op, ResumePosition, SchemaChange};
 use binlake_lake::status::Checkpoint;
 use binlake_lake::store::TableKind;
 use binlake_lake::table::Change;
@@ -327,17 +327,30 @@ impl Sink for LakeSink {
             let Some(state) = self.tables.get_mut(&name) else {
                 continue;
             };
-            let after = |done: &Option<EventPosition>| -> usize {
-                match done {
-                    None => 0,
-                    Some(p) => changes.partition_point(|c| c.event.source.position <= *p),
-                }
+            // What a table ahead of the checkpoint already holds: streamed changes up to
+            // the position it recorded. Snapshot rows are never skipped by position (a
+            // chunk read again carries new watermarks, or the same one on an idle
+            // source): the snapshot progress taken from the table's own record already
+            // leaves out what it holds.
+            let held = |done: &Option<EventPosition>| -> Option<Vec<Change>> {
+                let p = done.as_ref()?;
+                Some(
+                    changes
+                        .iter()
+                        .filter(|c| c.event.op == Op::Read || c.event.source.position > *p)
+                        .cloned()
+                        .collect(),
+                )
             };
-            let (from_c, from_r) = (after(&state.changes_done), after(&state.replica_done));
+            let (for_c, for_r) = (held(&state.changes_done), held(&state.replica_done));
+            let (for_c, for_r) = (
+                for_c.as_deref().unwrap_or(&changes),
+                for_r.as_deref().unwrap_or(&changes),
+            );
             // The file name says where the batch starts, so a replay that skips what a
             // table already holds never reuses the name of a committed file.
-            let start = changes
-                .get(from_c)
+            let start = for_c
+                .first()
                 .map(|c| {
                     let p = &c.event.source.position;
                     format!("{}-{}-{}", p.file, p.pos, p.row)
@@ -357,21 +370,13 @@ impl Sink for LakeSink {
                 .ok(),
             };
 
-            let stats = if from_c == from_r {
-                state
-                    .sink
-                    .apply(&changes[from_c..], &progress, true, true)
-                    .await?
+            let stats = if for_c.len() == for_r.len() {
+                state.sink.apply(for_c, &progress, true, true).await?
             } else {
-                let a = state
-                    .sink
-                    .apply(&changes[from_c..], &progress, true, false)
-                    .await?;
-                let b = state
-                    .sink
-                    .apply(&changes[from_r..], &progress, false, true)
-                    .await?;
-                a.merge(b)
+                // The replica first, as `apply` orders the two (see `roll_snapshot_forward`).
+                let r = state.sink.apply(for_r, &progress, false, true).await?;
+                let c = state.sink.apply(for_c, &progress, true, false).await?;
+                r.merge(c)
             };
             crate::telemetry::applied(&name, &stats);
             state.changes_done = None;

@@ -262,6 +262,53 @@ async fn snapshot_under_concurrent_writes_ends_equal_to_the_primary() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_truncate_during_the_snapshot_leaves_no_row_behind() {
+    let db = unique("it_snap_trunc");
+    let name = unique("itsnaptrunc");
+    let mut c = setup(&db).await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t SELECT seq, 0 FROM seq_1_to_6000")
+        .await
+        .unwrap();
+    // Small chunks and two readers: chunks read before the TRUNCATE wait in the window
+    // while it is streamed.
+    let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 25\nreaders = 2\n");
+    let proc = tokio::task::spawn_blocking(move || start(&cfg))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    c.query_drop("TRUNCATE TABLE t").await.unwrap();
+    c.query_drop("INSERT INTO t VALUES (7, 7), (6001, 1)")
+        .await
+        .unwrap();
+    let expected = primary_state(&mut c).await;
+    let topic = format!("{name}.{db}.t");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let values = wait_messages(&topic, 1, 30).await;
+        assert!(
+            values.iter().any(|v| v["op"] == "t"),
+            "the snapshot finished before the TRUNCATE; use more rows"
+        );
+        let got = replica_state(&values);
+        if got == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica never matched the primary: {} rows vs {}",
+            got.len(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(proc);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn kill_9_midway_resumes_from_the_recorded_chunk() {
     let db = unique("it_snap_kill");
     let name = unique("itsnapkill");

@@ -676,11 +676,18 @@ impl TableSink {
         } else {
             batch
         };
+        // The highest position, not the last change's: snapshot rows are placed at their
+        // chunk's high watermark, which may be below streamed changes before them.
+        let top = batch
+            .iter()
+            .map(|c| &c.event.source.position)
+            .max()
+            .unwrap_or(&last.event.source.position);
         let freshness = Freshness {
-            position: Some(last.event.source.position.to_string()),
-            file: Some(last.event.source.position.file.to_string()),
-            pos: last.event.source.position.pos,
-            row: last.event.source.position.row,
+            position: Some(top.to_string()),
+            file: Some(top.file.to_string()),
+            pos: top.pos,
+            row: top.row,
             source_ts_us: last.event.source.ts_us,
             resume: progress.resume.clone(),
             committed_at_us: 0,

@@ -12,6 +12,15 @@
 //! 2. `SELECT` the chunk;
 //! 3. **high** = the end of the binlog again.
 //!
+//! On MariaDB the chunk is read in a `START TRANSACTION WITH CONSISTENT SNAPSHOT`, whose
+//! binlog position the server names (`Binlog_snapshot_position`): the rows are the table
+//! exactly at that position, so low = high = it. This closes a race of the plain
+//! watermarks: the binlog end may already count a transaction that the engine has not
+//! committed yet, whose change a `SELECT` right after then misses while the window takes
+//! it as older than low. (MySQL names no such position; there the race stays, narrow.)
+//! A TRUNCATE in the window drops the whole chunk; any change of a keyless table in it
+//! (even of an empty one) has its pass read again.
+//!
 //! The chunk then waits in a window that also sees every row change the stream produces.
 //! A change of the same table at a binlog position after *low* whose key is in the chunk
 //! removes that row from the chunk: the stream carries a newer version (or the delete).
@@ -70,7 +79,7 @@
 //! read in one pass (`SELECT` of the whole table between the two watermarks, so memory
 //! grows with the table; a warning says so), and the pass counts only if no change of the
 //! table was logged between them, which makes the rows exactly the table at *high*.
-//! Otherwise it is read again ([`Ready::Retry`]). Until that pass is emitted, capture holds
+//! Otherwise it is read again. Until that pass is emitted, capture holds
 //! back the table's streamed changes: the pass reflects them, and without a key a consumer
 //! could not tell a row it already has from the same row in the snapshot. (For the same
 //! reason such tables are not snapshotted on demand.) Other tables are read meanwhile.
@@ -299,6 +308,7 @@ pub struct ChunkReader {
     estimates: Arc<HashMap<String, u64>>,
     opts: Arc<DebeziumOptions>,
     status_query: &'static str,
+    flavor: Flavor,
 }
 
 impl std::fmt::Debug for ChunkReader {
@@ -318,6 +328,13 @@ async fn snapshot_connection(source: &SourceConfig) -> Result<Conn> {
     conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4")
         .await
         .map_err(Error::query(&source.describe(), "SET time_zone"))?;
+    // Consistent snapshots need it (the server's default may be READ COMMITTED).
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(Error::query(
+            &source.describe(),
+            "SET TRANSACTION ISOLATION LEVEL",
+        ))?;
     Ok(conn)
 }
 
@@ -388,6 +405,7 @@ impl ChunkReader {
                 estimates: Arc::new(estimates),
                 opts,
                 status_query,
+                flavor,
             },
             tables,
         ))
@@ -402,6 +420,7 @@ impl ChunkReader {
             estimates: self.estimates.clone(),
             opts: self.opts.clone(),
             status_query: self.status_query,
+            flavor: self.flavor,
         })
     }
 
@@ -428,6 +447,31 @@ impl ChunkReader {
                 reason: format!("`{}` returned no position", self.status_query),
             })?;
         Ok(BinlogFilePos::new(file, pos))
+    }
+
+    /// The binlog position of the open consistent snapshot (MariaDB).
+    async fn snapshot_position(&mut self) -> Result<BinlogFilePos> {
+        let status: Vec<(String, String)> = self
+            .conn
+            .query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'")
+            .await
+            .map_err(Error::query("snapshot connection", "SHOW STATUS"))?;
+        let get = |name: &str| {
+            status
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        match (
+            get("Binlog_snapshot_file"),
+            get("Binlog_snapshot_position").and_then(|p| p.parse::<u64>().ok()),
+        ) {
+            (Some(file), Some(pos)) if !file.is_empty() => Ok(BinlogFilePos::new(file, pos)),
+            _ => Err(Error::Unexpected {
+                target: "snapshot connection".into(),
+                reason: "the server names no binlog position for the consistent snapshot (Binlog_snapshot_file)".into(),
+            }),
+        }
     }
 
     fn table(&self, table: &str) -> Result<Arc<TableSchema>> {
@@ -535,13 +579,35 @@ impl ChunkReader {
         if !keyless {
             let _ = write!(sql, " LIMIT {}", self.cfg.chunk_size);
         }
-        let low = self.binlog_end().await?;
-        let rows: Vec<mysql_async::Row> = self
-            .conn
-            .exec(&sql, params)
-            .await
-            .map_err(Error::query("snapshot connection", &sql))?;
-        let high = self.binlog_end().await?;
+        let (low, rows, high) = if self.flavor == Flavor::MariaDb {
+            // MariaDB names the binlog position of a consistent snapshot exactly: the
+            // chunk is the table at that point, so both watermarks are it. (The binlog end
+            // before a SELECT may count a transaction the engine has not committed yet,
+            // whose change the SELECT then misses while the window takes it as seen.)
+            self.conn
+                .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                .await
+                .map_err(Error::query("snapshot connection", "START TRANSACTION"))?;
+            let at = self.snapshot_position().await?;
+            let rows: Vec<mysql_async::Row> = self
+                .conn
+                .exec(&sql, params)
+                .await
+                .map_err(Error::query("snapshot connection", &sql))?;
+            self.conn
+                .query_drop("COMMIT")
+                .await
+                .map_err(Error::query("snapshot connection", "COMMIT"))?;
+            (at.clone(), rows, at)
+        } else {
+            let low = self.binlog_end().await?;
+            let rows: Vec<mysql_async::Row> = self
+                .conn
+                .exec(&sql, params)
+                .await
+                .map_err(Error::query("snapshot connection", &sql))?;
+            (low, rows, self.binlog_end().await?)
+        };
         let n = rows.len();
         let mut out = Vec::with_capacity(n);
         for r in rows {
@@ -961,7 +1027,7 @@ impl Snapshotter {
                     .window
                     .recent
                     .iter()
-                    .filter(|(at, t, k)| *at >= low && *t == name && keys.contains(k))
+                    .filter(|(at, t, k)| *at >= low && *t == name && touches(&chunk, &keys, k))
                     .map(|(_, _, k)| k.clone())
                     .collect();
                 lock(&self.plan).floors.remove(&chunk.slot);
@@ -994,10 +1060,17 @@ impl Snapshotter {
             binlake_core::position::binlog_file_sequence(&e.source.position.file).unwrap_or(0),
             e.source.position.pos,
         );
-        for row in [&e.before, &e.after].into_iter().flatten() {
-            let key = key_string(row, &e.table.primary_key);
+        let keys: Vec<String> = match e.op {
+            Op::Truncate => vec![ALL_ROWS.to_string()],
+            _ => [&e.before, &e.after]
+                .into_iter()
+                .flatten()
+                .map(|row| key_string(row, &e.table.primary_key))
+                .collect(),
+        };
+        for key in keys {
             for c in w.waiting.iter_mut() {
-                if at >= c.low && c.keys.contains(&key) && is_table(&c.name, &e.table) {
+                if at >= c.low && is_table(&c.name, &e.table) && touches(&c.chunk, &c.keys, &key) {
                     c.changed.insert(key.clone());
                 }
             }
@@ -1055,11 +1128,14 @@ impl Snapshotter {
             drop(plan);
             let first = self.begun.insert(name.clone());
             let pk = &table.primary_key;
-            let rows: Vec<Row> = chunk
-                .rows
-                .into_iter()
-                .filter(|r| !changed.contains(&key_string(r, pk)))
-                .collect();
+            let rows: Vec<Row> = match changed.contains(ALL_ROWS) {
+                true => Vec::new(),
+                false => chunk
+                    .rows
+                    .into_iter()
+                    .filter(|r| !changed.contains(&key_string(r, pk)))
+                    .collect(),
+            };
             let events = read_events(
                 &table,
                 rows,
@@ -1076,6 +1152,16 @@ impl Snapshotter {
             });
         }
     }
+}
+
+/// The key a TRUNCATE stands for in the window: every row of its table.
+const ALL_ROWS: &str = "\u{0}all rows";
+
+/// Whether a change of `key` makes rows of a chunk (with `keys`) out of date: a change of
+/// one of its keys, a TRUNCATE, or any change of a keyless table (whose pass, even an
+/// empty one, must then be read again).
+fn touches(chunk: &Chunk, keys: &HashSet<String>, key: &str) -> bool {
+    key == ALL_ROWS || chunk.table.primary_key.is_empty() || keys.contains(key)
 }
 
 /// Whether `name` (`db.table`) names `t`, without building its name.
