@@ -95,6 +95,16 @@ impl AltMariaDb {
     }
 
     /// An admin connection.
+    /// The private instance on port 13318 with `binlog_row_metadata = MINIMAL`: table maps
+    /// without column names, so rows are decoded with the schema history.
+    pub async fn minimal() -> AltMariaDb {
+        tokio::task::spawn_blocking(|| {
+            AltMariaDb::start("minimal", 13318, "binlog_row_metadata = MINIMAL")
+        })
+        .await
+        .unwrap()
+    }
+
     pub async fn admin(&self) -> mysql_async::Conn {
         let url = format!(
             "mysql://binlake_admin:binlake-admin@127.0.0.1:{}",

@@ -914,11 +914,7 @@ async fn without_full_row_metadata_a_restart_decodes_older_rows_with_their_schem
     // Table maps without column names: rows are decoded with the schema history. Capture
     // stops, then a row is written and the table changed; the restarted capture must decode
     // that row with the schema of its time (restored from Kafka), not today's.
-    let alt = tokio::task::spawn_blocking(|| {
-        crate::alt_mariadb::AltMariaDb::start("minimal", 13318, "binlog_row_metadata = MINIMAL")
-    })
-    .await
-    .unwrap();
+    let alt = crate::alt_mariadb::AltMariaDb::minimal().await;
     let mut c = alt.admin().await;
     let db = unique("it_hist");
     let name = unique("ithist");
@@ -980,11 +976,7 @@ async fn a_table_created_outside_the_captured_databases_is_known_after_a_restart
     // the table is renamed into scope, a row written and the columns changed. The restarted
     // capture decodes that row with the table's schema at the rename, which only the
     // history kept from before the stop knows (table maps carry no column names here).
-    let alt = tokio::task::spawn_blocking(|| {
-        crate::alt_mariadb::AltMariaDb::start("minimal", 13318, "binlog_row_metadata = MINIMAL")
-    })
-    .await
-    .unwrap();
+    let alt = crate::alt_mariadb::AltMariaDb::minimal().await;
     let mut c = alt.admin().await;
     let db = unique("it_hist_in");
     let other = format!("{db}_x");

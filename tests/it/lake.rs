@@ -1134,11 +1134,7 @@ async fn run_without_full_row_metadata_restarts_with_the_schemas_of_its_checkpoi
     // As capture's test: table maps without column names, a row written while `run` is
     // stopped, then a change of columns. The restarted run decodes the row with the schema
     // history kept with its checkpoint, not today's schema.
-    let alt = tokio::task::spawn_blocking(|| {
-        crate::alt_mariadb::AltMariaDb::start("minimal", 13318, "binlog_row_metadata = MINIMAL")
-    })
-    .await
-    .unwrap();
+    let alt = crate::alt_mariadb::AltMariaDb::minimal().await;
     let mut c = alt.admin().await;
     let db = unique("it_runhist");
     let name = unique("itrunhist");
