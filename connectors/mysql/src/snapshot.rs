@@ -1356,6 +1356,7 @@ fn to_mysql(v: &Value, ty: &ColumnType) -> mysql_async::Value {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn plan(tables: &[&str]) -> Plan {

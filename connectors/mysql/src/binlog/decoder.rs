@@ -183,6 +183,8 @@ pub struct Decoder {
     /// A MySQL GTID seen, waiting for the BEGIN or DDL it belongs to.
     pending_gtid: Option<(Gtid, i64)>,
     gtid_state: Option<ResumePosition>,
+    /// Whether a transaction was committed since the start (or the last reset).
+    committed: bool,
     unknown: BTreeMap<u8, u64>,
     verify_checksums: bool,
     /// `server_id` in the header of the event being fed.
@@ -224,6 +226,7 @@ impl Decoder {
             txn: None,
             pending_gtid: None,
             gtid_state,
+            committed: false,
             unknown: BTreeMap::new(),
             verify_checksums: true,
             server_id: 0,
@@ -239,6 +242,7 @@ impl Decoder {
         self.txn = None;
         self.pending_gtid = None;
         self.gtid_state = gtid_state;
+        self.committed = false;
     }
 
     /// Counts of event types that binlake does not know, by type code.
@@ -452,8 +456,23 @@ impl Decoder {
                     )))?;
                 }
             }
-            EventData::PreviousGtidsEvent(_)
-            | EventData::StopEvent
+            // At the start of each file: every GTID before it. Taken as the state only when
+            // reading starts at a file's beginning (offline, or a file:pos of 4); later
+            // files' events add nothing to a state kept since.
+            EventData::PreviousGtidsEvent(e) => {
+                if self.gtid_state.is_none() && !self.committed {
+                    let mut set = MysqlGtidSet::new();
+                    for sid in e.sids() {
+                        let uuid = uuid::Uuid::from_bytes(sid.uuid());
+                        let tag = sid.tag().map(|t| t.to_string());
+                        for iv in sid.intervals().iter().filter(|iv| iv.end() > iv.start()) {
+                            set.add_interval(uuid, tag.as_deref(), iv.start(), iv.end() - 1);
+                        }
+                    }
+                    self.gtid_state = Some(ResumePosition::MysqlGtids(set));
+                }
+            }
+            EventData::StopEvent
             | EventData::IntvarEvent(_)
             | EventData::RandEvent(_)
             | EventData::UserVarEvent(_)
@@ -540,13 +559,15 @@ impl Decoder {
                 self.gtid_state = Some(ResumePosition::MariaDbGtids(p));
             }
             (Some(ResumePosition::MysqlGtids(s)), Some(Gtid::Mysql(g))) => s.add(g),
-            (None, Some(Gtid::Mysql(g))) => {
-                let mut s = MysqlGtidSet::new();
-                s.add(g);
-                self.gtid_state = Some(ResumePosition::MysqlGtids(s));
-            }
+            // One GTID is not the executed set (resuming from it would ask the server for
+            // its whole history): positions stay file:pos until a start position or a
+            // Previous_gtids event gives the whole set.
+            (None, Some(Gtid::Mysql(_))) => {}
+            // A transaction without a GTID is in no set: a set would never move past it.
+            (Some(ResumePosition::MysqlGtids(_)), None) => self.gtid_state = None,
             _ => {}
         }
+        self.committed = true;
         let file_pos = BinlogFilePos::new(
             self.file.to_string(),
             if end > 0 { end } else { self.next_pos },

@@ -171,4 +171,65 @@ mod tests {
         let err = r.unwrap_err().to_string();
         assert!(err.contains("binlog_row_metadata"), "{err}");
     }
+
+    /// The resume position of each commit; `without_previous_gtids` drops the file's
+    /// Previous_gtids event, as when a stream starts in the middle of a file.
+    fn commit_positions(name: &str, without_previous_gtids: bool) -> Option<Vec<String>> {
+        let path = fixture(name)?;
+        let mut d = Decoder::new(
+            Flavor::Mysql,
+            Filter::default().with_system_schemas(),
+            Box::new(SchemaHistory::with_flavor(Flavor::Mysql)),
+            name,
+            None,
+        );
+        let mut input = BufReader::new(File::open(path).unwrap());
+        BinlogFileHeader::read(&mut input).unwrap();
+        let mut reader = EventStreamReader::new(BinlogVersion::Version4);
+        let mut out = Vec::new();
+        while let Some(event) = reader.read(&mut input).unwrap() {
+            if without_previous_gtids && event.header().event_type_raw() == 35 {
+                continue;
+            }
+            let fed = d.feed(&event, &mut |item| {
+                if let BinlogItem::Commit(c) = item {
+                    out.push(c.resume().to_string());
+                }
+                Ok(())
+            });
+            if fed.is_err() {
+                break;
+            }
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn gtid_sets_are_positions_only_when_whole() {
+        const UUID: &str = "006c2cf2-b1ea-11e4-9057-8c705a3d3e78";
+        // From the file's start, Previous_gtids gives the set before it: each commit's
+        // position is the whole executed set.
+        let Some(whole) = commit_positions("binlog_transaction_with_GTID.000001", false) else {
+            return;
+        };
+        assert!(whole.len() >= 3, "{whole:?}");
+        for (i, p) in whole.iter().enumerate() {
+            let want = match i {
+                0 => format!("gtid:{UUID}:1"),
+                _ => format!("gtid:{UUID}:1-{}", i + 1),
+            };
+            assert_eq!(p, &want);
+        }
+        // From the middle of a file, one GTID is not the executed set: file positions.
+        let mid = commit_positions("binlog_transaction_with_GTID.000001", true).unwrap();
+        assert_eq!(mid.len(), whole.len());
+        assert!(mid.iter().all(|p| p.starts_with("file:")), "{mid:?}");
+        // Anonymous transactions are in no GTID set: file positions after them.
+        let anonymous = commit_positions("json.binlog.000001", false).unwrap();
+        assert!(!anonymous.is_empty());
+        assert!(
+            anonymous.iter().all(|p| p.starts_with("file:")),
+            "{anonymous:?}"
+        );
+    }
 }

@@ -7,10 +7,16 @@
 //! - from a MariaDB GTID position: `SET @mariadb_slave_capability=4`,
 //!   `SET @slave_connect_state='d-s-n,…'`, `SET @slave_gtid_strict_mode=1`, then a dump
 //!   request without a file name: the server sends exactly the transactions after it;
-//! - from the current end of the binlog: the server's GTID position (MariaDB) or file:pos.
+//! - from a MySQL GTID set: `COM_BINLOG_DUMP_GTID` with the set (intervals on the wire
+//!   end one past their last transaction, as MySQL writes them in its Previous_gtids
+//!   events): the server sends every transaction not in the set;
+//! - from the current end of the binlog: the server's GTID position (MariaDB), its
+//!   `@@gtid_executed` (MySQL with `gtid_mode=ON`), or else file:pos.
 //!
-//! MySQL GTID sets (`COM_BINLOG_DUMP_GTID`) are not wired yet: from MySQL, start from a
-//! file:pos.
+//! Tagged MySQL GTIDs (8.4) are not sent: a set with tags is refused with an error that
+//! says to start from a file:pos (its wire format could not be checked against a server).
+//! No MySQL server runs in the tests (Debian ships MariaDB only): the MySQL request is
+//! checked byte for byte against a Previous_gtids event written by MySQL, not live.
 //!
 //! Every connection sets a heartbeat period, so an idle primary still proves the
 //! connection alive, and asks for checksums (`@master_binlog_checksum`), which the
@@ -35,10 +41,11 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use binlake_core::{BinlogFilePos, Flavor, ResumePosition};
+use binlake_core::{BinlogFilePos, Flavor, MysqlGtidSet, ResumePosition};
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
+use mysql_common::packets::{GnoInterval, Sid};
 
 use super::decoder::{BinlogItem, Decoder, SchemaLookup};
 use super::filter::Filter;
@@ -108,6 +115,11 @@ impl BinlogReader {
             StartFrom::Position(p) => p,
             StartFrom::End => match (&info.flavor, &info.gtid_position, &info.binlog_position) {
                 (Flavor::MariaDb, Some(p @ ResumePosition::MariaDbGtids(_)), _) => p.clone(),
+                (Flavor::Mysql, Some(p @ ResumePosition::MysqlGtids(set)), _)
+                    if dump_gtid_sids(set).is_ok() =>
+                {
+                    p.clone()
+                }
                 (_, _, Some(fp)) => ResumePosition::File(fp.clone()),
                 _ => {
                     return Err(Error::Unexpected {
@@ -194,15 +206,18 @@ impl BinlogReader {
                 conn.get_binlog_stream(req).await
             }
             ResumePosition::MariaDbGtids(_) => {
-                conn.get_binlog_stream(BinlogStreamRequest::new(server_id)).await
+                conn.get_binlog_stream(BinlogStreamRequest::new(server_id))
+                    .await
             }
             ResumePosition::MysqlGtids(set) => {
-                return Err(Error::Unexpected {
-                    target,
-                    reason: format!(
-                        "resuming MySQL from a GTID set ({set}) is not supported yet; start from a binlog file:pos"
-                    ),
-                });
+                let sids = dump_gtid_sids(set).map_err(|reason| Error::Unexpected {
+                    target: target.clone(),
+                    reason,
+                })?;
+                let req = BinlogStreamRequest::new(server_id)
+                    .with_gtid()
+                    .with_gtid_set(sids);
+                conn.get_binlog_stream(req).await
             }
         }
         .map_err(|e| stream_error(&self.cfg, &self.resume, e))?;
@@ -342,6 +357,25 @@ impl BinlogReader {
 
 /// Classifies a stream error, turning the server's "position purged" into an actionable,
 /// definite error.
+/// The source ids of a MySQL GTID set as `COM_BINLOG_DUMP_GTID` carries them: intervals
+/// end one past their last transaction. Tagged sets are refused (see the module docs).
+fn dump_gtid_sids(set: &MysqlGtidSet) -> std::result::Result<Vec<Sid<'static>>, String> {
+    let mut sids: Vec<(uuid::Uuid, Sid<'static>)> = Vec::new();
+    for (uuid, tag, start, end) in set.iter_intervals() {
+        if let Some(tag) = tag {
+            return Err(format!(
+                "resuming MySQL from a GTID set with tagged GTIDs (`{uuid}:{tag}`) is not supported; start from a binlog file:pos"
+            ));
+        }
+        let interval = GnoInterval::new(start, end.saturating_add(1));
+        match sids.last_mut() {
+            Some((u, sid)) if *u == uuid => *sid = sid.clone().with_interval(interval),
+            _ => sids.push((uuid, Sid::new(*uuid.as_bytes()).with_interval(interval))),
+        }
+    }
+    Ok(sids.into_iter().map(|(_, sid)| sid).collect())
+}
+
 fn stream_error(cfg: &SourceConfig, resume: &ResumePosition, e: mysql_async::Error) -> Error {
     let msg = e.to_string();
     let lower = msg.to_ascii_lowercase();
@@ -378,5 +412,78 @@ fn stream_error(cfg: &SourceConfig, resume: &ResumePosition, e: mysql_async::Err
             query: "binlog dump".into(),
             reason: msg,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use mysql_common::packets::ComBinlogDumpGtid;
+    use mysql_common::proto::MySerialize;
+
+    use super::*;
+
+    /// The sid block of a `COM_BINLOG_DUMP_GTID` for `set`: the count, then each source id.
+    fn sid_block(set: &str) -> Vec<u8> {
+        let sids = dump_gtid_sids(&set.parse().unwrap()).unwrap();
+        let mut buf = Vec::new();
+        ComBinlogDumpGtid::new(7)
+            .with_sids(sids)
+            .serialize(&mut buf);
+        // command (1), flags (2), server id (4), file name length (4, empty), position (8),
+        // sid block length (4).
+        let block = buf.split_off(23);
+        assert_eq!(
+            u32::from_le_bytes(buf[19..23].try_into().unwrap()) as usize,
+            block.len()
+        );
+        block
+    }
+
+    #[test]
+    fn gtid_sets_go_on_the_wire_with_exclusive_ends() {
+        const U1: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        const U2: &str = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let block = sid_block(&format!("{U2}:9,{U1}:1-4:7-8"));
+        let mut want = 2u64.to_le_bytes().to_vec();
+        want.extend(uuid::Uuid::parse_str(U1).unwrap().as_bytes());
+        for n in [2u64, 1, 5, 7, 9] {
+            want.extend(n.to_le_bytes());
+        }
+        want.extend(uuid::Uuid::parse_str(U2).unwrap().as_bytes());
+        for n in [1u64, 9, 10] {
+            want.extend(n.to_le_bytes());
+        }
+        assert_eq!(block, want);
+        assert_eq!(sid_block(""), 0u64.to_le_bytes());
+        let tagged = format!("{U1}:1-3:tag_a:1").parse().unwrap();
+        let err = dump_gtid_sids(&tagged).unwrap_err();
+        assert!(err.contains("tagged") && err.contains("file:pos"), "{err}");
+    }
+
+    /// MySQL writes a GTID set in its Previous_gtids events exactly as the dump request
+    /// carries it: the request for that set must be the same bytes.
+    #[test]
+    fn gtid_set_bytes_equal_those_mysql_writes() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/binlogs/transaction_compression.000001");
+        let Ok(file) = std::fs::read(&path) else {
+            eprintln!("skipped: fixture {} is not there", path.display());
+            return;
+        };
+        let mut at = 4;
+        let body = loop {
+            let size = u32::from_le_bytes(file[at + 9..at + 13].try_into().unwrap()) as usize;
+            if file[at + 4] == 35 {
+                // Header (19 bytes) before, CRC32 (4 bytes) after.
+                break &file[at + 19..at + size - 4];
+            }
+            at += size;
+        };
+        assert_eq!(
+            sid_block("357df524-4139-11ee-9979-b033ee13919e:1"),
+            body,
+            "the fixture's Previous_gtids event holds 357df524-4139-11ee-9979-b033ee13919e:1"
+        );
     }
 }
