@@ -1454,6 +1454,7 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
         .collect();
     let store = t.log_store().object_store(None);
     let now = now_us() / 1000;
+    let next_version = snapshot.version() + 1;
     let mut actions = Vec::new();
     for (path, size, pv) in files {
         let bytes = read_object(&store, &path).await?;
@@ -1490,7 +1491,13 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
             .rsplit_once('/')
             .map(|(d, _)| format!("{d}/"))
             .unwrap_or_default();
-        let new_path = format!("{dir}widened-{}.parquet", uuid::Uuid::new_v4().simple());
+        // A replica file keeps its bucket in its name: applying changes finds a bucket's
+        // rows by it (a file without one would keep its old rows beside their updates).
+        let name = match bucket_of(&path) {
+            Some(b) => bucket_file(b, next_version),
+            None => format!("widened-{}.parquet", uuid::Uuid::new_v4().simple()),
+        };
+        let new_path = format!("{dir}{name}");
         let new_size = encoded.len() as i64;
         store
             .put(&Path::from(new_path.as_str()), encoded.into())
