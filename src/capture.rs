@@ -543,6 +543,10 @@ async fn pump<S: Sink>(
     let mut stopping: Option<Instant> = None;
     let mut caught_up = false;
     let mut read_counts = ReadCounts::default();
+    // Tables a DDL of the open source transaction changed the rows of, to read again
+    // when no snapshot runs; and whether the snapshot's plan changed with the DDL.
+    let mut reread: Vec<String> = Vec::new();
+    let mut replanned = false;
     // Snapshot requests (`binlake snapshot`) are looked for this often.
     let mut signals = tokio::time::interval(Duration::from_secs(2));
     signals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -651,7 +655,18 @@ async fn pump<S: Sink>(
                                 *per_table.entry(e.table.qualified_name()).or_default() += 1;
                             }
                         }
-                        BinlogItem::SchemaChange(s) => writer.write_schema_change(&s).await?,
+                        BinlogItem::SchemaChange(s) => {
+                            writer.write_schema_change(&s).await?;
+                            match snapshot.as_mut() {
+                                Some(run) => {
+                                    replanned |= run.snap.schema_changed(&s.tables, cfg.snapshot.reread_on_schema_change);
+                                }
+                                None if cfg.snapshot.reread_on_schema_change => {
+                                    reread.extend(s.tables.iter().filter(|t| t.rewrites_rows).map(|t| format!("{}.{}", t.database, t.table)));
+                                }
+                                None => {}
+                            }
+                        }
                         BinlogItem::SchemaHistory(h) => writer.write_schema_history(&h).await?,
                         BinlogItem::Commit(c) => {
                             in_source_txn = false;
@@ -666,6 +681,17 @@ async fn pump<S: Sink>(
                             });
                             if let Some(s) = snapshot.as_mut() {
                                 s.snap.observe_position(&c.file_pos);
+                            }
+                            if !reread.is_empty() || replanned {
+                                reread_after_ddl(cfg, flavor, &mut snapshot, writer, std::mem::take(&mut reread)).await?;
+                                replanned = false;
+                                // Recorded with the DDL's position, before any of the rows.
+                                commit(writer, &mut pending, last).await?;
+                                batch.committed();
+                                if snapshot.is_none() && cfg.snapshot.mode == SnapshotMode::InitialOnly {
+                                    // The DDL dropped the last table left to read.
+                                    return finish(writer, &mut pending, last).await;
+                                }
                             }
                             if stopping.is_some() {
                                 return finish(writer, &mut pending, last).await;
@@ -813,6 +839,30 @@ async fn add_requested<S: Sink>(
     } else {
         writer.set_snapshot_state(serde_json::to_value(run.snap.progress()).ok());
     }
+    Ok(())
+}
+
+/// After a DDL: starts a snapshot of the tables whose existing rows it changed (`tables`,
+/// when none runs; its readers load the schemas the server has now), and records what
+/// the snapshot has left with the DDL's commit.
+async fn reread_after_ddl<S: Sink>(
+    cfg: &Config,
+    flavor: Flavor,
+    snapshot: &mut Option<SnapshotRun>,
+    writer: &mut S,
+    tables: Vec<String>,
+) -> Result<(), CaptureError> {
+    if !tables.is_empty() {
+        add_requested(cfg, flavor, snapshot, writer, tables).await?;
+    }
+    let state = snapshot
+        .as_ref()
+        .filter(|run| !run.snap.is_done())
+        .and_then(|run| serde_json::to_value(run.snap.progress()).ok());
+    if state.is_none() {
+        *snapshot = None;
+    }
+    writer.set_snapshot_state(state);
     Ok(())
 }
 

@@ -197,6 +197,7 @@ def expected_config(v, comp):
             "mode": v["snapshot"]["mode"],
             "chunk_size": v["snapshot"]["chunkSize"],
             "readers": v["snapshot"]["readers"],
+            "reread_on_schema_change": v["snapshot"]["rereadOnSchemaChange"],
         }
     if "lake" in sections:
         lk = v["lake"]

@@ -543,6 +543,59 @@ async fn run_snapshots_a_table_on_request_while_it_streams() {
     drop(p);
 }
 
+/// A DDL that gives existing rows values without row events (a column added with a
+/// default, a generated column) has the table read again while writes go on; a DDL
+/// that leaves the rows as they were (a nullable column, a wider type) does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_reads_a_table_again_after_a_ddl_that_changes_its_rows() {
+    let db = unique("it_lake_reread");
+    let name = unique("itlakereread");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &[
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)",
+            "CREATE TABLE u (id INT PRIMARY KEY, v INT)",
+        ],
+    )
+    .await;
+    c.query_drop("INSERT INTO t SELECT seq, 0 FROM seq_1_to_300")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO u SELECT seq, seq FROM seq_1_to_10")
+        .await
+        .unwrap();
+    let cfg = lake_config(&name, &db, &root, "[snapshot]\nchunk_size = 50\n");
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    wait_equal(&lake, &db, "u", "id", Duration::from_secs(60)).await;
+    // Then an update of a row written before: found in its widened file, not duplicated.
+    c.query_drop("ALTER TABLE u ADD COLUMN n INT, MODIFY v BIGINT")
+        .await
+        .unwrap();
+    let writes = tokio::spawn(crate::snapshot::churn(db.clone(), 600));
+    c.query_drop(
+        "ALTER TABLE t ADD COLUMN d INT NOT NULL DEFAULT 7, ADD COLUMN g BIGINT AS (id * 2) STORED, ADD COLUMN s VARCHAR(3) DEFAULT 'abc'",
+    )
+    .await
+    .unwrap();
+    writes.await.unwrap();
+    c.query_drop("UPDATE u SET v = v + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    wait_equal(&lake, &db, "u", "id", Duration::from_secs(60)).await;
+    // u was read once (the initial snapshot); t again after its DDL.
+    let reads = |table: &str| {
+        format!("SELECT count(*) AS n FROM \"{db}\".\"{table}__changes\" WHERE __op = 'r'")
+    };
+    let n = |b: &[RecordBatch]| render(b, &["n".into()])[0][0].parse::<usize>().unwrap();
+    assert_eq!(n(&query(&lake, &reads("u")).await), 10);
+    assert!(n(&query(&lake, &reads("t")).await) > 300);
+    drop(p);
+}
+
 /// The Python venv with duckdb, pyarrow and deltalake (tests/services/python.sh).
 fn python() -> String {
     std::env::var("BINLAKE_PYTHON").unwrap_or_else(|_| {

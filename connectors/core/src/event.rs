@@ -213,4 +213,9 @@ pub struct TableChange {
     pub schema: Option<Arc<TableSchema>>,
     /// The table's default character set, when known.
     pub charset: Option<String>,
+    /// The statement changed values of rows already in the table, which the binlog does
+    /// not carry as row changes: a column added with a value (a non-NULL `DEFAULT`,
+    /// `NOT NULL`, generated, `AUTO_INCREMENT`), or a column's type or nullability
+    /// changed. A replica must read the table again to match the primary.
+    pub rewrites_rows: bool,
 }

@@ -132,6 +132,9 @@ pub struct SchemaHistory {
     /// `@@character_set_server`, the default of databases created without a charset.
     server_charset: Option<String>,
     lower_case_table_names: bool,
+    /// The tables whose existing rows the last statement applied changed (see
+    /// `TableChange::rewrites_rows`); set by each `apply_ddl`.
+    rewritten: Vec<(String, String)>,
 }
 
 impl Default for SchemaHistory {
@@ -169,6 +172,7 @@ impl SchemaHistory {
             databases: BTreeMap::new(),
             server_charset: None,
             lower_case_table_names: false,
+            rewritten: Vec::new(),
         }
     }
 
@@ -245,6 +249,7 @@ impl SchemaHistory {
         ddl: &str,
     ) -> Result<Vec<(String, String)>, String> {
         let mut touched = Vec::new();
+        self.rewritten.clear();
         let result =
             parse_statement(ddl, &mut touched).and_then(|stmt| self.apply(default_db, stmt));
         result.map_err(|reason| {
@@ -377,6 +382,7 @@ impl SchemaHistory {
                             unique_keys: Vec::new(),
                             charset,
                             flavor: self.flavor,
+                            rewrites: false,
                         };
                         let fail = |e: String| format!("{}.{}: {e}", key.0, key.1);
                         // Keys may name columns defined after them.
@@ -521,6 +527,7 @@ impl SchemaHistory {
             unique_keys: entry.unique_keys.clone(),
             charset: self.table_charset(&key),
             flavor: self.flavor,
+            rewrites: false,
         };
         let mut new_key = key.clone();
         let mut copies = Vec::new();
@@ -565,6 +572,9 @@ impl SchemaHistory {
                     absorbed.push(self.resolve(default_db, &from))
                 }
             }
+        }
+        if work.rewrites {
+            self.rewritten.push(new_key.clone());
         }
         let entry = work.into_entry(&new_key).map_err(fail)?;
         let mut changed = Vec::new();
@@ -626,6 +636,7 @@ impl crate::binlog::SchemaLookup for SchemaHistory {
                         kind,
                         schema: entry.map(|e| std::sync::Arc::new(e.schema.clone())),
                         charset: entry.map(|_| self.table_charset(&key)),
+                        rewrites_rows: entry.is_some() && self.rewritten.contains(&key),
                         database: key.0,
                         table: key.1,
                     }
@@ -647,6 +658,8 @@ struct Work {
     unique_keys: Vec<UniqueKey>,
     charset: String,
     flavor: Flavor,
+    /// A change so far gives existing rows new values (see `TableChange::rewrites_rows`).
+    rewrites: bool,
 }
 
 impl Work {
@@ -685,6 +698,7 @@ impl Work {
             return Err(format!("column {} is defined twice", def.name));
         }
         let column = self.column(&def)?;
+        self.rewrites |= def.fills;
         self.insert_at(column, pos, self.columns.len())?;
         self.column_keys(&def);
         Ok(())
@@ -822,7 +836,10 @@ impl Work {
             ));
         }
         let column = self.column(&def)?;
-        self.columns.remove(i);
+        let was = self.columns.remove(i);
+        // A narrower or other type converts the stored values; NOT NULL turns NULLs into
+        // the type's default.
+        self.rewrites |= !keeps_values(&was.ty, &column.ty) || (was.nullable && !column.nullable);
         self.insert_at(column, pos, i)?;
         self.rename_in_keys(old, &def.name);
         self.column_keys(&def);
@@ -1372,6 +1389,93 @@ fn geometry(kind: &str) -> Declared {
     Declared::Plain(ColumnType::Geometry { kind: kind.into() })
 }
 
+/// Whether `MODIFY`ing a column from `old` to `new` leaves every stored value as it reads:
+/// the same type, or a wider one of the same family (more integer bits, more decimal
+/// digits on both sides of the point, FLOAT to DOUBLE, more fractional seconds, longer
+/// text in the same charset, members appended to an ENUM or SET). Fixed-length types
+/// read differently once padded to another length.
+fn keeps_values(old: &ColumnType, new: &ColumnType) -> bool {
+    use ColumnType as T;
+    use StringKind as K;
+    // Variable-length kinds by capacity; CHAR/BINARY are fixed.
+    let rank = |k: &K| match k {
+        K::Char | K::VarChar => 0,
+        K::Tiny => 1,
+        K::Text => 2,
+        K::Medium => 3,
+        K::Long => 4,
+    };
+    let longer = |(ok, ol): (&K, u32), (nk, nl): (&K, u32), fixed_pads: bool| match (ok, nk) {
+        (K::Char, K::Char) => !fixed_pads && nl >= ol || nl == ol,
+        (_, K::Char) => false,
+        (K::Char | K::VarChar, K::VarChar) => nl >= ol,
+        (K::Char | K::VarChar, _) => true,
+        (_, K::VarChar) => false,
+        _ => rank(nk) >= rank(ok),
+    };
+    match (old, new) {
+        _ if old == new => true,
+        (
+            T::Integer {
+                bits: ob,
+                unsigned: ou,
+            },
+            T::Integer {
+                bits: nb,
+                unsigned: nu,
+            },
+        ) => (ou == nu && nb >= ob) || (*ou && !nu && nb > ob),
+        (T::Float, T::Double) => true,
+        (
+            T::Decimal {
+                precision: op,
+                scale: os,
+            },
+            T::Decimal {
+                precision: np,
+                scale: ns,
+            },
+        ) => ns >= os && np.saturating_sub(*ns) >= op.saturating_sub(*os),
+        (T::Time { fsp: o }, T::Time { fsp: n })
+        | (T::DateTime { fsp: o }, T::DateTime { fsp: n })
+        | (T::Timestamp { fsp: o }, T::Timestamp { fsp: n }) => n >= o,
+        (
+            T::String {
+                kind: ok,
+                length: ol,
+                charset: oc,
+            },
+            T::String {
+                kind: nk,
+                length: nl,
+                charset: nc,
+            },
+        ) => oc == nc && longer((ok, *ol), (nk, *nl), false),
+        (
+            T::Bytes {
+                kind: ok,
+                length: ol,
+            },
+            T::Bytes {
+                kind: nk,
+                length: nl,
+            },
+        ) => longer((ok, *ol), (nk, *nl), true),
+        (T::Enum { members: o }, T::Enum { members: n })
+        | (T::Set { members: o }, T::Set { members: n }) => n.starts_with(o),
+        _ => false,
+    }
+}
+
+/// `NULL` (or `(NULL)`) as a `DEFAULT`.
+fn is_null_literal(e: &Expr) -> bool {
+    match e {
+        Expr::Value(v) => matches!(v.value, sqlparser::ast::Value::Null),
+        Expr::Nested(inner) => is_null_literal(inner),
+        _ => false,
+    }
+}
+
 fn object_name_text(name: &ObjectName) -> String {
     name.0
         .iter()
@@ -1464,6 +1568,10 @@ struct ColumnDef {
     primary: bool,
     /// Inline `UNIQUE [KEY]` (or `SERIAL`, `SERIAL DEFAULT VALUE`).
     unique: bool,
+    /// Rows already in the table get a value other than NULL when the column is added:
+    /// a non-NULL `DEFAULT`, `NOT NULL` (the type's implicit default), generated,
+    /// `AUTO_INCREMENT`.
+    fills: bool,
 }
 
 impl ColumnDef {
@@ -1842,12 +1950,14 @@ impl Sql<'_> {
             null: None,
             primary: false,
             unique: ty.serial,
+            fills: ty.serial,
             ty,
         };
         while !self.at_column_end() {
             self.column_attribute(&mut def)
                 .map_err(|e| format!("column {}: {e}", def.name))?;
         }
+        def.fills |= def.null == Some(false) || def.primary;
         Ok(def)
     }
 
@@ -1886,6 +1996,7 @@ impl Sql<'_> {
             // NOT NULL AUTO_INCREMENT UNIQUE
             def.ty.serial = true;
             def.unique = true;
+            def.fills = true;
         } else if self.eat_all(&["NOT", "SECONDARY"]) {
         } else if self.is_any(&["WITH", "WITHOUT"])
             && self
@@ -1912,11 +2023,21 @@ impl Sql<'_> {
                 // `DEFAULT 'x' COLLATE c`: the collation is the column's.
                 Some(ColumnOption::Default(Expr::Collate { collation, .. })) => {
                     def.collation = Some(object_name_text(&collation));
+                    def.fills = true;
                 }
+                Some(ColumnOption::Default(e)) => def.fills |= !is_null_literal(&e),
                 Some(ColumnOption::Generated {
                     generation_expr: None,
                     ..
                 }) => return Err("only generated columns with an expression are supported".into()),
+                Some(ColumnOption::Generated { .. }) => def.fills = true,
+                Some(ColumnOption::DialectSpecific(tokens))
+                    if tokens.iter().any(|t| {
+                        matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case("AUTO_INCREMENT"))
+                    }) =>
+                {
+                    def.fills = true;
+                }
                 Some(_) => {}
                 None => return Err(self.unexpected("in the column definition")),
             }
@@ -2822,6 +2943,74 @@ mod tests {
 
     fn key(db: &str, t: &str) -> (String, String) {
         (db.into(), t.into())
+    }
+
+    #[test]
+    fn statements_that_change_existing_rows_say_so() {
+        use crate::binlog::SchemaLookup;
+        let mut h = SchemaHistory::with_flavor(Flavor::MariaDb);
+        apply(
+            &mut h,
+            "CREATE TABLE t (id INT PRIMARY KEY, a INT, b VARCHAR(5))",
+        );
+        let mut rewrites = |ddl: &str| {
+            // (A statement that leaves the schema as it was changes no table.)
+            let changes = SchemaLookup::apply_ddl(&mut h, "d", ddl);
+            assert!(changes.len() <= 1, "{ddl}");
+            changes.first().is_some_and(|c| c.rewrites_rows)
+        };
+        for (ddl, want) in [
+            ("ALTER TABLE t ADD COLUMN c1 INT", false),
+            ("ALTER TABLE t ADD COLUMN c2 INT NULL DEFAULT NULL", false),
+            ("ALTER TABLE t ADD c3 VARCHAR(3) DEFAULT (NULL)", false),
+            ("ALTER TABLE t ADD COLUMN c4 INT DEFAULT 5", true),
+            (
+                "ALTER TABLE t ADD COLUMN c5 VARCHAR(3) DEFAULT 'x' COLLATE utf8mb4_bin",
+                true,
+            ),
+            ("ALTER TABLE t ADD COLUMN c6 INT NOT NULL", true),
+            ("ALTER TABLE t ADD COLUMN c7 INT AS (id * 2) STORED", true),
+            (
+                "ALTER TABLE t ADD COLUMN c8 TIMESTAMP DEFAULT current_timestamp()",
+                true,
+            ),
+            ("ALTER TABLE t ADD (c9 INT, c10 INT DEFAULT 1)", true),
+            ("ALTER TABLE t ADD COLUMN c11 SERIAL", true),
+            (
+                "ALTER TABLE t ADD COLUMN c12 BIGINT AUTO_INCREMENT UNIQUE",
+                true,
+            ),
+            ("ALTER TABLE t DROP COLUMN c1", false),
+            ("ALTER TABLE t CHANGE a a2 INT", false),
+            ("ALTER TABLE t MODIFY a2 INT COMMENT 'x'", false),
+            ("ALTER TABLE t MODIFY a2 BIGINT", false),
+            ("ALTER TABLE t MODIFY a2 BIGINT NOT NULL", true),
+            ("ALTER TABLE t MODIFY a2 BIGINT NULL", false),
+            ("ALTER TABLE t MODIFY a2 SMALLINT", true),
+            ("ALTER TABLE t MODIFY a2 DOUBLE", true),
+            ("ALTER TABLE t MODIFY a2 DECIMAL(6,2)", true),
+            ("ALTER TABLE t MODIFY a2 DECIMAL(12,4)", false),
+            ("ALTER TABLE t MODIFY a2 DECIMAL(14,4)", false),
+            ("ALTER TABLE t MODIFY a2 DECIMAL(14,2)", true),
+            ("ALTER TABLE t MODIFY b VARCHAR(10)", false),
+            ("ALTER TABLE t MODIFY b TEXT", false),
+            (
+                "ALTER TABLE t MODIFY b VARCHAR(10) CHARACTER SET latin1",
+                true,
+            ),
+            ("ALTER TABLE t MODIFY b CHAR(10)", true),
+            ("ALTER TABLE t MODIFY b VARCHAR(20)", false),
+            ("ALTER TABLE t ADD bin BINARY(4)", false),
+            ("ALTER TABLE t MODIFY bin BINARY(8)", true),
+            ("ALTER TABLE t MODIFY bin VARBINARY(8)", false),
+            ("ALTER TABLE t ADD e ENUM('a','b')", false),
+            ("ALTER TABLE t MODIFY e ENUM('a','b','c')", false),
+            ("ALTER TABLE t MODIFY e ENUM('c','a','b')", true),
+            ("ALTER TABLE t RENAME COLUMN b TO b2", false),
+            ("ALTER TABLE t ADD INDEX (b2)", false),
+        ] {
+            assert_eq!(rewrites(ddl), want, "{ddl}");
+        }
     }
 
     #[test]

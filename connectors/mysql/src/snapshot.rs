@@ -84,6 +84,24 @@
 //! could not tell a row it already has from the same row in the snapshot. (For the same
 //! reason such tables are not snapshotted on demand.) Other tables are read meanwhile.
 //!
+//! # Schema changes
+//!
+//! The readers read with schemas they share with the stream. When the stream passes a
+//! DDL of a table ([`Snapshotter::schema_changed`]), the table's schema is replaced; a
+//! chunk read with another schema than the current one when it is ready to go out (read
+//! after the server ran the DDL but before the stream reached it, with the old columns)
+//! is read again, so every snapshot row placed after a DDL has the columns it left. A read
+//! that fails because a column or the table is gone (errors 1054, 1146: the stream has
+//! not reached the DDL yet) puts its range back and is tried again after a pause.
+//!
+//! Some DDL changes the values of existing rows without row events (a column added with a
+//! default, generated, `AUTO_INCREMENT` or `NOT NULL`; a type that converts values): the
+//! schema history marks it (`TableChange::rewrites_rows`), and the table is then read
+//! again from its start (everything planned, read or waiting of it is dropped), or added
+//! to a new snapshot when none runs. The same holds when the key of a table being read
+//! changes (the recorded ranges are in the old key). Chunks emitted before the DDL stand:
+//! they were the table's rows at their place in the stream.
+//!
 //! # On demand
 //!
 //! `binlake snapshot --table db.t` asks a running capture (through its signal topic) to
@@ -97,7 +115,7 @@ use std::sync::Arc;
 use binlake_core::debezium::{DebeziumOptions, TableCodec};
 use binlake_core::{
     BinlogFilePos, ChangeEvent, ColumnType, EventPosition, Flavor, Op, Row, SnapshotMarker,
-    SourceInfo, TableSchema, Value,
+    SourceInfo, TableChange, TableSchema, Value,
 };
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -150,6 +168,17 @@ pub struct SnapshotConfig {
     /// index scan to find where its chunk begins).
     #[serde(default = "default_readers")]
     pub readers: usize,
+    /// Read a table again (an incremental snapshot, rows marked `incremental`) after a DDL
+    /// changes the values of its existing rows without row events: a column added with a
+    /// non-NULL default, `NOT NULL`, generated or `AUTO_INCREMENT`; a column's type or
+    /// nullability changed. Without it the replica keeps NULL (or the old values) for
+    /// those rows. Default true.
+    #[serde(default = "default_true")]
+    pub reread_on_schema_change: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for SnapshotConfig {
@@ -158,6 +187,7 @@ impl Default for SnapshotConfig {
             mode: SnapshotMode::default(),
             chunk_size: default_chunk_size(),
             readers: default_readers(),
+            reread_on_schema_change: true,
         }
     }
 }
@@ -299,11 +329,27 @@ pub struct Chunk {
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
+/// The schemas the readers read tables with, by `db.table`; the stream replaces a
+/// table's entry when it passes a DDL of it (see [`Snapshotter::schema_changed`]).
+type Schemas = Arc<std::sync::RwLock<HashMap<String, Arc<TableSchema>>>>;
+
+fn read_lock(
+    s: &std::sync::RwLock<HashMap<String, Arc<TableSchema>>>,
+) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<TableSchema>>> {
+    s.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_lock(
+    s: &std::sync::RwLock<HashMap<String, Arc<TableSchema>>>,
+) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<TableSchema>>> {
+    s.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Reads chunks on its own connection.
 pub struct ChunkReader {
     conn: Conn,
     cfg: SnapshotConfig,
-    schemas: Arc<HashMap<String, Arc<TableSchema>>>,
+    schemas: Schemas,
     /// The server's row-count estimate of each table (`information_schema.TABLES`).
     estimates: Arc<HashMap<String, u64>>,
     opts: Arc<DebeziumOptions>,
@@ -314,7 +360,7 @@ pub struct ChunkReader {
 impl std::fmt::Debug for ChunkReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChunkReader")
-            .field("tables", &self.schemas.len())
+            .field("tables", &read_lock(&self.schemas).len())
             .finish_non_exhaustive()
     }
 }
@@ -401,7 +447,7 @@ impl ChunkReader {
             ChunkReader {
                 conn,
                 cfg: cfg.clone(),
-                schemas: Arc::new(schemas),
+                schemas: Arc::new(std::sync::RwLock::new(schemas)),
                 estimates: Arc::new(estimates),
                 opts,
                 status_query,
@@ -430,8 +476,8 @@ impl ChunkReader {
     }
 
     /// The schema of a table being snapshotted.
-    pub fn schema(&self, table: &str) -> Option<&Arc<TableSchema>> {
-        self.schemas.get(table)
+    pub fn schema(&self, table: &str) -> Option<Arc<TableSchema>> {
+        read_lock(&self.schemas).get(table).cloned()
     }
 
     async fn binlog_end(&mut self) -> Result<BinlogFilePos> {
@@ -475,13 +521,10 @@ impl ChunkReader {
     }
 
     fn table(&self, table: &str) -> Result<Arc<TableSchema>> {
-        self.schemas
-            .get(table)
-            .cloned()
-            .ok_or_else(|| Error::Unexpected {
-                target: "snapshot".into(),
-                reason: format!("table {table} is not known to the snapshot reader"),
-            })
+        self.schema(table).ok_or_else(|| Error::Unexpected {
+            target: "snapshot".into(),
+            reason: format!("table {table} is not known to the snapshot reader"),
+        })
     }
 
     /// `SELECT <columns> FROM <table> WHERE <key in range>` and its parameters.
@@ -831,6 +874,8 @@ pub struct Snapshotter {
     window: Window,
     /// Every table its readers know (captured), and whether it has a primary key.
     known: HashMap<String, bool>,
+    /// The schemas the readers read with (shared with them).
+    schemas: Schemas,
     estimates: HashMap<String, u64>,
     /// Tables with a chunk emitted (for Debezium's `first` marker).
     begun: HashSet<String>,
@@ -871,6 +916,7 @@ impl Snapshotter {
         mut progress: SnapshotProgress,
     ) -> Result<Snapshotter> {
         let readers = first.cfg.readers.max(1);
+        let schemas = first.schemas.clone();
         let known: HashMap<String, bool> = known
             .iter()
             .map(|t| {
@@ -944,6 +990,7 @@ impl Snapshotter {
             chunks: rx,
             window: Window::default(),
             known,
+            schemas,
             estimates,
             begun,
             chunks_done: progress.chunks,
@@ -1001,6 +1048,83 @@ impl Snapshotter {
         self.wake.notify_waiters();
     }
 
+    /// Sees the tables a DDL in the stream changed, in stream order (see the module docs,
+    /// "Schema changes"): readers read them with their new schema from now on; with
+    /// `reread`, a table whose existing rows the DDL changed is read again from its start
+    /// (added when not in this snapshot); a table whose key changed is too; a dropped
+    /// table is forgotten. True when what remains changed: record the progress with the
+    /// DDL's commit.
+    pub fn schema_changed(&mut self, changes: &[TableChange], reread: bool) -> bool {
+        let mut replanned = false;
+        for change in changes {
+            let name = format!("{}.{}", change.database, change.table);
+            let Some(schema) = &change.schema else {
+                let was_known = self.known.remove(&name).is_some();
+                write_lock(&self.schemas).remove(&name);
+                if was_known && self.forget_table(&name, false) {
+                    tracing::info!(table = %name, "snapshot: the table was dropped: not read further");
+                    replanned = true;
+                }
+                continue;
+            };
+            let keyed = !schema.primary_key.is_empty();
+            let old = write_lock(&self.schemas).insert(name.clone(), schema.clone());
+            self.known.insert(name.clone(), keyed);
+            let key_changed = old.as_ref().is_some_and(|o| {
+                !o.key_columns()
+                    .map(|c| &c.name)
+                    .eq(schema.key_columns().map(|c| &c.name))
+            });
+            let planned = lock(&self.plan).tables.contains(&name);
+            // The recorded ranges are in the old key: read the table from its start.
+            let again = if planned && key_changed {
+                true
+            } else if reread && change.rewrites_rows {
+                if !keyed {
+                    tracing::warn!(table = %name, "a DDL changed existing rows of a table without a primary key: they are not read again (a consumer could not tell them from rows it has); rebuild its replica if those values matter");
+                }
+                keyed
+            } else {
+                false
+            };
+            if again {
+                tracing::info!(table = %name, "snapshot: a DDL changed the table's existing rows or its key: reading it again from its start");
+                self.forget_table(&name, true);
+                replanned = true;
+            }
+        }
+        if replanned {
+            self.wake.notify_waiters();
+        }
+        replanned
+    }
+
+    /// Drops what is planned, read or waiting of `table`; with `again`, plans it anew from
+    /// its start (at the end when it was not planned). True when it was planned.
+    fn forget_table(&mut self, table: &str, again: bool) -> bool {
+        let mut plan = lock(&self.plan);
+        let planned = plan.tables.iter().any(|t| t == table);
+        let ids: Vec<u64> = plan
+            .slots
+            .iter()
+            .filter(|s| s.range.table == table)
+            .map(|s| s.id)
+            .collect();
+        plan.slots.retain(|s| s.range.table != table);
+        for id in ids {
+            plan.floors.remove(&id);
+        }
+        if !again {
+            plan.tables.retain(|t| t != table);
+        } else if !planned {
+            plan.tables.push(table.to_string());
+        }
+        drop(plan);
+        self.window.waiting.retain(|c| c.name != table);
+        self.begun.remove(table);
+        planned
+    }
+
     /// Whether a streamed change is held back: a table without a key whose one-pass read
     /// is still to come. That read sees the table after the change (any change between
     /// its watermarks makes it read again), and a consumer could not tell a row it already
@@ -1019,6 +1143,14 @@ impl Snapshotter {
         match self.chunks.recv().await {
             Some(chunk) => {
                 let chunk = chunk?;
+                {
+                    let mut plan = lock(&self.plan);
+                    if !plan.slots.iter().any(|s| s.id == chunk.slot) {
+                        // Its table was dropped or is read again from the start (a DDL).
+                        plan.floors.remove(&chunk.slot);
+                        return Ok(());
+                    }
+                }
                 let name = chunk.table.qualified_name();
                 let low = order(&chunk.low);
                 let pk = &chunk.table.primary_key;
@@ -1110,7 +1242,20 @@ impl Snapshotter {
                 ..
             } = self.window.waiting.swap_remove(i);
             let table = chunk.table.clone();
+            let current = read_lock(&self.schemas).get(&name).cloned();
             let mut plan = lock(&self.plan);
+            if current.is_some_and(|c| !Arc::ptr_eq(&c, &table)) {
+                // Read with the table's schema before a DDL the stream has passed since:
+                // its rows would go out with columns the table no longer has (or without
+                // new ones). Read the range again with the new schema.
+                tracing::info!(table = %name, "snapshot: the table's schema changed while a chunk of it was read: reading that range again");
+                if let Some(s) = plan.slots.iter_mut().find(|s| s.id == chunk.slot) {
+                    s.taken = false;
+                }
+                drop(plan);
+                self.wake.notify_waiters();
+                continue;
+            }
             if table.primary_key.is_empty() && !changed.is_empty() {
                 tracing::warn!(table = %name, "snapshot: the table (no primary key) changed while it was read in one pass: reading it again");
                 if let Some(s) = plan.slots.iter_mut().find(|s| s.id == chunk.slot) {
@@ -1182,6 +1327,8 @@ async fn read_chunks(
     places: Arc<tokio::sync::Semaphore>,
     tx: tokio::sync::mpsc::Sender<Result<Chunk>>,
 ) {
+    // Reads failed in a row because the table changed under the reader (about 30 s).
+    let mut races = 0;
     loop {
         let Ok(permit) = places.clone().acquire_owned().await else {
             return;
@@ -1211,11 +1358,39 @@ async fn read_chunks(
             Ok(chunk)
         }
         .await;
+        if let Err(e) = &read
+            && is_schema_race(e)
+            && races < 120
+        {
+            // The table (or a column of it) changed on the server before the stream
+            // reached the DDL: the stream brings the new schema soon (or drops the table
+            // from the plan). The range goes back, to be read again after a pause.
+            races += 1;
+            tracing::debug!(error = %e, "snapshot: the table changed under the reader; trying again");
+            {
+                let mut plan = lock(&plan);
+                plan.floors.remove(&id);
+                if let Some(s) = plan.slots.iter_mut().find(|s| s.id == id) {
+                    s.taken = false;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            wake.notify_waiters();
+            continue;
+        }
+        races = 0;
         let failed = read.is_err();
         if tx.send(read).await.is_err() || failed {
             return;
         }
     }
+}
+
+/// A read failed because the table or one of the columns read is gone (server errors
+/// 1054, 1146): a DDL the stream has not reached yet.
+fn is_schema_race(e: &Error) -> bool {
+    matches!(e, Error::Query { reason, .. }
+        if reason.contains("ERROR 1054 ") || reason.contains("ERROR 1146 "))
 }
 
 /// Snapshot rows as read events at `at` (the chunk's high watermark); `incremental`: of a

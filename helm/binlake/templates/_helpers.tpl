@@ -371,6 +371,7 @@ transaction_timeout = {{ $c.transactionTimeout | toRawJson }}
 mode = {{ $sn.mode | toRawJson }}
 chunk_size = {{ $sn.chunkSize | int64 }}
 readers = {{ $sn.readers | int64 }}
+reread_on_schema_change = {{ $sn.rereadOnSchemaChange }}
 {{- end }}
 
 [encoding]

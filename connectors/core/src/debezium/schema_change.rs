@@ -228,6 +228,7 @@ mod tests {
                     table: "orders".into(),
                     schema: Some(Arc::new(schema)),
                     charset: Some("utf8mb4".into()),
+                    rewrites_rows: false,
                 },
                 TableChange {
                     kind: TableChangeKind::Drop,
@@ -235,6 +236,7 @@ mod tests {
                     table: "old".into(),
                     schema: None,
                     charset: None,
+                    rewrites_rows: false,
                 },
             ],
             history: None,
