@@ -85,7 +85,10 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), binlake_lake::Error>
             opt(t.rows),
             opt(t.changes),
             t.position.unwrap_or_else(|| "-".into()),
-            t.current_to.unwrap_or_else(|| "-".into()),
+            match t.snapshot_pending {
+                true => "(snapshot in progress)".into(),
+                false => t.current_to.unwrap_or_else(|| "-".into()),
+            },
             t.lag_seconds.map_or("-".into(), |l| format!("{l:.1}s")),
         );
     }

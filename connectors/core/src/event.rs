@@ -216,6 +216,11 @@ pub struct TableChange {
     /// The statement changed values of rows already in the table, which the binlog does
     /// not carry as row changes: a column added with a value (a non-NULL `DEFAULT`,
     /// `NOT NULL`, generated, `AUTO_INCREMENT`), or a column's type or nullability
-    /// changed. A replica must read the table again to match the primary.
+    /// changed; or the name now holds another table's rows (`replaced`). A replica must
+    /// read the table again to match the primary.
     pub rewrites_rows: bool,
+    /// The name now holds another table's rows: it is the target of a `RENAME` (as online
+    /// schema change tools swap a rebuilt copy in). Its rows before the statement are
+    /// gone from it.
+    pub replaced: bool,
 }

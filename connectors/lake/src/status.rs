@@ -50,6 +50,10 @@ pub struct TableStatus {
     pub current_to: Option<String>,
     /// Seconds between now and `current_to`; `None` when unknown.
     pub lag_seconds: Option<f64>,
+    /// A snapshot of the table is being read (the first one, one requested, or one after a
+    /// DDL that changed its rows): the replica is incomplete, so it is current to no time
+    /// (`current_to` and `lag_seconds` are `None`) until the snapshot is done.
+    pub snapshot_pending: bool,
 }
 
 fn rfc3339(us: i64) -> Option<String> {
@@ -76,6 +80,20 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
             .await?;
         let applied = read_applied(&replica, &[]).await?;
         let f = applied.freshness.unwrap_or_default();
+        let name = format!("{db}.{table}");
+        // Pending by the table's own last commit (it can be ahead of the checkpoint) or by
+        // the checkpoint (a table requested again may have no commit since).
+        let snapshot_pending = f
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.get("pending"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+            || checkpoint
+                .and_then(|cp| cp.state.as_ref())
+                .and_then(|s| s.get("tables"))
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|ts| ts.iter().any(|t| t.as_str() == Some(name.as_str())));
         // The table is current to its last change, or to the pipeline's checkpoint when
         // the pipeline covered it (every table holds everything before the checkpoint).
         let mut current = f.source_ts_us;
@@ -85,8 +103,11 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
                 current = current.max(cp.caught_up_at_us);
             }
         }
+        if snapshot_pending {
+            current = 0;
+        }
         out.push(TableStatus {
-            table: format!("{db}.{table}"),
+            table: name,
             rows: row_count(&replica),
             changes: changes.as_ref().and_then(row_count),
             position: f.position,
@@ -95,6 +116,7 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
                 .flatten(),
             current_to: (current > 0).then(|| rfc3339(current)).flatten(),
             lag_seconds: (current > 0).then(|| ((now - current).max(0) as f64) / 1e6),
+            snapshot_pending,
         });
     }
     Ok(out)

@@ -132,9 +132,10 @@ pub struct SchemaHistory {
     /// `@@character_set_server`, the default of databases created without a charset.
     server_charset: Option<String>,
     lower_case_table_names: bool,
-    /// The tables whose existing rows the last statement applied changed (see
-    /// `TableChange::rewrites_rows`); set by each `apply_ddl`.
+    /// The tables whose existing rows the last statement applied changed, and those it
+    /// renamed another table to (see `TableChange`); set by each `apply_ddl`.
     rewritten: Vec<(String, String)>,
+    replaced: Vec<(String, String)>,
 }
 
 impl Default for SchemaHistory {
@@ -173,6 +174,7 @@ impl SchemaHistory {
             server_charset: None,
             lower_case_table_names: false,
             rewritten: Vec::new(),
+            replaced: Vec::new(),
         }
     }
 
@@ -250,6 +252,7 @@ impl SchemaHistory {
     ) -> Result<Vec<(String, String)>, String> {
         let mut touched = Vec::new();
         self.rewritten.clear();
+        self.replaced.clear();
         let result =
             parse_statement(ddl, &mut touched).and_then(|stmt| self.apply(default_db, stmt));
         result.map_err(|reason| {
@@ -476,6 +479,7 @@ impl SchemaHistory {
                 entry.schema.database = to.0.clone();
                 entry.schema.table = to.1.clone();
                 self.tables.insert(to.clone(), entry);
+                self.replaced.push(to.clone());
                 changed.push(from.clone());
                 changed.push(to.clone());
             }
@@ -576,6 +580,9 @@ impl SchemaHistory {
         if work.rewrites {
             self.rewritten.push(new_key.clone());
         }
+        if new_key != key {
+            self.replaced.push(new_key.clone());
+        }
         let entry = work.into_entry(&new_key).map_err(fail)?;
         let mut changed = Vec::new();
         if new_key != key {
@@ -620,9 +627,13 @@ impl crate::binlog::SchemaLookup for SchemaHistory {
         // DDL is rare: a copy of the known names tells created tables from altered ones.
         let before: std::collections::HashSet<(String, String)> =
             self.tables.keys().cloned().collect();
+        let mut seen = std::collections::HashSet::new();
         match SchemaHistory::apply_ddl(self, default_db, ddl) {
             Ok(changed) => changed
                 .into_iter()
+                // A name can change twice in one statement (`RENAME TABLE t TO t_old,
+                // t_new TO t`): one change, with its final schema.
+                .filter(|key| seen.insert(key.clone()))
                 .map(|(db, table)| {
                     tracing::debug!(table = %format!("{db}.{table}"), "schema history updated");
                     let key = (db, table);
@@ -636,7 +647,9 @@ impl crate::binlog::SchemaLookup for SchemaHistory {
                         kind,
                         schema: entry.map(|e| std::sync::Arc::new(e.schema.clone())),
                         charset: entry.map(|_| self.table_charset(&key)),
-                        rewrites_rows: entry.is_some() && self.rewritten.contains(&key),
+                        rewrites_rows: entry.is_some()
+                            && (self.rewritten.contains(&key) || self.replaced.contains(&key)),
+                        replaced: entry.is_some() && self.replaced.contains(&key),
                         database: key.0,
                         table: key.1,
                     }
@@ -3011,6 +3024,41 @@ mod tests {
         ] {
             assert_eq!(rewrites(ddl), want, "{ddl}");
         }
+        // A rename gives the target name another table's rows (an online schema change's
+        // swap, or a plain rename); the old name is gone.
+        apply(&mut h, "CREATE TABLE t_new (id INT PRIMARY KEY)");
+        let summary = |changes: Vec<TableChange>| {
+            let mut v: Vec<(String, TableChangeKind, bool, bool)> = changes
+                .into_iter()
+                .map(|c| (c.table, c.kind, c.replaced, c.rewrites_rows))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        use TableChangeKind::{Alter, Create, Drop};
+        assert_eq!(
+            summary(SchemaLookup::apply_ddl(
+                &mut h,
+                "d",
+                "RENAME TABLE t TO t_old, t_new TO t"
+            )),
+            [
+                ("t".into(), Alter, true, true),
+                ("t_new".into(), Drop, false, false),
+                ("t_old".into(), Create, true, true),
+            ]
+        );
+        assert_eq!(
+            summary(SchemaLookup::apply_ddl(
+                &mut h,
+                "d",
+                "ALTER TABLE t_old RENAME TO t2, ADD x INT"
+            )),
+            [
+                ("t2".into(), Create, true, true),
+                ("t_old".into(), Drop, false, false)
+            ]
+        );
     }
 
     #[test]

@@ -229,6 +229,7 @@ mod tests {
                     schema: Some(Arc::new(schema)),
                     charset: Some("utf8mb4".into()),
                     rewrites_rows: false,
+                    replaced: false,
                 },
                 TableChange {
                     kind: TableChangeKind::Drop,
@@ -237,6 +238,7 @@ mod tests {
                     schema: None,
                     charset: None,
                     rewrites_rows: false,
+                    replaced: false,
                 },
             ],
             history: None,

@@ -631,26 +631,16 @@ impl Decoder {
                     .map(|s| Arc::new(self.filter.project_schema(s)))
             });
             if let Some(schema) = schema {
-                let source = self.source_info(start, 0, Some(thread), Some(sql.as_str().into()));
-                let txn = self.txn.as_mut().map(|t| {
-                    t.total_order += 1;
-                    t.events += 1;
-                    TransactionInfo {
-                        id: t.id.clone(),
-                        total_order: t.total_order,
-                        data_collection_order: 1,
-                    }
-                });
-                sink(BinlogItem::Change(ChangeEvent {
-                    op: Op::Truncate,
-                    table: schema,
-                    before: None,
-                    after: None,
-                    source,
-                    transaction: txn,
-                }))?;
+                self.truncate(schema, start, thread, &sql, sink)?;
             } else {
                 tracing::warn!(table = %format!("{tdb}.{table}"), "TRUNCATE of a table whose schema is unknown: emitted as a schema change only");
+            }
+        }
+        // A name that now holds another table's rows (RENAME): what consumers hold of it
+        // is gone; the table's rows come again (capture reads it again).
+        for t in tables.iter().filter(|t| t.replaced) {
+            if let Some(schema) = &t.schema {
+                self.truncate(schema.clone(), start, thread, &sql, sink)?;
             }
         }
         sink(BinlogItem::SchemaChange(SchemaChange {
@@ -661,6 +651,35 @@ impl Decoder {
             ts_us,
             tables,
             history: self.lookup.snapshot().map(Into::into),
+        }))
+    }
+
+    /// A truncate event of `table` for the statement `sql` at `start`.
+    fn truncate(
+        &mut self,
+        table: Arc<TableSchema>,
+        start: u64,
+        thread: u32,
+        sql: &str,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), DecodeError> {
+        let source = self.source_info(start, 0, Some(thread), Some(sql.into()));
+        let txn = self.txn.as_mut().map(|t| {
+            t.total_order += 1;
+            t.events += 1;
+            TransactionInfo {
+                id: t.id.clone(),
+                total_order: t.total_order,
+                data_collection_order: 1,
+            }
+        });
+        sink(BinlogItem::Change(ChangeEvent {
+            op: Op::Truncate,
+            table,
+            before: None,
+            after: None,
+            source,
+            transaction: txn,
         }))
     }
 
