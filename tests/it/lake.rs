@@ -649,6 +649,15 @@ async fn run_follows_a_table_swapped_in_by_rename() {
     }
     wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
     wait_equal(&lake, &db, "t_old", "id", Duration::from_secs(60)).await;
+    // Dropped and created again: the new table starts empty.
+    for sql in [
+        "DROP TABLE t_old",
+        "CREATE TABLE t_old (id INT PRIMARY KEY, v INT NOT NULL)",
+        "INSERT INTO t_old VALUES (7, 7)",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    wait_equal(&lake, &db, "t_old", "id", Duration::from_secs(60)).await;
     drop(p);
 }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use binlake_core::{
     BinlogFilePos, ChangeEvent, EventPosition, Flavor, Gtid, MariaDbGtid, MariaDbGtidPos,
     MysqlGtid, MysqlGtidSet, Op, ResumePosition, Row, SchemaChange, SnapshotMarker, SourceInfo,
-    TableChange, TableSchema, TransactionInfo, Value,
+    TableChange, TableChangeKind, TableSchema, TransactionInfo, Value,
 };
 use mysql_common::binlog::EventStreamReader;
 use mysql_common::binlog::consts::{BinlogVersion, EventType};
@@ -636,9 +636,13 @@ impl Decoder {
                 tracing::warn!(table = %format!("{tdb}.{table}"), "TRUNCATE of a table whose schema is unknown: emitted as a schema change only");
             }
         }
-        // A name that now holds another table's rows (RENAME): what consumers hold of it
-        // is gone; the table's rows come again (capture reads it again).
-        for t in tables.iter().filter(|t| t.replaced) {
+        // A name that now holds another table's rows (RENAME), or a new table (one of the
+        // same name may have been dropped before): what consumers hold of it is gone; the
+        // rows come again (capture reads a renamed table again; a new one is empty).
+        for t in tables
+            .iter()
+            .filter(|t| t.replaced || t.kind == TableChangeKind::Create)
+        {
             if let Some(schema) = &t.schema {
                 self.truncate(schema.clone(), start, thread, &sql, sink)?;
             }
