@@ -457,15 +457,11 @@ async fn run_once<F: SinkFactory>(
                 done_chunks = progress.chunks,
                 "snapshot: reading existing rows while streaming"
             );
-            let run = SnapshotRun::start(chunk_reader, &cfg.source, &tables, progress).await?;
-            if run.snap.is_done() {
-                // Nothing (left) to read, e.g. the tables were dropped.
-                writer.set_snapshot_state(None);
-                None
-            } else {
-                writer.set_snapshot_state(serde_json::to_value(run.snap.progress()).ok());
-                Some(run)
-            }
+            let mut run =
+                Some(SnapshotRun::start(chunk_reader, &cfg.source, &tables, progress).await?);
+            // None when nothing (is left) to read, e.g. the tables were dropped.
+            record_snapshot_state(&mut run, &mut writer);
+            run
         }
     };
     if stored.is_none() {
@@ -833,13 +829,22 @@ async fn add_requested<S: Sink>(
         }
     };
     run.snap.add_tables(tables);
-    if run.snap.is_done() {
-        writer.set_snapshot_state(None);
-        *snapshot = None;
-    } else {
-        writer.set_snapshot_state(serde_json::to_value(run.snap.progress()).ok());
-    }
+    record_snapshot_state(snapshot, writer);
     Ok(())
+}
+
+/// Hands what the snapshot has left to the sink, to record with the next commit; a done
+/// snapshot ends.
+fn record_snapshot_state<S: Sink>(snapshot: &mut Option<SnapshotRun>, writer: &mut S) {
+    match snapshot {
+        Some(run) if !run.snap.is_done() => {
+            writer.set_snapshot_state(serde_json::to_value(run.snap.progress()).ok());
+        }
+        _ => {
+            writer.set_snapshot_state(None);
+            *snapshot = None;
+        }
+    }
 }
 
 /// After a DDL: starts a snapshot of the tables whose existing rows it changed (`tables`,
@@ -852,18 +857,12 @@ async fn reread_after_ddl<S: Sink>(
     writer: &mut S,
     tables: Vec<String>,
 ) -> Result<(), CaptureError> {
-    if !tables.is_empty() {
-        add_requested(cfg, flavor, snapshot, writer, tables).await?;
+    if tables.is_empty() {
+        record_snapshot_state(snapshot, writer);
+        Ok(())
+    } else {
+        add_requested(cfg, flavor, snapshot, writer, tables).await
     }
-    let state = snapshot
-        .as_ref()
-        .filter(|run| !run.snap.is_done())
-        .and_then(|run| serde_json::to_value(run.snap.progress()).ok());
-    if state.is_none() {
-        *snapshot = None;
-    }
-    writer.set_snapshot_state(state);
-    Ok(())
 }
 
 async fn next_chunk(s: &mut Option<SnapshotRun>) -> Result<(), CaptureError> {

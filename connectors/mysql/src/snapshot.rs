@@ -1244,20 +1244,16 @@ impl Snapshotter {
             let table = chunk.table.clone();
             let current = read_lock(&self.schemas).get(&name).cloned();
             let mut plan = lock(&self.plan);
-            if current.is_some_and(|c| !Arc::ptr_eq(&c, &table)) {
-                // Read with the table's schema before a DDL the stream has passed since:
-                // its rows would go out with columns the table no longer has (or without
-                // new ones). Read the range again with the new schema.
-                tracing::info!(table = %name, "snapshot: the table's schema changed while a chunk of it was read: reading that range again");
-                if let Some(s) = plan.slots.iter_mut().find(|s| s.id == chunk.slot) {
-                    s.taken = false;
+            // Read with the table's schema before a DDL the stream has passed since: its
+            // rows would go out with columns the table no longer has (or without new ones).
+            let stale = current.is_some_and(|c| !Arc::ptr_eq(&c, &table));
+            let keyless_changed = table.primary_key.is_empty() && !changed.is_empty();
+            if stale || keyless_changed {
+                if stale {
+                    tracing::info!(table = %name, "snapshot: the table's schema changed while a chunk of it was read: reading that range again");
+                } else {
+                    tracing::warn!(table = %name, "snapshot: the table (no primary key) changed while it was read in one pass: reading it again");
                 }
-                drop(plan);
-                self.wake.notify_waiters();
-                continue;
-            }
-            if table.primary_key.is_empty() && !changed.is_empty() {
-                tracing::warn!(table = %name, "snapshot: the table (no primary key) changed while it was read in one pass: reading it again");
                 if let Some(s) = plan.slots.iter_mut().find(|s| s.id == chunk.slot) {
                     s.taken = false;
                 }

@@ -67,18 +67,23 @@ mod tests {
         }
     }
 
-    /// The changes decoded before the first error, and that error.
-    fn changes_until_error(
-        name: &str,
-    ) -> Option<(Vec<binlake_core::ChangeEvent>, Option<DecodeError>)> {
-        let path = fixture(name)?;
-        let mut d = Decoder::new(
+    /// A decoder of the MySQL file `name`, with a schema history for its DDL.
+    fn mysql_decoder(name: &str) -> Decoder {
+        Decoder::new(
             Flavor::Mysql,
             Filter::default().with_system_schemas(),
             Box::new(SchemaHistory::with_flavor(Flavor::Mysql)),
             name,
             None,
-        );
+        )
+    }
+
+    /// The changes decoded before the first error, and that error.
+    fn changes_until_error(
+        name: &str,
+    ) -> Option<(Vec<binlake_core::ChangeEvent>, Option<DecodeError>)> {
+        let path = fixture(name)?;
+        let mut d = mysql_decoder(name);
         let mut out = Vec::new();
         let r = read_file(&path, &mut d, &mut |item| {
             if let BinlogItem::Change(e) = item {
@@ -176,13 +181,7 @@ mod tests {
     /// Previous_gtids event, as when a stream starts in the middle of a file.
     fn commit_positions(name: &str, without_previous_gtids: bool) -> Option<Vec<String>> {
         let path = fixture(name)?;
-        let mut d = Decoder::new(
-            Flavor::Mysql,
-            Filter::default().with_system_schemas(),
-            Box::new(SchemaHistory::with_flavor(Flavor::Mysql)),
-            name,
-            None,
-        );
+        let mut d = mysql_decoder(name);
         let mut input = BufReader::new(File::open(path).unwrap());
         BinlogFileHeader::read(&mut input).unwrap();
         let mut reader = EventStreamReader::new(BinlogVersion::Version4);
