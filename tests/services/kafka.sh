@@ -167,13 +167,27 @@ java_opts() {
 
 # Format the KRaft storage once (re-format if the ports changed: the standalone
 # controller records its own endpoint in the bootstrap metadata).
+# Partition folders above which the (disposable) test state is wiped at start: every test
+# makes topics of its own, and a broker holding tens of thousands of partitions takes
+# minutes to start.
+MAX_PARTITIONS=${BINLAKE_KAFKA_MAX_PARTITIONS:-1000}
+
 ensure_formatted() {
     local want="$PORT $CONTROLLER_PORT"
     if [[ -f $DATA/meta.properties ]]; then
-        [[ -f $FORMATTED_FOR && $(<"$FORMATTED_FOR") == "$want" ]] && return 0
-        log "ports changed since the storage was formatted; wiping $DATA"
-        rm -rf "$DATA"
-        mkdir -p "$DATA"
+        local partitions
+        partitions=$(find "$DATA" -mindepth 1 -maxdepth 1 -type d | wc -l)
+        if ((partitions > MAX_PARTITIONS)); then
+            log "the test state holds $partitions partitions (over $MAX_PARTITIONS, slow to start); wiping $DATA"
+            rm -rf "$DATA"
+            mkdir -p "$DATA"
+        elif [[ -f $FORMATTED_FOR && $(<"$FORMATTED_FOR") == "$want" ]]; then
+            return 0
+        else
+            log "ports changed since the storage was formatted; wiping $DATA"
+            rm -rf "$DATA"
+            mkdir -p "$DATA"
+        fi
     fi
     # Cluster id: 16 random bytes, base64url without padding (as Uuid.randomUuid()).
     local id
