@@ -220,7 +220,7 @@ pub struct TableChange {
     /// read the table again to match the primary.
     pub rewrites_rows: bool,
     /// The name now holds another table's rows: it is the target of a `RENAME` (as online
-    /// schema change tools swap a rebuilt copy in). Its rows before the statement are
-    /// gone from it.
+    /// schema change tools swap a rebuilt copy in), or a `CREATE OR REPLACE` replaced the
+    /// table. Its rows before the statement are gone from it.
     pub replaced: bool,
 }

@@ -404,7 +404,10 @@ impl SchemaHistory {
                         work.into_entry(&key).map_err(fail)?
                     }
                 };
-                self.tables.insert(key.clone(), entry);
+                // CREATE OR REPLACE of an existing table: the name holds a new table.
+                if self.tables.insert(key.clone(), entry).is_some() {
+                    self.replaced.push(key.clone());
+                }
                 Ok(vec![key])
             }
             Statement::AlterTable { name, specs } => self.alter_table(default_db, &name, specs),
@@ -3058,6 +3061,15 @@ mod tests {
                 ("t2".into(), Create, true, true),
                 ("t_old".into(), Drop, false, false)
             ]
+        );
+        let one = |ddl: &str, h: &mut SchemaHistory| summary(SchemaLookup::apply_ddl(h, "d", ddl));
+        assert_eq!(
+            one("CREATE OR REPLACE TABLE t2 (id INT PRIMARY KEY)", &mut h),
+            [("t2".into(), Alter, true, true)]
+        );
+        assert_eq!(
+            one("CREATE TABLE t3 (id INT PRIMARY KEY)", &mut h),
+            [("t3".into(), Create, false, false)]
         );
     }
 
