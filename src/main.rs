@@ -195,12 +195,13 @@ async fn serve_http(cfg: &Config, lake: bool) -> Result<(), ExitCode> {
         return Ok(());
     };
     let lake_cfg = cfg.lake.clone();
+    let kafka = cfg.kafka.clone();
     let name = cfg.name.clone();
     let status: telemetry::StatusFn = std::sync::Arc::new(move || {
-        let (lake_cfg, name) = (lake_cfg.clone(), name.clone());
+        let (lake_cfg, kafka, name) = (lake_cfg.clone(), kafka.clone(), name.clone());
         Box::pin(async move {
             if lake {
-                query::status_json(&lake_cfg, &name)
+                query::status_json(&lake_cfg, kafka.as_ref(), &name)
                     .await
                     .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
             } else {

@@ -49,25 +49,51 @@ fn checkpoint_of(v: Option<serde_json::Value>) -> Option<Checkpoint> {
 /// Every table's freshness as JSON (`status --json`, `/status`).
 pub async fn status_json(
     lake_cfg: &binlake_lake::LakeConfig,
+    kafka: Option<&binlake_kafka::KafkaConfig>,
     name: &str,
 ) -> Result<serde_json::Value, binlake_lake::Error> {
     let lake = Lake::open(lake_cfg)?;
-    let cp = checkpoint_of(lake.get_json(&crate::run::checkpoint_path(name)).await?);
+    let cp = lake_checkpoint(&lake, kafka, name).await?;
     let tables = binlake_lake::status::status(&lake, cp.as_ref()).await?;
     Ok(serde_json::json!({ "root": lake.root().as_str(), "tables": tables }))
+}
+
+/// The pipeline's checkpoint of the lake: `run`'s; else, for replicas `materialize` keeps
+/// from capture's topics, capture's snapshot progress (which tables are still being read),
+/// so that an incomplete replica does not look current. When Kafka cannot be read, the
+/// tables are reported without it (a warning says so).
+async fn lake_checkpoint(
+    lake: &Lake,
+    kafka: Option<&binlake_kafka::KafkaConfig>,
+    name: &str,
+) -> Result<Option<Checkpoint>, binlake_lake::Error> {
+    if let Some(cp) = checkpoint_of(lake.get_json(&crate::run::checkpoint_path(name)).await?) {
+        return Ok(Some(cp));
+    }
+    let Some(kafka) = kafka else { return Ok(None) };
+    match binlake_kafka::capture::snapshot_state(kafka, name).await {
+        Ok(state) => Ok(state.map(|state| Checkpoint {
+            state: Some(state),
+            ..Checkpoint::default()
+        })),
+        Err(e) => {
+            tracing::warn!(error = %e, "status: capture's snapshot progress could not be read from Kafka; tables still being snapshotted may look current");
+            Ok(None)
+        }
+    }
 }
 
 /// Prints every table's freshness.
 pub async fn status(cfg: &Config, json: bool) -> Result<(), binlake_lake::Error> {
     if json {
-        println!("{}", status_json(&cfg.lake, &cfg.name).await?);
+        println!(
+            "{}",
+            status_json(&cfg.lake, cfg.kafka.as_ref(), &cfg.name).await?
+        );
         return Ok(());
     }
     let lake = Lake::open(&cfg.lake)?;
-    let cp = checkpoint_of(
-        lake.get_json(&crate::run::checkpoint_path(&cfg.name))
-            .await?,
-    );
+    let cp = lake_checkpoint(&lake, cfg.kafka.as_ref(), &cfg.name).await?;
     let tables = binlake_lake::status::status(&lake, cp.as_ref()).await?;
     if tables.is_empty() {
         println!("no tables under {} yet", lake.root());

@@ -1211,6 +1211,56 @@ async fn materialize_follows_row_changing_ddl_and_a_rename_swap() {
     drop(capture);
 }
 
+/// While capture has not finished a table's snapshot, the replica materialize keeps from
+/// its topics is reported as being snapshotted, not as current.
+#[tokio::test(flavor = "multi_thread")]
+async fn materialize_status_says_a_table_is_still_being_snapshotted() {
+    let db = unique("it_mat_snapstatus");
+    let name = unique("itmatsnapstatus");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)"],
+    )
+    .await;
+    c.query_drop("INSERT INTO t SELECT seq, seq FROM seq_1_to_60000")
+        .await
+        .unwrap();
+    // One Kafka transaction per 40-row chunk: the snapshot takes a while.
+    let cfg = lake_config(&name, &db, &root, "[snapshot]\nchunk_size = 40\n");
+    let capture = start("capture", &cfg);
+    let m = start("materialize", &cfg);
+    let lake = lake_at(&root);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lake
+        .tables()
+        .await
+        .unwrap()
+        .contains(&(db.clone(), "t".to_string()))
+    {
+        assert!(Instant::now() < deadline, "no replica of t after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    capture.kill9();
+    let record = crate::capture::wait_for_messages(&format!("{name}.offsets"), 1, 10).await;
+    let record = record.iter().rev().find_map(|m| m.1.clone()).unwrap();
+    assert!(
+        !record["snapshot"].is_null(),
+        "the snapshot was over before the kill: {record}"
+    );
+    let status = status_json(&cfg);
+    let t = &status["tables"][0];
+    assert_eq!(t["snapshot_pending"], true, "{status}");
+    assert!(t["current_to"].is_null(), "{status}");
+    // Once capture has read it all and materialize applied it: current again.
+    let capture = start("capture", &cfg);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(120)).await;
+    let status = status_json(&cfg);
+    assert_eq!(status["tables"][0]["snapshot_pending"], false, "{status}");
+    drop(m);
+    drop(capture);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn materialize_follows_renamed_topics_across_restarts() {
     // Topics named by `[kafka] topic_name` and `[kafka.topics]`: capture writes them,

@@ -904,6 +904,35 @@ async fn read_last_history(kafka: &KafkaConfig, name: &str) -> Result<Option<Str
     Ok(last)
 }
 
+/// What the snapshot of capture `name` has left, from its last position record (`None`
+/// when no snapshot runs or capture has recorded nothing). Reads only the end of
+/// `<name>.offsets`, for status reports: the progress lists the tables still to read.
+pub async fn snapshot_state(kafka: &KafkaConfig, name: &str) -> Result<Option<serde_json::Value>> {
+    let topic = CaptureWriter::offsets_topic(name);
+    if !crate::client::topic_exists(kafka, &topic).await? {
+        return Ok(None);
+    }
+    let mut last: Option<Option<serde_json::Value>> = None;
+    let group = format!("binlake-status-{name}");
+    // Each commit adds a record and a transaction marker: 64 offsets hold the last one.
+    crate::client::read_from(
+        kafka,
+        &topic,
+        &group,
+        rdkafka::Offset::OffsetTail(64),
+        |key, value, _| {
+            if key == Some(name.as_bytes())
+                && let Some(Ok(p)) = value.map(serde_json::from_slice::<StoredPosition>)
+            {
+                last = Some(p.snapshot);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(last.flatten())
+}
+
 /// Reads the last committed position record of `name` (read_committed, whole topic).
 async fn read_last_position(
     kafka: &KafkaConfig,

@@ -175,12 +175,23 @@ pub(crate) async fn read_to_end(
     kafka: &KafkaConfig,
     topic: &str,
     group: &str,
+    f: impl FnMut(Option<&[u8]>, Option<&[u8]>, i64) -> Result<()>,
+) -> Result<()> {
+    read_from(kafka, topic, group, rdkafka::Offset::Beginning, f).await
+}
+
+/// [`read_to_end`] from offset `from` (e.g. `Offset::OffsetTail(n)`: the last n).
+pub(crate) async fn read_from(
+    kafka: &KafkaConfig,
+    topic: &str,
+    group: &str,
+    from: rdkafka::Offset,
     mut f: impl FnMut(Option<&[u8]>, Option<&[u8]>, i64) -> Result<()>,
 ) -> Result<()> {
+    use rdkafka::TopicPartitionList;
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::error::KafkaError;
     use rdkafka::message::Message;
-    use rdkafka::{Offset, TopicPartitionList};
     let mut c = kafka.client_config();
     c.set("group.id", group)
         .set("isolation.level", "read_committed")
@@ -192,7 +203,7 @@ pub(crate) async fn read_to_end(
         .create_with_context(crate::capture::QuietEof)
         .map_err(|e| Error::Config(e.to_string()))?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+    tpl.add_partition_offset(topic, 0, from)
         .map_err(|e| Error::client(format!("assign {topic}"), &e))?;
     consumer
         .assign(&tpl)
