@@ -1362,7 +1362,9 @@ async fn read_chunks(
             // reached the DDL: the stream brings the new schema soon (or drops the table
             // from the plan). The range goes back, to be read again after a pause.
             races += 1;
-            tracing::debug!(error = %e, "snapshot: the table changed under the reader; trying again");
+            if races == 1 {
+                tracing::info!(error = %e, "snapshot: the table changed under the reader (a DDL the stream has not reached yet): trying again");
+            }
             {
                 let mut plan = lock(&plan);
                 plan.floors.remove(&id);
