@@ -541,7 +541,7 @@ async fn pump<S: Sink>(
     let mut read_counts = ReadCounts::default();
     // Tables a DDL of the open source transaction changed the rows of, to read again
     // when no snapshot runs; and whether the snapshot's plan changed with the DDL.
-    let mut reread: Vec<String> = Vec::new();
+    let mut reread: Vec<binlake_core::TableChange> = Vec::new();
     let mut replanned = false;
     // Snapshot requests (`binlake snapshot`) are looked for this often.
     let mut signals = tokio::time::interval(Duration::from_secs(2));
@@ -658,7 +658,7 @@ async fn pump<S: Sink>(
                                     replanned |= run.snap.schema_changed(&s.tables, cfg.snapshot.reread_on_schema_change);
                                 }
                                 None if cfg.snapshot.reread_on_schema_change => {
-                                    reread.extend(s.tables.iter().filter(|t| t.rewrites_rows).map(|t| format!("{}.{}", t.database, t.table)));
+                                    reread.extend(s.tables.iter().filter(|t| t.rewrites_rows).cloned());
                                 }
                                 None => {}
                             }
@@ -847,22 +847,29 @@ fn record_snapshot_state<S: Sink>(snapshot: &mut Option<SnapshotRun>, writer: &m
     }
 }
 
-/// After a DDL: starts a snapshot of the tables whose existing rows it changed (`tables`,
-/// when none runs; its readers load the schemas the server has now), and records what
-/// the snapshot has left with the DDL's commit.
+/// After a DDL: when no snapshot runs, starts one (rows marked `incremental`) for the
+/// tables whose existing rows it changed (`changes`; see
+/// [`Snapshotter::schema_changed`]), and records what the snapshot has left with the
+/// DDL's commit.
 async fn reread_after_ddl<S: Sink>(
     cfg: &Config,
     flavor: Flavor,
     snapshot: &mut Option<SnapshotRun>,
     writer: &mut S,
-    tables: Vec<String>,
+    changes: Vec<binlake_core::TableChange>,
 ) -> Result<(), CaptureError> {
-    if tables.is_empty() {
-        record_snapshot_state(snapshot, writer);
-        Ok(())
-    } else {
-        add_requested(cfg, flavor, snapshot, writer, tables).await
+    if !changes.is_empty() {
+        if snapshot.is_none() {
+            let (reader, known) = ChunkReader::open(&cfg.source, &cfg.snapshot, flavor).await?;
+            let progress = SnapshotProgress::new(Vec::new(), true);
+            *snapshot = Some(SnapshotRun::start(reader, &cfg.source, &known, progress).await?);
+        }
+        if let Some(run) = snapshot.as_mut() {
+            run.snap.schema_changed(&changes, true);
+        }
     }
+    record_snapshot_state(snapshot, writer);
+    Ok(())
 }
 
 async fn next_chunk(s: &mut Option<SnapshotRun>) -> Result<(), CaptureError> {

@@ -795,6 +795,69 @@ async fn on_demand_snapshot_of_one_table_while_streaming_goes_on() {
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
 
+/// A table without a key swapped in by RENAME: after the truncate at the RENAME the topic
+/// carries exactly the new table's rows (read in one pass), then its changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keyless_table_swapped_in_by_rename_is_read_again_after_its_truncate() {
+    let db = unique("it_snap_nokeyswap");
+    let name = unique("itnokeyswap");
+    let mut c = setup(&db).await;
+    c.query_drop("CREATE TABLE k (a INT, b VARCHAR(10))")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO k SELECT seq % 10, 'old' FROM seq_1_to_50")
+        .await
+        .unwrap();
+    let cfg = write_config(&name, &db, "");
+    let proc = tokio::task::spawn_blocking(move || start(&cfg))
+        .await
+        .unwrap();
+    let topic = format!("{name}.{db}.k");
+    wait_messages(&topic, 50, 30).await;
+    for sql in [
+        "CREATE TABLE k_new (a INT, b VARCHAR(10))",
+        "INSERT INTO k_new SELECT seq % 7, 'new' FROM seq_1_to_30",
+        "RENAME TABLE k TO k_old, k_new TO k",
+        "INSERT INTO k VALUES (100, 'after')",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    let rows: Vec<(i64, String)> = c.query("SELECT a, b FROM k").await.unwrap();
+    let mut expected: BTreeMap<(i64, String), usize> = BTreeMap::new();
+    for row in rows {
+        *expected.entry(row).or_default() += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let values = wait_messages(&topic, 1, 30).await;
+        // What a consumer holds: everything after the last truncate, as a multiset.
+        let from = values
+            .iter()
+            .rposition(|v| v["op"] == "t")
+            .map_or(0, |i| i + 1);
+        let mut got: BTreeMap<(i64, String), usize> = BTreeMap::new();
+        for v in &values[from..] {
+            assert!(v["op"] == "r" || v["op"] == "c", "{v}");
+            let row = &v["after"];
+            *got.entry((
+                row["a"].as_i64().unwrap(),
+                row["b"].as_str().unwrap().to_string(),
+            ))
+            .or_default() += 1;
+        }
+        if got == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the truncate the topic never held the new table's rows: {got:?} vs {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(proc);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_table_without_a_key_is_snapshotted_in_one_consistent_pass() {
     let db = unique("it_snap_nokey");

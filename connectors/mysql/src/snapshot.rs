@@ -1051,8 +1051,9 @@ impl Snapshotter {
     /// Sees the tables a DDL in the stream changed, in stream order (see the module docs,
     /// "Schema changes"): readers read them with their new schema from now on; with
     /// `reread`, a table whose existing rows the DDL changed is read again from its start
-    /// (added when not in this snapshot); a table whose key changed is too; a dropped
-    /// table is forgotten. True when what remains changed: record the progress with the
+    /// (added when not in this snapshot; one without a key only after a truncate, as a
+    /// RENAME target gets); a table whose key changed is too; a dropped table is
+    /// forgotten. True when what remains changed: record the progress with the
     /// DDL's commit.
     pub fn schema_changed(&mut self, changes: &[TableChange], reread: bool) -> bool {
         let mut replanned = false;
@@ -1080,10 +1081,12 @@ impl Snapshotter {
             let again = if planned && key_changed {
                 true
             } else if reread && change.rewrites_rows {
-                if !keyed {
+                // A table without a key is read again only right after a truncate (a
+                // RENAME target): consumers then hold none of its rows to confuse.
+                if !keyed && !change.replaced {
                     tracing::warn!(table = %name, "a DDL changed existing rows of a table without a primary key: they are not read again (a consumer could not tell them from rows it has); rebuild its replica if those values matter");
                 }
-                keyed
+                keyed || change.replaced
             } else {
                 false
             };
