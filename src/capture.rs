@@ -657,10 +657,12 @@ async fn pump<S: Sink>(
                                 Some(run) => {
                                     replanned |= run.snap.schema_changed(&s.tables, cfg.snapshot.reread_on_schema_change);
                                 }
-                                None if cfg.snapshot.reread_on_schema_change => {
-                                    reread.extend(s.tables.iter().filter(|t| t.rewrites_rows).cloned());
+                                // A replaced table (truncated at the statement) is read again
+                                // whatever the setting says: else it would stay empty.
+                                None => {
+                                    let flag = cfg.snapshot.reread_on_schema_change;
+                                    reread.extend(s.tables.iter().filter(|t| t.rewrites_rows && (flag || t.replaced)).cloned());
                                 }
-                                None => {}
                             }
                         }
                         BinlogItem::SchemaHistory(h) => writer.write_schema_history(&h).await?,

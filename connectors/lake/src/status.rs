@@ -81,19 +81,23 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
         let applied = read_applied(&replica, &[]).await?;
         let f = applied.freshness.unwrap_or_default();
         let name = format!("{db}.{table}");
-        // Pending by the table's own last commit (it can be ahead of the checkpoint) or by
-        // the checkpoint (a table requested again may have no commit since).
-        let snapshot_pending = f
-            .snapshot
-            .as_ref()
-            .and_then(|s| s.get("pending"))
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false)
-            || checkpoint
-                .and_then(|cp| cp.state.as_ref())
+        // Pending as the checkpoint lists it (a table's own record is written only with
+        // its changes, so a last chunk with no rows would leave it pending for good); the
+        // table's own last commit without a checkpoint.
+        let snapshot_pending = match checkpoint {
+            Some(cp) => cp
+                .state
+                .as_ref()
                 .and_then(|s| s.get("tables"))
                 .and_then(serde_json::Value::as_array)
-                .is_some_and(|ts| ts.iter().any(|t| t.as_str() == Some(name.as_str())));
+                .is_some_and(|ts| ts.iter().any(|t| t.as_str() == Some(name.as_str()))),
+            None => f
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.get("pending"))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+        };
         // The table is current to its last change, or to the pipeline's checkpoint when
         // the pipeline covered it (every table holds everything before the checkpoint).
         let mut current = f.source_ts_us;

@@ -404,8 +404,10 @@ impl SchemaHistory {
                         work.into_entry(&key).map_err(fail)?
                     }
                 };
-                // CREATE OR REPLACE of an existing table: the name holds a new table.
-                if self.tables.insert(key.clone(), entry).is_some() {
+                // CREATE OR REPLACE of an existing table: the name holds a new table. IF NOT
+                // EXISTS of a name the history does not know (e.g. forgotten after a DDL it
+                // could not parse) may leave an existing table with rows: read it again.
+                if self.tables.insert(key.clone(), entry).is_some() || if_not_exists {
                     self.replaced.push(key.clone());
                 }
                 Ok(vec![key])
@@ -3070,6 +3072,11 @@ mod tests {
         assert_eq!(
             one("CREATE TABLE t3 (id INT PRIMARY KEY)", &mut h),
             [("t3".into(), Create, false, false)]
+        );
+        // Unknown to the history, maybe existing on the server: read, not just truncated.
+        assert_eq!(
+            one("CREATE TABLE IF NOT EXISTS t4 (id INT PRIMARY KEY)", &mut h),
+            [("t4".into(), Create, true, true)]
         );
     }
 

@@ -1080,7 +1080,7 @@ impl Snapshotter {
             // The recorded ranges are in the old key: read the table from its start.
             let again = if planned && key_changed {
                 true
-            } else if reread && change.rewrites_rows {
+            } else if (reread || change.replaced) && change.rewrites_rows {
                 // A table without a key is read again only right after a truncate (a
                 // RENAME target): consumers then hold none of its rows to confuse.
                 if !keyed && !change.replaced {
