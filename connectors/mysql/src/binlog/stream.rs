@@ -360,7 +360,7 @@ impl BinlogReader {
 /// The source ids of a MySQL GTID set as `COM_BINLOG_DUMP_GTID` carries them: intervals
 /// end one past their last transaction. Tagged sets are refused (see the module docs).
 fn dump_gtid_sids(set: &MysqlGtidSet) -> std::result::Result<Vec<Sid<'static>>, String> {
-    let mut sids: Vec<(uuid::Uuid, Sid<'static>)> = Vec::new();
+    let mut sids: Vec<(uuid::Uuid, Vec<GnoInterval>)> = Vec::new();
     for (uuid, tag, start, end) in set.iter_intervals() {
         if let Some(tag) = tag {
             return Err(format!(
@@ -369,11 +369,14 @@ fn dump_gtid_sids(set: &MysqlGtidSet) -> std::result::Result<Vec<Sid<'static>>, 
         }
         let interval = GnoInterval::new(start, end.saturating_add(1));
         match sids.last_mut() {
-            Some((u, sid)) if *u == uuid => *sid = sid.clone().with_interval(interval),
-            _ => sids.push((uuid, Sid::new(*uuid.as_bytes()).with_interval(interval))),
+            Some((u, intervals)) if *u == uuid => intervals.push(interval),
+            _ => sids.push((uuid, vec![interval])),
         }
     }
-    Ok(sids.into_iter().map(|(_, sid)| sid).collect())
+    Ok(sids
+        .into_iter()
+        .map(|(uuid, intervals)| Sid::new(*uuid.as_bytes()).with_intervals(intervals))
+        .collect())
 }
 
 fn stream_error(cfg: &SourceConfig, resume: &ResumePosition, e: mysql_async::Error) -> Error {
