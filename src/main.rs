@@ -197,11 +197,17 @@ async fn serve_http(cfg: &Config, lake: bool) -> Result<(), ExitCode> {
     let lake_cfg = cfg.lake.clone();
     let kafka = cfg.kafka.clone();
     let name = cfg.name.clone();
+    let filter = cfg.source.filter();
     let status: telemetry::StatusFn = std::sync::Arc::new(move || {
-        let (lake_cfg, kafka, name) = (lake_cfg.clone(), kafka.clone(), name.clone());
+        let (lake_cfg, kafka, name, filter) = (
+            lake_cfg.clone(),
+            kafka.clone(),
+            name.clone(),
+            filter.clone(),
+        );
         Box::pin(async move {
             if lake {
-                query::status_json(&lake_cfg, kafka.as_ref(), &name)
+                query::status_json(&lake_cfg, kafka.as_ref(), &name, &filter)
                     .await
                     .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
             } else {

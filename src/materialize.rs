@@ -36,6 +36,15 @@ pub struct MaterializeConfig {
     /// with the same group share the partitions.
     #[serde(default)]
     pub group: Option<String>,
+    /// Static group membership (Kafka's `group.instance.id`), unique per worker, e.g.
+    /// `"${POD_NAME}"`: a worker restarted with the same id (a crashed container in the
+    /// same pod) gets its partitions back at once, instead of after the group's session
+    /// timeout (45 s by default). A static member does not leave the group when it stops,
+    /// so a worker that is not coming back (a pod replaced by a rolling update) holds its
+    /// partitions until the session timeout. Unset (default): dynamic membership; a
+    /// worker leaves the group when it stops (SIGTERM) and its partitions move at once.
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }
 
 /// Why materialize stopped.
@@ -141,7 +150,9 @@ impl Slot {
                 .await
                 .map_err(|e| MaterializeError::Config(format!("the apply task failed: {e}")))?;
             *self = Slot::Idle(applier);
-            consumer.commit_offsets(&result?);
+            let offsets = result?;
+            binlake_core::failpoint::hit("materialize.before_offsets");
+            consumer.commit_offsets(&offsets);
         }
         match self {
             Slot::Idle(a) => Ok(a),
@@ -189,9 +200,10 @@ async fn run_once(
         kafka,
         &cfg.name,
         &group,
+        cfg.materialize.instance_id.as_deref(),
         cfg.encoding.options(&cfg.name, Flavor::Mysql),
     )?;
-    tracing::info!(group = %group, root = %lake.root(), "materializing changes");
+    tracing::info!(group = %group, instance_id = cfg.materialize.instance_id.as_deref().unwrap_or("(dynamic)"), root = %lake.root(), "materializing changes");
     crate::telemetry::set_ready(true);
     let mut g = Gatherer {
         consumer,
@@ -507,6 +519,7 @@ impl Applier {
                 }
             };
             crate::telemetry::applied(sink.name(), &stats);
+            binlake_core::failpoint::hit("materialize.after_table_commit");
             crate::telemetry::count(
                 "binlake_kafka_messages_consumed_total",
                 &[],

@@ -51,11 +51,33 @@ pub async fn status_json(
     lake_cfg: &binlake_lake::LakeConfig,
     kafka: Option<&binlake_kafka::KafkaConfig>,
     name: &str,
+    filter: &binlake_mysql::binlog::Filter,
 ) -> Result<serde_json::Value, binlake_lake::Error> {
     let lake = Lake::open(lake_cfg)?;
-    let cp = lake_checkpoint(&lake, kafka, name).await?;
-    let tables = binlake_lake::status::status(&lake, cp.as_ref()).await?;
+    let tables = table_statuses(&lake, kafka, name, filter).await?;
     Ok(serde_json::json!({ "root": lake.root().as_str(), "tables": tables }))
+}
+
+/// Every table's freshness; tables the config does not capture (any more) are marked
+/// excluded and current to no time.
+async fn table_statuses(
+    lake: &Lake,
+    kafka: Option<&binlake_kafka::KafkaConfig>,
+    name: &str,
+    filter: &binlake_mysql::binlog::Filter,
+) -> Result<Vec<binlake_lake::status::TableStatus>, binlake_lake::Error> {
+    let cp = lake_checkpoint(lake, kafka, name).await?;
+    let mut tables = binlake_lake::status::status(lake, cp.as_ref()).await?;
+    for t in &mut tables {
+        let included = t
+            .table
+            .split_once('.')
+            .is_some_and(|(db, table)| filter.table_included(db, table));
+        if !included {
+            t.mark_excluded();
+        }
+    }
+    Ok(tables)
 }
 
 /// The pipeline's checkpoint of the lake: `run`'s; else, for replicas `materialize` keeps
@@ -88,13 +110,18 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), binlake_lake::Error>
     if json {
         println!(
             "{}",
-            status_json(&cfg.lake, cfg.kafka.as_ref(), &cfg.name).await?
+            status_json(
+                &cfg.lake,
+                cfg.kafka.as_ref(),
+                &cfg.name,
+                &cfg.source.filter()
+            )
+            .await?
         );
         return Ok(());
     }
     let lake = Lake::open(&cfg.lake)?;
-    let cp = lake_checkpoint(&lake, cfg.kafka.as_ref(), &cfg.name).await?;
-    let tables = binlake_lake::status::status(&lake, cp.as_ref()).await?;
+    let tables = table_statuses(&lake, cfg.kafka.as_ref(), &cfg.name, &cfg.source.filter()).await?;
     if tables.is_empty() {
         println!("no tables under {} yet", lake.root());
         return Ok(());
@@ -111,9 +138,14 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), binlake_lake::Error>
             opt(t.rows),
             opt(t.changes),
             t.position.unwrap_or_else(|| "-".into()),
-            match t.snapshot_pending {
-                true => "(snapshot in progress)".into(),
-                false => t.current_to.unwrap_or_else(|| "-".into()),
+            match (t.snapshot_pending, t.behind_checkpoint) {
+                _ if t.excluded => "(not captured)".into(),
+                (true, _) => "(snapshot in progress)".into(),
+                (false, true) => format!(
+                    "{} (behind the checkpoint)",
+                    t.current_to.unwrap_or_else(|| "-".into())
+                ),
+                (false, false) => t.current_to.unwrap_or_else(|| "-".into()),
             },
             t.lag_seconds.map_or("-".into(), |l| format!("{l:.1}s")),
         );

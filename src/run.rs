@@ -13,12 +13,27 @@
 //! # Exactly once
 //!
 //! A restart resumes from the checkpoint. A crash after some tables committed a batch but
-//! before the checkpoint leaves those tables with a `txn` version above the checkpoint's
-//! batch: for them, the replayed changes up to the position they recorded are skipped,
-//! per Delta table (the replica may be one batch ahead of the change log: it commits
-//! first). Snapshot rows cannot be skipped by position (a chunk read again has new
-//! watermarks), so each table's commit also records what the snapshot leaves of it, and a
-//! restart takes that part of the progress from a table ahead of the checkpoint.
+//! before the checkpoint leaves those tables ahead of it: the replay hands them changes
+//! they already hold. Each Delta table records the highest position of a streamed change
+//! it holds (`Freshness::streamed`, carried over batches that have none for it), and the
+//! checkpoint records the highest one it covers (`Checkpoint::streamed`). A table whose
+//! position is past the checkpoint's is ahead: every replayed change of it at or before
+//! its position is skipped, per Delta table (the replica may be one batch ahead of the
+//! change log: it commits first), in however many batches the replay takes — the replay
+//! need not cut its batches where the crashed run did — until the stream passes that
+//! position. Positions, not batch numbers, decide: batch numbers start again from the
+//! checkpoint's after every restart, so a table's number can come from a run that crashed
+//! twice. (Records written before `streamed` existed fall back to the batch number of
+//! the checkpoint the process started from.)
+//!
+//! Snapshot rows cannot be skipped by position (a chunk read again has new watermarks),
+//! so each table's commit also records what the snapshot leaves of it, and a restart
+//! takes that part of the progress from a table ahead of the checkpoint.
+//!
+//! The gaps between these writes have failpoints (`binlake_core::failpoint`:
+//! `run.after_table_commit`, `lake.after_replica_commit`, `run.after_schema_history`,
+//! `run.before_checkpoint`, `run.after_checkpoint`), at which `tests/it/faults.rs` crashes
+//! the process under a write workload and checks every change is in the lake once.
 //!
 //! Snapshot chunks are committed several at a time (see `snapshot_chunks_per_commit`): a
 //! restart reads again the chunks of the open batch and those in flight.
@@ -129,6 +144,8 @@ impl SinkFactory for LakeSinkFactory<'_> {
         }
         let checkpoint = checkpoint.unwrap_or_default();
         let sink = LakeSink {
+            start_batch: checkpoint.batch,
+            batch_streamed: None,
             signals_seen: checkpoint.signals_done.clone(),
             app_id,
             name: cfg.name.clone(),
@@ -191,9 +208,41 @@ async fn roll_snapshot_forward(
 
 struct TableState {
     sink: TableSink,
-    /// Changes at or before these positions are already in the change log / replica.
-    changes_done: Option<EventPosition>,
-    replica_done: Option<EventPosition>,
+    /// Streamed changes at or before these positions are already in the change log /
+    /// replica (the table committed past the checkpoint before a crash); cleared once
+    /// the stream is past them.
+    changes_held: Option<EventPosition>,
+    replica_held: Option<EventPosition>,
+}
+
+/// Where a Delta table that committed past the checkpoint `cp` holds streamed changes up
+/// to (see the module docs); `None` when it is not ahead.
+fn held_past(
+    applied: &binlake_lake::Applied,
+    cp: &Checkpoint,
+    start_batch: i64,
+    app_id: &str,
+) -> Option<EventPosition> {
+    let f = applied.freshness.as_ref()?;
+    match (&f.streamed, &cp.streamed) {
+        (Some(t), Some(c)) => {
+            let t = t.event_position();
+            (t > c.event_position()).then_some(t)
+        }
+        (Some(t), None) => applied
+            .txns
+            .get(app_id)
+            .is_some_and(|v| *v > start_batch)
+            .then(|| t.event_position()),
+        // Written before `streamed` existed: the batch number of the checkpoint this
+        // process started from, and the position of the table's last change.
+        (None, _) => applied
+            .txns
+            .get(app_id)
+            .is_some_and(|v| *v > start_batch)
+            .then(|| f.event_position())
+            .flatten(),
+    }
 }
 
 /// The lake as a capture sink.
@@ -208,6 +257,10 @@ pub(crate) struct LakeSink {
     path: String,
     checkpoint: Checkpoint,
     tables: HashMap<String, TableState>,
+    /// The batch number of the checkpoint this process started from.
+    start_batch: i64,
+    /// The highest position of a streamed change in the open batch.
+    batch_streamed: Option<EventPosition>,
     skipped: HashSet<String>,
     buffer: BTreeMap<String, Vec<Change>>,
     open: bool,
@@ -244,21 +297,14 @@ impl LakeSink {
                 Err(err) => return Err(err.into()),
             };
             sink.watch(std::slice::from_ref(&self.app_id)).await?;
-            let batch = self.checkpoint.batch;
-            let done = |a: &binlake_lake::Applied| {
-                a.txns
-                    .get(&self.app_id)
-                    .filter(|v| **v > batch)
-                    .and(a.freshness.as_ref())
-                    .and_then(|f| f.event_position())
-            };
+            let held = |a| held_past(a, &self.checkpoint, self.start_batch, &self.app_id);
             let state = TableState {
-                changes_done: done(sink.applied_changes()),
-                replica_done: done(sink.applied_replica()),
+                changes_held: held(sink.applied_changes()),
+                replica_held: held(sink.applied_replica()),
                 sink,
             };
-            if state.changes_done.is_some() || state.replica_done.is_some() {
-                tracing::info!(table = %name, "the table is ahead of the run checkpoint: skipping the changes it holds");
+            if let Some(p) = state.changes_held.as_ref().or(state.replica_held.as_ref()) {
+                tracing::info!(table = %name, holds_to = %p, "the table is ahead of the run checkpoint: skipping the changes it holds");
             }
             self.tables.insert(name.clone(), state);
         }
@@ -269,6 +315,14 @@ impl LakeSink {
 impl Sink for LakeSink {
     async fn write_change(&mut self, e: &ChangeEvent) -> Result<(), CaptureError> {
         self.open = true;
+        if e.op != Op::Read
+            && self
+                .batch_streamed
+                .as_ref()
+                .is_none_or(|p| e.source.position > *p)
+        {
+            self.batch_streamed = Some(e.source.position.clone());
+        }
         if self.table(e).await?.is_none() {
             return Ok(());
         }
@@ -342,11 +396,19 @@ impl Sink for LakeSink {
                         .collect(),
                 )
             };
-            let (for_c, for_r) = (held(&state.changes_done), held(&state.replica_done));
+            let (for_c, for_r) = (held(&state.changes_held), held(&state.replica_held));
             let (for_c, for_r) = (
                 for_c.as_deref().unwrap_or(&changes),
                 for_r.as_deref().unwrap_or(&changes),
             );
+            if for_c.len() < changes.len() || for_r.len() < changes.len() {
+                tracing::info!(
+                    table = %name,
+                    change_log = changes.len() - for_c.len(),
+                    replica = changes.len() - for_r.len(),
+                    "replayed changes the table already holds skipped"
+                );
+            }
             // The file name says where the batch starts, so a replay that skips what a
             // table already holds never reuses the name of a committed file.
             let start = for_c
@@ -379,9 +441,25 @@ impl Sink for LakeSink {
                 r.merge(c)
             };
             crate::telemetry::applied(&name, &stats);
-            state.changes_done = None;
-            state.replica_done = None;
+            if !for_r.is_empty() {
+                self.checkpoint.tables.insert(name.clone(), batch);
+            }
+            binlake_core::failpoint::hit("run.after_table_commit");
         }
+        // Once the stream is past what a table held, nothing more of it can be replayed.
+        if let Some(top) = &self.batch_streamed {
+            for state in self.tables.values_mut() {
+                for held in [&mut state.changes_held, &mut state.replica_held] {
+                    if held.as_ref().is_some_and(|p| top >= p) {
+                        *held = None;
+                    }
+                }
+            }
+        }
+        let streamed = match (self.batch_streamed.take(), &self.checkpoint.streamed) {
+            (Some(p), _) => Some(binlake_lake::table::StreamPosition::from(&p)),
+            (None, before) => before.clone(),
+        };
         // A new history goes to a file of its own before the checkpoint names it: a crash
         // in between leaves the checkpoint with the previous one, which matches its
         // position.
@@ -392,7 +470,9 @@ impl Sink for LakeSink {
                 .map_err(|e| CaptureError::Config(format!("encode the schema history: {e}")))?;
             self.lake.put_json(&path, &v).await?;
             schema_history = Some(path);
+            binlake_core::failpoint::hit("run.after_schema_history");
         }
+        binlake_core::failpoint::hit("run.before_checkpoint");
         self.checkpoint = Checkpoint {
             resume: Some(position.to_string()),
             source_ts_us: ts_us,
@@ -401,10 +481,14 @@ impl Sink for LakeSink {
             batch,
             schema_history,
             signals_done: self.signals_seen.clone(),
+            streamed,
+            app_id: Some(self.app_id.clone()),
+            tables: std::mem::take(&mut self.checkpoint.tables),
         };
         let v = serde_json::to_value(&self.checkpoint)
             .map_err(|e| CaptureError::Config(format!("encode the checkpoint: {e}")))?;
         self.lake.put_json(&self.path, &v).await?;
+        binlake_core::failpoint::hit("run.after_checkpoint");
         self.open = false;
         self.idle = false;
         self.commits += 1;
@@ -425,6 +509,7 @@ impl Sink for LakeSink {
 
     async fn abort(&mut self) {
         self.buffer.clear();
+        self.batch_streamed = None;
         self.open = false;
         self.signals_seen = self.checkpoint.signals_done.clone();
     }

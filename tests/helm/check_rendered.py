@@ -216,8 +216,14 @@ def expected_config(v, comp):
             # Every option is a reference, never the value itself.
             lake["storage"] = {opt: "${%s}" % lake_env(opt) for opt in lk["storage"]}
         out["lake"] = lake
-    if "materialize" in sections and v["materialize"]["settings"]["group"]:
-        out["materialize"] = {"group": v["materialize"]["settings"]["group"]}
+    ms = v["materialize"]["settings"]
+    if "materialize" in sections and (ms["group"] or ms.get("staticMembership")):
+        out["materialize"] = {}
+        if ms["group"]:
+            out["materialize"]["group"] = ms["group"]
+        if ms.get("staticMembership"):
+            # Each worker is the static member named after its pod.
+            out["materialize"]["instance_id"] = "${POD_NAME}"
     return out
 
 
@@ -238,6 +244,8 @@ def expected_env(v, comp):
                 want[lake_env(opt)] = ("value", src["value"])
             else:
                 want[lake_env(opt)] = ("secret", src["secretName"], src["secretKey"])
+    if "materialize" in sections and v["materialize"]["settings"].get("staticMembership"):
+        want["POD_NAME"] = ("field", "metadata.name")
     return want
 
 
@@ -416,6 +424,10 @@ def check_deployment(d, v, comp, config_map, toml_text, refs, sas):
             ref = (got.get("valueFrom") or {}).get("secretKeyRef") or {}
             if (ref.get("name"), ref.get("key")) != want[1:]:
                 problem(f"{where}: {var} is not taken from Secret {want[1]} key {want[2]}: {got}")
+        elif want[0] == "field":
+            ref = (got.get("valueFrom") or {}).get("fieldRef") or {}
+            if ref.get("fieldPath") != want[1]:
+                problem(f"{where}: {var} is not the pod's {want[1]}: {got}")
         elif got.get("value") != want[1] or "valueFrom" in got:
             problem(f"{where}: {var} is not the value {want[1]!r}: {got}")
         if var not in refs:
@@ -601,6 +613,8 @@ def validate_with_binlake(binary, workdir, comp, toml_text, refs, v):
     for var, want in expected_env(v, comp).items():
         if want[0] == "value":
             env[var] = want[1]
+        elif want[0] == "field":
+            env[var] = "binlake-materialize-7d9c-x2x4q"
     run = subprocess.run([binary, "validate", path], env=env, capture_output=True, text=True)
     if run.returncode != 0:
         problem(f"binlake validate {comp}.toml exited {run.returncode}:\n{run.stdout}{run.stderr}\n--- {path}\n{toml_text}")

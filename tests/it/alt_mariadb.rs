@@ -2,7 +2,7 @@
 //! statement format, binlogs to purge), for tests that must not disturb the shared one.
 //!
 //! Each is `tests/services/mariadb.sh` with its own state folder
-//! (`<services dir>/alt-<name>`), its own port (13310–13319 are reserved for these) and
+//! (`<services dir>/alt-<name>`), its own port (13310–13329, except 13316 which `make demo` uses, are reserved for these) and
 //! `BINLAKE_MARIADB_EXTRA_CNF` lines appended to its `[mariadbd]` section. The state is
 //! kept between runs, so only the first start initializes a datadir; every start rewrites
 //! the config, so the instance always runs with the settings asked for. The guard holds a
@@ -69,6 +69,11 @@ impl AltMariaDb {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
         );
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Stops the instance (it keeps its data); [`AltMariaDb::start_again`] brings it back.

@@ -73,14 +73,25 @@ impl CaptureProcess {
 
     /// Waits for a log line containing `needle`.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_any(&[needle], timeout);
+    }
+
+    /// The log lines read so far.
+    pub fn log(&self) -> &[String] {
+        &self.log
+    }
+
+    /// Waits for a log line containing one of `needles`; returns the one it contains.
+    pub fn wait_for_any<'a>(&mut self, needles: &[&'a str], timeout: Duration) -> &'a str {
+        let needle = needles.join("` or `");
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             match self.lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(l) => {
-                    let hit = l.contains(needle);
+                    let hit = needles.iter().find(|n| l.contains(**n));
                     self.log.push(l);
-                    if hit {
-                        return;
+                    if let Some(hit) = hit {
+                        return hit;
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {

@@ -61,7 +61,7 @@ flush_interval = "200ms"
     path
 }
 
-fn lake_at(root: &Path) -> Lake {
+pub(crate) fn lake_at(root: &Path) -> Lake {
     Lake::open(&LakeConfig {
         root: root.display().to_string(),
         ..LakeConfig::default()
@@ -153,6 +153,23 @@ async fn replica_rows(
     }
 }
 
+/// The rows of `sql`'s result as strings (columns `names`); none while the tables do not
+/// exist yet or `sql` fails.
+pub(crate) async fn query_rows_or_empty(
+    lake: &Lake,
+    sql: &str,
+    names: &[&str],
+) -> Vec<Vec<String>> {
+    let Ok(ctx) = binlake_lake::query::session(lake, None).await else {
+        return Vec::new();
+    };
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    match binlake_lake::query::run(&ctx, sql).await {
+        Ok(batches) => render(&batches, &names),
+        Err(_) => Vec::new(),
+    }
+}
+
 async fn query(lake: &Lake, sql: &str) -> Vec<RecordBatch> {
     let ctx = binlake_lake::query::session(lake, None).await.unwrap();
     binlake_lake::query::run(&ctx, sql).await.unwrap()
@@ -222,7 +239,7 @@ async fn wait_equal(
 }
 
 /// `binlake status --json` of `config`.
-fn status_json(config: &Path) -> serde_json::Value {
+pub(crate) fn status_json(config: &Path) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
         .args(["status", "--json", "--config"])
         .arg(config)

@@ -10,7 +10,10 @@
 //! - [`debezium`]: the Debezium-compatible JSON codec for keys and envelopes, with or
 //!   without Kafka Connect schemas. Pure: no I/O.
 //!
-//! Architecture invariant: this crate depends on no connector, and does no I/O.
+//! - [`failpoint`]: named crash points for fault tests, inert unless armed by the environment.
+//!
+//! Architecture invariant: this crate depends on no connector, and does no I/O (the
+//! failpoints read one environment variable).
 
 #![warn(missing_docs)]
 
@@ -18,6 +21,7 @@ pub mod config;
 pub mod debezium;
 pub mod error;
 pub mod event;
+pub mod failpoint;
 pub mod position;
 pub mod schema;
 pub mod temporal;

@@ -828,6 +828,7 @@ impl CaptureWriter {
         while !self.inflight.is_empty() {
             self.await_one().await?;
         }
+        binlake_core::failpoint::hit("kafka.before_commit");
         let producer = self.producer.clone();
         let timeout = self.cfg.transaction_timeout;
         tokio::task::spawn_blocking(move || {
@@ -853,6 +854,7 @@ impl CaptureWriter {
         self.in_txn = false;
         self.stats.commits += 1;
         tracing::debug!(position = %record.position, messages = self.stats.messages, "kafka transaction committed");
+        binlake_core::failpoint::hit("kafka.after_commit");
         Ok(())
     }
 

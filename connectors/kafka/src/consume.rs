@@ -116,14 +116,21 @@ impl std::fmt::Debug for ChangeConsumer {
 }
 
 impl ChangeConsumer {
-    /// Joins `group` and subscribes to every table topic of capture `name`.
+    /// Joins `group` (as the static member `instance_id`, when given: Kafka's
+    /// `group.instance.id`) and subscribes to every table topic of capture `name`. The
+    /// consumer leaves the group when dropped (a static member stays until its session
+    /// times out).
     pub fn open(
         kafka: &KafkaConfig,
         name: &str,
         group: &str,
+        instance_id: Option<&str>,
         opts: DebeziumOptions,
     ) -> Result<Self> {
         let mut c = kafka.client_config();
+        if let Some(id) = instance_id {
+            c.set("group.instance.id", id);
+        }
         c.set("group.id", group)
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")

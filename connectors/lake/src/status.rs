@@ -1,5 +1,7 @@
 //! Freshness of every replica: what `binlake status` prints and `/status` serves.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::Result;
@@ -31,6 +33,20 @@ pub struct Checkpoint {
     /// The last snapshot request (a file name in the run's signal folder) acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signals_done: Option<String>,
+    /// The highest position of a streamed change the checkpoint covers (carried over
+    /// batches without one): a table whose own record is past it committed after the
+    /// checkpoint (a crash between the two), and holds the replayed changes up to there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<crate::table::StreamPosition>,
+    /// The `txn` app id the writer records in each table's commits, and per table
+    /// (`db.table`) the last version of it whose replica commit the checkpoint covers: a
+    /// replica whose own version is lower lacks commits the checkpoint counts on, so
+    /// `status` does not call it current to the checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// See [`Checkpoint::app_id`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, i64>,
 }
 
 /// One table's freshness.
@@ -54,6 +70,22 @@ pub struct TableStatus {
     /// DDL that changed its rows): the replica is incomplete, so it is current to no time
     /// (`current_to` and `lag_seconds` are `None`) until the snapshot is done.
     pub snapshot_pending: bool,
+    /// The replica lacks commits the pipeline's checkpoint says it made: it is current
+    /// only to its own last change, and something outside binlake changed it (a restored
+    /// or rolled-back Delta log): rebuild it (`binlake snapshot --table`).
+    pub behind_checkpoint: bool,
+    /// The config no longer captures the table (`source.include` / `exclude`): its
+    /// replica is what was kept before, current to no time.
+    pub excluded: bool,
+}
+
+impl TableStatus {
+    /// Marks the table as not captured by the config: current to no time.
+    pub fn mark_excluded(&mut self) {
+        self.excluded = true;
+        self.current_to = None;
+        self.lag_seconds = None;
+    }
 }
 
 fn rfc3339(us: i64) -> Option<String> {
@@ -78,9 +110,16 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
         let changes = lake
             .load(&lake.table_url(&db, &table, TableKind::Changes)?)
             .await?;
-        let applied = read_applied(&replica, &[]).await?;
-        let f = applied.freshness.unwrap_or_default();
         let name = format!("{db}.{table}");
+        let covered = checkpoint.and_then(|cp| Some((cp.app_id.clone()?, *cp.tables.get(&name)?)));
+        let apps: Vec<String> = covered.iter().map(|(a, _)| a.clone()).collect();
+        let applied = read_applied(&replica, &apps).await?;
+        // The replica lacks a commit the checkpoint counts on (its Delta log was rolled
+        // back or restored, or a write was lost): it is current only to its own last change.
+        let behind_checkpoint = covered
+            .as_ref()
+            .is_some_and(|(app, v)| applied.txns.get(app).is_none_or(|have| have < v));
+        let f = applied.freshness.unwrap_or_default();
         // Pending as the checkpoint lists it (a table's own record is written only with
         // its changes, so a last chunk with no rows would leave it pending for good); the
         // table's own last commit without a checkpoint.
@@ -101,7 +140,7 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
         // The table is current to its last change, or to the pipeline's checkpoint when
         // the pipeline covered it (every table holds everything before the checkpoint).
         let mut current = f.source_ts_us;
-        if let Some(cp) = checkpoint {
+        if let Some(cp) = checkpoint.filter(|_| !behind_checkpoint) {
             current = current.max(cp.source_ts_us);
             if cp.caught_up_at_us > 0 {
                 current = current.max(cp.caught_up_at_us);
@@ -121,6 +160,8 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
             current_to: (current > 0).then(|| rfc3339(current)).flatten(),
             lag_seconds: (current > 0).then(|| ((now - current).max(0) as f64) / 1e6),
             snapshot_pending,
+            behind_checkpoint,
+            excluded: false,
         });
     }
     Ok(out)

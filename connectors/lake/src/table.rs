@@ -105,6 +105,44 @@ pub struct Freshness {
     /// See [`Progress::snapshot`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<serde_json::Value>,
+    /// The highest position of a *streamed* change (not a snapshot row) this Delta table
+    /// holds, carried over batches without one: a replayed change at or before it is
+    /// already here. (`position` may be a snapshot row's, placed at its chunk's high
+    /// watermark, which streamed changes of the same event position can follow.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<StreamPosition>,
+}
+
+/// An [`binlake_core::EventPosition`] as stored in binlake's JSON records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StreamPosition {
+    /// Binlog file name.
+    pub file: String,
+    /// Byte position of the event.
+    pub pos: u64,
+    /// Row index within the event.
+    pub row: u32,
+}
+
+impl From<&binlake_core::EventPosition> for StreamPosition {
+    fn from(p: &binlake_core::EventPosition) -> Self {
+        StreamPosition {
+            file: p.file.to_string(),
+            pos: p.pos,
+            row: p.row,
+        }
+    }
+}
+
+impl StreamPosition {
+    /// The position, comparable with events'.
+    pub fn event_position(&self) -> binlake_core::EventPosition {
+        binlake_core::EventPosition {
+            file: self.file.as_str().into(),
+            pos: self.pos,
+            row: self.row,
+        }
+    }
 }
 
 impl Freshness {
@@ -683,6 +721,11 @@ impl TableSink {
             .map(|c| &c.event.source.position)
             .max()
             .unwrap_or(&last.event.source.position);
+        let streamed_top = batch
+            .iter()
+            .filter(|c| c.event.op != Op::Read)
+            .map(|c| &c.event.source.position)
+            .max();
         let freshness = Freshness {
             position: Some(top.to_string()),
             file: Some(top.file.to_string()),
@@ -692,7 +735,23 @@ impl TableSink {
             resume: progress.resume.clone(),
             committed_at_us: 0,
             snapshot: progress.snapshot.clone(),
+            streamed: None,
         };
+        // Each Delta table carries its own highest streamed position forward.
+        let with_streamed = |applied: &Applied| {
+            let before = applied.freshness.as_ref().and_then(|f| f.streamed.clone());
+            let streamed = match (before, streamed_top) {
+                (Some(b), Some(t)) if b.event_position() >= *t => Some(b),
+                (_, Some(t)) => Some(StreamPosition::from(t)),
+                (b, None) => b,
+            };
+            Freshness {
+                streamed,
+                ..freshness.clone()
+            }
+        };
+        let changes_freshness = with_streamed(&self.applied_changes);
+        let replica_freshness = with_streamed(&self.applied_replica);
         // Evolve before writing rows of a newer schema (checked once per schema).
         let mut seen: Option<&Arc<TableSchema>> = None;
         for c in batch {
@@ -748,8 +807,14 @@ impl TableSink {
                 let t = std::time::Instant::now();
                 let r = match to_changes {
                     true => {
-                        cv.write(batch, progress, &freshness, &mut sc, replica_committed)
-                            .await
+                        cv.write(
+                            batch,
+                            progress,
+                            &changes_freshness,
+                            &mut sc,
+                            replica_committed,
+                        )
+                        .await
                     }
                     false => Ok(()),
                 };
@@ -760,7 +825,7 @@ impl TableSink {
                 let t = std::time::Instant::now();
                 let r = match to_replica {
                     true => {
-                        rv.write(batch, progress, &freshness, &mut sr, replica_done)
+                        rv.write(batch, progress, &replica_freshness, &mut sr, replica_done)
                             .await
                     }
                     false => Ok(()),
@@ -1152,6 +1217,7 @@ impl ReplicaView<'_> {
         }
         stats.commits += 1;
         commit(self.table, actions, progress, freshness, "apply changes").await?;
+        binlake_core::failpoint::hit("lake.after_replica_commit");
         if let Some(c) = committed {
             let _ = c.send(());
         }

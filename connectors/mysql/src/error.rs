@@ -96,14 +96,52 @@ impl Error {
                     || reason.contains("TLS handshake failed")
                     || reason.contains("does not offer TLS"))
             }
-            Error::Query { reason, .. } => {
-                reason.contains("Lost connection") || reason.contains("broken pipe")
-            }
+            Error::Query { reason, .. } => connection_lost(reason),
             Error::Unexpected { .. }
             | Error::Requirement { .. }
             | Error::PositionPurged { .. }
             | Error::ServerIdInUse { .. }
             | Error::Decode(_) => false,
         }
+    }
+}
+
+/// Whether a client's or server's message says the connection went away (the server
+/// restarting or shutting down, the network, a killed connection) rather than that the
+/// statement itself failed: retrying on a new connection may succeed.
+fn connection_lost(reason: &str) -> bool {
+    const LOST: [&str; 10] = [
+        "Lost connection",
+        "broken pipe",
+        "Broken pipe",
+        "Input/output error",
+        "connection closed",
+        "Connection reset",
+        "server has gone away",
+        "Server shutdown in progress",
+        "Connection was killed",
+        "Connection refused",
+    ];
+    LOST.iter().any(|m| reason.contains(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_on_a_lost_connection_is_transient() {
+        let q = |reason: &str| Error::Query {
+            target: "u@h:1".into(),
+            query: "START TRANSACTION".into(),
+            reason: reason.into(),
+        };
+        // As mysql_async words a connection closed by a restarting server.
+        assert!(q("Input/output error: Input/output error: connection closed").is_transient());
+        assert!(
+            q("Server error: `ERROR 08S01 (1053): Server shutdown in progress'").is_transient()
+        );
+        assert!(!q("Server error: `ERROR 42S02 (1146): Table 'd.t' doesn't exist'").is_transient());
+        assert!(!q("Server error: `ERROR 42000 (1142): SELECT command denied'").is_transient());
     }
 }

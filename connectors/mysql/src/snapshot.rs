@@ -1348,6 +1348,7 @@ async fn read_chunks(
                 range.upto = Some(b);
             }
             let mut chunk = reader.read_range(&range).await?;
+            binlake_core::failpoint::hit("snapshot.after_chunk_read");
             if let Some(k) = &chunk.cut_at {
                 lock(&plan).cut(id, k.clone());
                 wake.notify_waiters();

@@ -238,6 +238,12 @@ objects (YAML). Called with (dict "ctx" $ "component" "capture").
       name: {{ $v.source.passwordSecret.name | quote }}
       key: {{ $v.source.passwordSecret.key | quote }}
 {{- end }}
+{{- if and (include "binlake.uses" (list $comp "materialize")) $v.materialize.settings.staticMembership }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}
 {{- if include "binlake.uses" (list $comp "kafka") }}
 {{- range $v.kafka.clientSecrets }}
 - name: {{ include "binlake.kafkaSecretEnvName" .setting }}
@@ -398,10 +404,15 @@ vacuum_retention = {{ $l.vacuumRetention | toRawJson }}
 {{- end }}
 {{- end }}
 {{- end }}
-{{- if and (include "binlake.uses" (list $comp "materialize")) $v.materialize.settings.group }}
+{{- if and (include "binlake.uses" (list $comp "materialize")) (or $v.materialize.settings.group $v.materialize.settings.staticMembership) }}
 
 [materialize]
-group = {{ $v.materialize.settings.group | toRawJson }}
+{{- with $v.materialize.settings.group }}
+group = {{ . | toRawJson }}
+{{- end }}
+{{- if $v.materialize.settings.staticMembership }}
+instance_id = "${POD_NAME}"
+{{- end }}
 {{- end }}
 
 [http]

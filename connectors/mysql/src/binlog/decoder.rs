@@ -235,9 +235,15 @@ impl Decoder {
 
     /// Forgets the stream state (tables, open transaction) to start again in `file` with
     /// `gtid_state`, as after a reconnect; filters, lookup and counters stay.
+    ///
+    /// A reset decoder is in the state of a new one (only the schema cache and the counts
+    /// of unknown events are kept): the new stream starts with a fake ROTATE sent before
+    /// its FORMAT_DESCRIPTION, whose name must be read without the previous stream's
+    /// checksum settings (else the checksum becomes part of the file name).
     pub fn reset(&mut self, file: &str, gtid_state: Option<ResumePosition>) {
         self.file = file.into();
         self.next_pos = 4;
+        self.fde = None;
         self.tables.clear();
         self.txn = None;
         self.pending_gtid = None;
