@@ -29,8 +29,7 @@ use binlake_core::{
     MysqlGtid, MysqlGtidSet, Op, ResumePosition, Row, SchemaChange, SnapshotMarker, SourceInfo,
     TableChange, TableChangeKind, TableSchema, TransactionInfo, Value,
 };
-use mysql_common::binlog::EventStreamReader;
-use mysql_common::binlog::consts::{BinlogVersion, EventType};
+use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 
 use super::filter::Filter;
@@ -345,6 +344,8 @@ impl Decoder {
         sink: &mut Sink<'_>,
     ) -> Result<(), DecodeError> {
         let h = event.header();
+        super::guard::check(h.event_type_raw(), event.data())
+            .map_err(|e| self.err(start, None, e))?;
         let data = match event.read_data() {
             Ok(Some(d)) => d,
             Ok(None) => {
@@ -498,9 +499,9 @@ impl Decoder {
         start: u64,
         sink: &mut Sink<'_>,
     ) -> Result<(), DecodeError> {
-        let mut inner = EventStreamReader::new(BinlogVersion::Version4);
+        let mut inner = super::file::EventFramer::new(true);
         loop {
-            match inner.read_decompressed(&mut reader) {
+            match inner.next(&mut reader, None) {
                 Ok(Some(ev)) => {
                     let saved = self.verify_checksums;
                     self.verify_checksums = false;
