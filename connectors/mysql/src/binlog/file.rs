@@ -337,11 +337,40 @@ mod tests {
         assert!(err.contains("binlog_row_metadata"), "{err}");
     }
 
+    #[test]
+    fn statement_based_inserts_of_captured_tables_stop_the_stream() {
+        // MySQL 5.6 wrote this file with binlog_format=STATEMENT: its INSERT is a QUERY.
+        let Some(r) = changes("binlog_transaction_with_GTID.000001") else {
+            return;
+        };
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("(table test.t1)"), "{err}");
+        assert!(err.contains("an INSERT statement writing test.t1"), "{err}");
+        assert!(err.contains("SET GLOBAL binlog_format='ROW'"), "{err}");
+        // Not captured: passes.
+        let path = fixture("binlog_transaction_with_GTID.000001").unwrap();
+        let mut d = Decoder::new(
+            Flavor::Mysql,
+            Filter::new(&[], &["test.*".into()], &[]).unwrap(),
+            Box::new(SchemaHistory::with_flavor(Flavor::Mysql)),
+            "binlog_transaction_with_GTID.000001",
+            None,
+        );
+        read_file(&path, &mut d, &mut |_| Ok(())).unwrap();
+    }
+
     /// The resume position of each commit; `without_previous_gtids` drops the file's
-    /// Previous_gtids event, as when a stream starts in the middle of a file.
+    /// Previous_gtids event, as when a stream starts in the middle of a file. The file's
+    /// statement-based INSERTs are of `test.*`, left out here.
     fn commit_positions(name: &str, without_previous_gtids: bool) -> Option<Vec<String>> {
         let path = fixture(name)?;
-        let mut d = mysql_decoder(name);
+        let mut d = Decoder::new(
+            Flavor::Mysql,
+            Filter::new(&[], &["test.*".into()], &[]).unwrap(),
+            Box::new(SchemaHistory::with_flavor(Flavor::Mysql)),
+            name,
+            None,
+        );
         let mut input = BufReader::new(File::open(path).unwrap());
         BinlogFileHeader::read(&mut input).unwrap();
         let mut reader = EventStreamReader::new(BinlogVersion::Version4);
