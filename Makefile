@@ -5,6 +5,7 @@
 #   make bench   the benchmarks: criterion micro-benchmarks and the end-to-end ones
 #                (benches/pipeline.rs) against the real services
 #   make lint    cargo fmt --check and clippy -D warnings
+#   make fuzz    mutated binlog files through the reader and decoder, many cases
 #
 # Builds go to a cache outside the clone, so a fresh clone on a machine that has built
 # binlake before does not rebuild arrow, librdkafka & co. from scratch.
@@ -14,7 +15,7 @@ export CARGO_TERM_COLOR ?= never
 CARGO ?= cargo
 SERVICES := tests/services
 
-.PHONY: all build deps checkout services-start services-stop test lint bench demo clean
+.PHONY: all build deps checkout services-start services-stop test lint fuzz bench demo clean
 
 all: build
 
@@ -38,6 +39,12 @@ build: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The property test of hostile binlog files (connectors/mysql/src/binlog/fuzz_tests.rs)
+# with a million cases instead of make test's 20 000 (a few minutes).
+FUZZ_CASES ?= 1000000
+fuzz: checkout
+	BINLAKE_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -p binlake-mysql --lib -- binlog::fuzz_tests --nocapture
 
 services-start:
 	@$(SERVICES)/all.sh start

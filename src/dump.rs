@@ -50,10 +50,12 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let flavor = if std::fs::read(path)
-            .map(|b| b.windows(7).take(200).any(|w| w == b"MariaDB"))
-            .unwrap_or(false)
-        {
+        // The server version is in the format description at the start of the file.
+        let mut head = Vec::with_capacity(256);
+        if let Ok(f) = std::fs::File::open(path) {
+            let _ = std::io::Read::read_to_end(&mut std::io::Read::take(f, 256), &mut head);
+        }
+        let flavor = if head.windows(7).any(|w| w == b"MariaDB") {
             Flavor::MariaDb
         } else {
             Flavor::Mysql

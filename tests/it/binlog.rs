@@ -471,3 +471,59 @@ async fn resume_from_gtid_and_file_positions_and_after_a_killed_connection() {
     );
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
+
+/// A session that switches itself to `binlog_format=STATEMENT` writes its INSERT as a
+/// QUERY event: for a captured table that stops the stream with a definite error naming
+/// the table, for a table that is not captured it passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn statement_format_dml_of_a_captured_table_stops_the_stream() {
+    let db = unique("it_stmt");
+    let other = unique("it_stmt_other");
+    let mut r = reader(&db).await;
+    let mut c = admin_db(&db).await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .unwrap();
+    c.query_drop(format!(
+        "CREATE DATABASE {other}; CREATE TABLE {other}.o (id INT PRIMARY KEY)"
+    ))
+    .await
+    .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 'row')")
+        .await
+        .unwrap();
+    c.query_drop("SET SESSION binlog_format = 'STATEMENT'")
+        .await
+        .unwrap();
+    // Not captured: no error.
+    c.query_drop(format!("INSERT INTO {other}.o VALUES (1)"))
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (2, 'statement')")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let err = loop {
+        match tokio::time::timeout_at(deadline, r.next()).await {
+            Err(_) => panic!("no error within 30 s; items: {seen:#?}"),
+            Ok(Ok(item)) => seen.push(item),
+            Ok(Err(e)) => break e,
+        }
+    };
+    // The row-format insert came through first.
+    assert!(
+        seen.iter()
+            .any(|i| matches!(i, BinlogItem::Change(e) if e.op == Op::Create)),
+        "{seen:#?}"
+    );
+    let msg = err.to_string();
+    assert!(!err.is_transient(), "{msg}");
+    assert!(msg.contains(&format!("(table {db}.t)")), "{msg}");
+    assert!(msg.contains("binlog_format=STATEMENT"), "{msg}");
+    assert!(msg.contains("SET GLOBAL binlog_format='ROW'"), "{msg}");
+    assert!(msg.contains(&format!("new snapshot of {db}.t")), "{msg}");
+    c.query_drop(format!("DROP DATABASE {db}; DROP DATABASE {other}"))
+        .await
+        .unwrap();
+}

@@ -1,4 +1,4 @@
-//! The `binlake` binary itself: `--help`, `--version`, `validate`.
+//! The `binlake` binary itself: `--help`, `--version`, `validate`, `binlog dump` of corrupt files.
 
 use std::process::Command;
 
@@ -127,4 +127,80 @@ fn the_readme_config_example_is_valid() {
         "the README's config example does not validate:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A MariaDB binlog kept in the repository, and the offset and size of its events.
+fn sample_binlog() -> (Vec<u8>, Vec<(usize, usize)>) {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("connectors/mysql/src/binlog/testdata/mariadb-10.11-compressed.000002"),
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    let mut at = 4;
+    while at + 19 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 9..at + 13].try_into().unwrap()) as usize;
+        events.push((at, size));
+        at += size;
+    }
+    assert_eq!(at, bytes.len());
+    (bytes, events)
+}
+
+/// Runs `binlake binlog dump` on `bytes` written to a file; its exit code and stderr.
+fn dump(name: &str, bytes: &[u8]) -> (Option<i32>, String, String) {
+    let dir = std::env::temp_dir().join(crate::services::unique("binlake-it-dump"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let out = binlake()
+        .args(["binlog", "dump"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+#[test]
+fn binlog_dump_of_a_truncated_file_names_the_offset() {
+    let (bytes, events) = sample_binlog();
+    let (at, size) = events[events.len() / 2];
+    let (code, stderr, path) = dump("truncated.000002", &bytes[..at + size / 2]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{path}:{at}")), "{stderr}");
+    assert!(stderr.contains("truncated"), "{stderr}");
+}
+
+#[test]
+fn binlog_dump_of_a_huge_or_tiny_event_size_names_the_offset() {
+    let (bytes, events) = sample_binlog();
+    let (at, _) = events[events.len() / 2];
+    for size in [0x7FFF_FF00u32, 7] {
+        let mut corrupt = bytes.clone();
+        corrupt[at + 9..at + 13].copy_from_slice(&size.to_le_bytes());
+        let (code, stderr, path) = dump("corrupt.000002", &corrupt);
+        assert_eq!(code, Some(1), "size {size}: {stderr}");
+        assert!(stderr.contains(&format!("{path}:{at}")), "{stderr}");
+        assert!(stderr.contains(&format!("event size {size}")), "{stderr}");
+    }
+}
+
+#[test]
+fn binlog_dump_of_random_bytes_after_the_magic_is_an_error() {
+    let mut bytes = b"\xfebin".to_vec();
+    // A fixed pseudo-random sequence (xorshift), so a failure repeats.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..4096 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.push(x as u8);
+    }
+    let (code, stderr, path) = dump("random.000001", &bytes);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{path}:4")), "{stderr}");
 }

@@ -215,6 +215,51 @@ async fn missing_grants_are_named_as_statements_to_run() {
         vec![crm_problem.to_string()]
     );
 
+    // SELECT on one table of shop only: the server hides shop's other tables from the
+    // account (SHOW TABLES, information_schema), so a snapshot would skip them while
+    // their binlog rows still come. Refused, naming the GRANT; the table itself when the
+    // include patterns name it.
+    admin
+        .query_drop(
+            "CREATE TABLE IF NOT EXISTS shop.orders (id INT PRIMARY KEY); \
+             CREATE TABLE IF NOT EXISTS shop.items (id INT PRIMARY KEY)",
+        )
+        .await
+        .unwrap();
+    let cfg = user_with(
+        &db,
+        &mut admin,
+        "bl_orders",
+        &[
+            "GRANT REPLICATION SLAVE, BINLOG MONITOR, SHOW DATABASES ON *.* TO {user}",
+            "GRANT SELECT ON shop.orders TO {user}",
+        ],
+    )
+    .await;
+    let e = refused(&cfg, only("shop")).await;
+    let problems = requirement(&e, "bl_orders@127.0.0.1:13312");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("GRANT SELECT ON `shop`.* TO 'bl_orders'@'127.0.0.1';"),
+        "{}",
+        problems[0]
+    );
+    let named = |tables: &[&str]| {
+        let include: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        Filter::new(&include, &[], &[]).unwrap()
+    };
+    let e = refused(&cfg, named(&["shop.orders", "shop.items"])).await;
+    let problems = requirement(&e, "bl_orders@127.0.0.1:13312");
+    assert!(
+        problems[0].contains("SELECT on `shop`.`items`")
+            && problems[0].contains("GRANT SELECT ON `shop`.`items` TO 'bl_orders'@'127.0.0.1';"),
+        "{}",
+        problems[0]
+    );
+    open(&cfg, StartFrom::End, named(&["shop.orders"]))
+        .await
+        .expect("SELECT on the one included table is enough");
+
     // ALL PRIVILEGES ON *.* covers everything.
     let cfg = user_with(
         &db,

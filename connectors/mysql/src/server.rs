@@ -22,8 +22,13 @@
 //! - `SHOW DATABASES` (to list the databases to snapshot);
 //! - `SELECT`, either on `*.*` or on every captured database (`db.*`, with the `%`/`_`
 //!   wildcards of database-level grants). A database where the account has `SELECT` only on
-//!   some tables (table-level grants) counts as readable: which of its tables are captured
-//!   is checked when they are read, not here. Column-level grants are ignored.
+//!   some tables (table-level grants) is a problem unless the include patterns name its
+//!   captured tables one by one and each is granted: the server hides the other tables
+//!   from the account (`SHOW TABLES`, `information_schema`, and error 1142 even for a
+//!   table that does not exist), so binlake cannot list them, the snapshot would skip them
+//!   and only their changes after the start would reach the replica. The message names
+//!   the table (`GRANT SELECT ON db.t`) when the patterns name it, else the database
+//!   (`GRANT SELECT ON db.*`). Column-level grants are ignored.
 //!
 //! `ALL PRIVILEGES` covers everything at its level. Databases are those that exist when
 //! capture starts (`SHOW DATABASES`) and that the table filter includes. Roles granted but
@@ -308,7 +313,35 @@ impl ServerInfo {
         .filter(|n| !grants.has_any_global(n.granted_by))
         .collect();
         let mut unreadable = Vec::new();
+        // (what, statement) for databases readable only table by table.
+        let mut hidden: Vec<(String, String)> = Vec::new();
+        let grantee = grants.grantee();
         if !grants.has_any_global(SELECT.granted_by) {
+            for db in self.databases.iter().filter(|db| {
+                filter.database_included(db)
+                    && grants.can_read_database(db)
+                    && !grants.allows_database("SELECT", db)
+            }) {
+                let q = quote_ident(db);
+                match filter.literal_tables_in(db) {
+                    Some(tables) => {
+                        for t in tables
+                            .iter()
+                            .filter(|t| !grants.allows("SELECT", db, t))
+                        {
+                            let name = format!("{q}.{}", quote_ident(t));
+                            hidden.push((
+                                format!("SELECT on {name} (to snapshot it: a table the account cannot read is hidden from it, so the snapshot would skip it while its binlog rows are still captured)"),
+                                format!("GRANT SELECT ON {name} TO {grantee};"),
+                            ));
+                        }
+                    }
+                    None => hidden.push((
+                        format!("SELECT on {q}.* (the account may read only some tables of {q}; the others are hidden from it, so the snapshot would skip them while their binlog rows are still captured. Or include only the readable tables by name in [source] include)"),
+                        format!("GRANT SELECT ON {q}.* TO {grantee};"),
+                    )),
+                }
+            }
             if grants.has_select_anywhere() {
                 unreadable = self
                     .databases
@@ -320,10 +353,9 @@ impl ServerInfo {
                 missing.push(SELECT);
             }
         }
-        if missing.is_empty() && unreadable.is_empty() {
+        if missing.is_empty() && unreadable.is_empty() && hidden.is_empty() {
             return None;
         }
-        let grantee = grants.grantee();
         let mut what: Vec<String> = missing
             .iter()
             .map(|n| format!("{} (to {})", n.name, n.why))
@@ -333,6 +365,7 @@ impl ServerInfo {
                 .iter()
                 .map(|db| format!("SELECT on {}.* (to snapshot its tables)", quote_ident(db))),
         );
+        what.extend(hidden.iter().map(|(w, _)| w.clone()));
         let mut statements = Vec::new();
         if !missing.is_empty() {
             let names: Vec<&str> = missing.iter().map(|n| n.name).collect();
@@ -344,6 +377,7 @@ impl ServerInfo {
                 quote_ident(db)
             ));
         }
+        statements.extend(hidden.into_iter().map(|(_, g)| g));
         let mut msg = format!(
             "the account {grantee} lacks privileges binlake needs: {}. As an administrator, run:\n      {}",
             what.join(", "),
@@ -835,6 +869,38 @@ mod tests {
             "{:?}",
             info.capture_problems()
         );
+    }
+
+    #[test]
+    fn tables_hidden_by_table_level_grants_are_named() {
+        let info = mariadb(
+            &[
+                "GRANT REPLICATION SLAVE, BINLOG MONITOR, SHOW DATABASES ON *.* TO `binlake`@`10.0.0.%`",
+                "GRANT SELECT ON `shop`.`orders` TO `binlake`@`10.0.0.%`",
+            ],
+            &["shop"],
+        );
+        let filter = |include: &[&str]| {
+            let include: Vec<String> = include.iter().map(|s| s.to_string()).collect();
+            Filter::new(&include, &[], &[]).expect("valid patterns")
+        };
+        let problems = info.capture_problems_for(&filter(&["shop.*"]));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("GRANT SELECT ON `shop`.* TO 'binlake'@'10.0.0.%';"),
+            "{}",
+            problems[0]
+        );
+        let problems = info.capture_problems_for(&filter(&["shop.orders", "shop.items"]));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("GRANT SELECT ON `shop`.`items` TO 'binlake'@'10.0.0.%';"),
+            "{}",
+            problems[0]
+        );
+        assert!(!problems[0].contains("`orders`"), "{}", problems[0]);
+        let problems = info.capture_problems_for(&filter(&["shop.orders"]));
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

@@ -14,6 +14,13 @@
 //! position is both the binlog file:pos after the commit and, when the server uses GTIDs,
 //! the GTID state including this transaction.
 //!
+//! # Statements instead of rows
+//!
+//! A session with `binlog_format=STATEMENT` writes its INSERT/UPDATE/DELETE as QUERY
+//! events. One that writes a captured table stops the stream with a definite error;
+//! an unconditional `DELETE FROM t` becomes a truncate. The policy, and what passes, is in
+//! [`super::statement`].
+//!
 //! # Error handling
 //!
 //! Anything binlake cannot decode exactly is an error naming the table, the binlog position
@@ -29,8 +36,7 @@ use binlake_core::{
     MysqlGtid, MysqlGtidSet, Op, ResumePosition, Row, SchemaChange, SnapshotMarker, SourceInfo,
     TableChange, TableChangeKind, TableSchema, TransactionInfo, Value,
 };
-use mysql_common::binlog::EventStreamReader;
-use mysql_common::binlog::consts::{BinlogVersion, EventType};
+use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 
 use super::filter::Filter;
@@ -351,6 +357,8 @@ impl Decoder {
         sink: &mut Sink<'_>,
     ) -> Result<(), DecodeError> {
         let h = event.header();
+        super::guard::check(h.event_type_raw(), event.data())
+            .map_err(|e| self.err(start, None, e))?;
         let data = match event.read_data() {
             Ok(Some(d)) => d,
             Ok(None) => {
@@ -440,6 +448,15 @@ impl Decoder {
                     }
                 }
             }
+            // LOAD DATA logged as a statement (the file's rows travel in BEGIN_LOAD_QUERY
+            // and APPEND_BLOCK events, which carry nothing binlake can apply).
+            EventData::ExecuteLoadQueryEvent(q) => {
+                let sql = q.query();
+                let db = q.schema().into_owned();
+                let thread = q.thread_id();
+                let sql = sql.into_owned();
+                self.statement(&db, sql, start, thread, sink)?;
+            }
             EventData::XidEvent(_) => self.commit(event, sink)?,
             EventData::RowsQueryEvent(q) => {
                 if let Some(t) = self.txn.as_mut() {
@@ -504,9 +521,9 @@ impl Decoder {
         start: u64,
         sink: &mut Sink<'_>,
     ) -> Result<(), DecodeError> {
-        let mut inner = EventStreamReader::new(BinlogVersion::Version4);
+        let mut inner = super::file::EventFramer::new(true);
         loop {
-            match inner.read_decompressed(&mut reader) {
+            match inner.next(&mut reader, None) {
                 Ok(Some(ev)) => {
                     let saved = self.verify_checksums;
                     self.verify_checksums = false;
@@ -598,6 +615,9 @@ impl Decoder {
         thread: u32,
         sink: &mut Sink<'_>,
     ) -> Result<(), DecodeError> {
+        if let Some(dml) = super::statement::dml(&sql, first_word(&sql), db) {
+            return self.statement_dml(dml, db, &sql, start, thread, sink);
+        }
         if !is_schema_statement(&sql) {
             return Ok(());
         }
@@ -662,6 +682,75 @@ impl Decoder {
             tables,
             history: self.lookup.snapshot().map(Into::into),
         }))
+    }
+
+    /// A DML statement logged as a statement (see [`super::statement`] for the policy):
+    /// an error when it writes a captured table, a truncate when it empties one.
+    fn statement_dml(
+        &mut self,
+        dml: super::statement::Dml,
+        db: &str,
+        sql: &str,
+        start: u64,
+        thread: u32,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), DecodeError> {
+        use super::statement::Dml;
+        let what = |word: &str, table: &str| {
+            let a = if word.starts_with(['A', 'E', 'I', 'O', 'U']) {
+                "an"
+            } else {
+                "a"
+            };
+            format!(
+                "{a} {word} statement writing {table} is in the binlog as a statement, not as row events (the session that ran it had binlog_format=STATEMENT or MIXED): binlake reads row events only, so the replica would miss these changes. Run SET GLOBAL binlog_format='ROW' and put binlog_format = ROW in the server config, make sure no application runs SET SESSION binlog_format (sessions opened before keep their format until they reconnect), then start binlake from a position after this one with a new snapshot of {table}"
+            )
+        };
+        match dml {
+            Dml::Empties(tdb, table) => {
+                if !self.filter.table_included(&tdb, &table) {
+                    return Ok(());
+                }
+                let known = self.by_name.get(&(tdb.clone(), table.clone())).cloned();
+                let schema = known.or_else(|| {
+                    self.lookup
+                        .lookup(&tdb, &table)
+                        .map(|s| Arc::new(self.filter.project_schema(s)))
+                });
+                match schema {
+                    Some(schema) => self.truncate(schema, start, thread, sql, sink),
+                    None => Err(self.err(
+                        start,
+                        Some(&format!("{tdb}.{table}")),
+                        "a DELETE of every row of the table, logged as a statement, and its schema is unknown: binlake cannot empty the table in the replica. Re-snapshot the table from a position after this one",
+                    )),
+                }
+            }
+            Dml::Writes(word, Some(tables)) => {
+                match tables
+                    .iter()
+                    .find(|(d, t)| self.filter.table_included(d, t))
+                {
+                    Some((d, t)) => {
+                        let name = format!("{d}.{t}");
+                        Err(self.err(start, Some(&name), what(&word, &name)))
+                    }
+                    None => Ok(()),
+                }
+            }
+            Dml::Writes(word, None) => {
+                if self.filter.database_included(db) {
+                    let name = format!("a table of {db}");
+                    Err(self.err(
+                        start,
+                        None,
+                        format!("{} (binlake could not tell which table: the current database {db} is captured)", what(&word, &name)),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 
     /// A truncate event of `table` for the statement `sql` at `start`.
@@ -1104,7 +1193,7 @@ fn truncated_table(sql: &str, default_db: &str) -> Option<(String, String)> {
     }
 }
 
-fn split_qualified(name: &str) -> (Option<&str>, &str) {
+pub(super) fn split_qualified(name: &str) -> (Option<&str>, &str) {
     let mut in_quote = false;
     for (i, ch) in name.char_indices() {
         match ch {

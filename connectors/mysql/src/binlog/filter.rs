@@ -156,6 +156,34 @@ impl Filter {
         included && !excluded_whole
     }
 
+    /// The tables of `db` the include patterns name one by one (`db.t`, no wildcard), when
+    /// those are the only tables of `db` that can be captured; `None` when a pattern may
+    /// match other tables of `db` (or there are no include patterns).
+    pub fn literal_tables_in(&self, db: &str) -> Option<Vec<String>> {
+        if self.include.is_empty() {
+            return None;
+        }
+        let wild = |s: &str| s.contains(['*', '?', '[']);
+        let mut tables = Vec::new();
+        for p in &self.include {
+            let text = p.as_str();
+            let (head, table) = text.split_once('.').unwrap_or((text, ""));
+            if wild(head) {
+                if Pattern::new(head).is_ok_and(|h| h.matches_with(db, OPTS)) {
+                    return None;
+                }
+            } else if head == db {
+                if wild(table) {
+                    return None;
+                }
+                if self.table_included(db, table) {
+                    tables.push(table.to_string());
+                }
+            }
+        }
+        Some(tables)
+    }
+
     /// True when `db.table.column` is excluded.
     pub fn column_excluded(&self, db: &str, table: &str, column: &str) -> bool {
         if self.exclude_columns.is_empty() {

@@ -406,12 +406,16 @@ pub fn decompress_event(event: &Event) -> io::Result<Event> {
     let checksum = has_checksum(fde);
     let data_len = head.len() + uncompressed_len;
     let total_len = BinlogEventHeader::LEN + data_len + if checksum { CHECKSUM_LEN } else { 0 };
-    let event_size = u32::try_from(total_len).map_err(|_| {
-        invalid(format!(
-            "{name}: the uncompressed event would be {total_len} bytes, over the 4 GiB limit \
-             of the event size field"
-        ))
-    })?;
+    let event_size = u32::try_from(total_len)
+        .ok()
+        .filter(|n| u64::from(*n) <= super::file::MAX_EVENT_SIZE)
+        .ok_or_else(|| {
+            invalid(format!(
+                "{name}: the uncompressed event would be {total_len} bytes, over the {} bytes \
+                 of the largest event a server sends (the event is corrupt)",
+                super::file::MAX_EVENT_SIZE
+            ))
+        })?;
 
     // Room for typical events up front; a larger payload grows the buffer as it
     // inflates, so a lying length costs little.

@@ -6,15 +6,22 @@
 //! - [`charset`], [`json`]: text conversion, binary JSON and partial JSON updates.
 //! - [`mariadb`]: MariaDB's own events (GTID, GTID list, annotate, compressed events).
 //! - [`filter`]: which tables and columns are captured.
-//! - [`file`]: reading binlog files offline (`binlake binlog dump`).
+//! - [`statement`]: DML logged as statements (a session with `binlog_format=STATEMENT`).
+//! - [`file`]: reading binlog files offline (`binlake binlog dump`), and the event framing
+//!   that checks sizes before mysql_common sees the bytes; `guard` checks the counts inside
+//!   events whose parsers allocate for them.
 
 pub mod charset;
 pub mod decoder;
 pub mod file;
 pub mod filter;
+#[cfg(test)]
+mod fuzz_tests;
+mod guard;
 pub mod json;
 pub mod mariadb;
 pub mod rows;
+pub mod statement;
 pub mod stream;
 pub mod table;
 

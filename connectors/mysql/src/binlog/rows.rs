@@ -118,6 +118,9 @@ impl<'a> Cursor<'a> {
     /// Reads an unsigned little-endian integer of `n` (1–8) bytes.
     #[inline]
     pub fn uint_le(&mut self, n: usize) -> R<u64> {
+        if n > 8 {
+            return Err(wide_integer(n));
+        }
         let b = self.take(n)?;
         let mut v = 0u64;
         for (i, &x) in b.iter().enumerate() {
@@ -129,6 +132,9 @@ impl<'a> Cursor<'a> {
     /// Reads an unsigned big-endian integer of `n` (1–8) bytes.
     #[inline]
     pub fn uint_be(&mut self, n: usize) -> R<u64> {
+        if n > 8 {
+            return Err(wide_integer(n));
+        }
         let b = self.take(n)?;
         Ok(b.iter().fold(0u64, |v, &x| (v << 8) | u64::from(x)))
     }
@@ -145,6 +151,14 @@ impl<'a> Cursor<'a> {
             ))),
         }
     }
+}
+
+/// A length or integer wider than 8 bytes: only a corrupt table map asks for one.
+#[cold]
+fn wide_integer(n: usize) -> RowError {
+    RowError(format!(
+        "a {n}-byte integer in the row data (at most 8): the table map is corrupt"
+    ))
 }
 
 /// How one column's cells are decoded; built once per table map.
@@ -273,6 +287,7 @@ impl ColumnDecoder {
                     usize::from(*scale),
                 );
                 let bytes = c.take(size)?;
+                check_decimal(bytes, usize::from(*precision), usize::from(*scale))?;
                 let d =
                     Decimal::read_bin(bytes, usize::from(*precision), usize::from(*scale), true)
                         .map_err(|e| RowError(format!("invalid DECIMAL: {e}")))?;
@@ -360,6 +375,42 @@ impl ColumnDecoder {
             }
         })
     }
+}
+
+/// Checks that every group of a binary DECIMAL holds as many digits as its width allows
+/// (what a server writes), before mysql_common's `read_bin`, which overflows on others.
+/// Layout: the integer digits' leftover group, whole 9-digit groups, then the fraction's
+/// whole groups and its leftover group; big-endian, the first bit inverted, every bit
+/// inverted for a negative value.
+fn check_decimal(bytes: &[u8], precision: usize, scale: usize) -> R<()> {
+    const DIG_TO_BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+    let intg = precision.saturating_sub(scale);
+    let mut groups = Vec::new();
+    groups.push(intg % 9);
+    groups.extend(std::iter::repeat_n(9, intg / 9 + scale / 9));
+    groups.push(scale % 9);
+    let negative = bytes.first().is_some_and(|b| b & 0x80 == 0);
+    let mut at = 0;
+    for digits in groups.into_iter().filter(|d| *d > 0) {
+        let len = DIG_TO_BYTES[digits];
+        let group = bytes
+            .get(at..at + len)
+            .ok_or_else(|| RowError("DECIMAL value shorter than its precision".into()))?;
+        let mut v = group.iter().fold(0u32, |v, &b| (v << 8) | u32::from(b));
+        if at == 0 {
+            v ^= 0x80 << (8 * (len - 1));
+        }
+        if negative {
+            v = !v & (u32::MAX >> (32 - 8 * len));
+        }
+        if v >= 10u32.pow(digits as u32) {
+            return Err(RowError(format!(
+                "invalid DECIMAL({precision},{scale}) bytes: a group of {digits} digits holds {v}"
+            )));
+        }
+        at += len;
+    }
+    Ok(())
 }
 
 /// Canonical decimal text: no leading zeros in the integer part (but at least one digit),

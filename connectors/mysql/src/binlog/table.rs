@@ -279,6 +279,11 @@ fn column(
         types::LONGLONG => int(64, 8),
         types::FLOAT => (ColumnType::Float, ColumnDecoder::Float),
         types::DOUBLE => (ColumnType::Double, ColumnDecoder::Double),
+        types::NEWDECIMAL if m0 == 0 || m0 > 65 || m1 > 30 || m1 > m0 => {
+            return Err(format!(
+                "DECIMAL({m0},{m1}) is not a valid type: the table map is corrupt"
+            ));
+        }
         types::NEWDECIMAL => (
             ColumnType::Decimal {
                 precision: m0,
@@ -309,6 +314,11 @@ fn column(
             ColumnType::Timestamp { fsp: m0 },
             ColumnDecoder::Timestamp2 { fsp: m0 },
         ),
+        types::BIT if m0 > 7 || m1 > 8 || u16::from(m1) * 8 + u16::from(m0) > 64 => {
+            return Err(format!(
+                "BIT metadata ({m0} bits, {m1} bytes) is not a valid type: the table map is corrupt"
+            ));
+        }
         types::BIT => {
             // meta: bits % 8, whole bytes.
             let width = u16::from(m1) * 8 + u16::from(m0);
