@@ -672,3 +672,62 @@ async fn status_does_not_call_a_replica_behind_the_checkpoint_or_not_captured_cu
         "{v}"
     );
 }
+
+/// A materialize worker stopped with SIGTERM leaves the group, so the next one gets the
+/// partitions at once; a worker killed with kill -9 and restarted as the same static
+/// member (`[materialize] instance_id`) gets them back at once too. (Without either, the
+/// new member waits for the group's session timeout, 45 s.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_materialize_worker_gets_its_partitions_at_once() {
+    let db = unique("it_mat_rejoin");
+    let name = unique("itmatrejoin");
+    let root = std::env::temp_dir().join(unique("binlake-rejoin"));
+    let mut c = crate::capture::setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)"],
+    )
+    .await;
+    c.query_drop("INSERT INTO t VALUES (1, 1)").await.unwrap();
+    let dynamic = crate::lake::lake_config(&name, &db, &root, "");
+    let capture = start("capture", &dynamic).await;
+    let assigned = |cfg: PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            let mut p = CaptureProcess::start_command("materialize", &cfg);
+            p.wait_for("materializing changes", Duration::from_secs(60));
+            let t = Instant::now();
+            p.wait_for("partitions assigned", Duration::from_secs(90));
+            (p, t.elapsed())
+        })
+        .await
+        .unwrap()
+    };
+    let (p, _) = assigned(dynamic.clone()).await;
+    let (code, log) = tokio::task::spawn_blocking(move || p.terminate(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{log}");
+    let (p, took) = assigned(dynamic.clone()).await;
+    assert!(
+        took < Duration::from_secs(15),
+        "after a SIGTERM the next worker waited {took:?} for its partitions"
+    );
+    drop(p);
+
+    // Static membership: a crash, then the same member again.
+    let group = unique("itmatrejoin-static");
+    let static_cfg = crate::lake::lake_config(
+        &name,
+        &db,
+        &root,
+        &format!("[materialize]\ngroup = \"{group}\"\ninstance_id = \"worker-0\"\n"),
+    );
+    let (p, _) = assigned(static_cfg.clone()).await;
+    tokio::task::spawn_blocking(move || p.kill9()).await.unwrap();
+    let (p, took) = assigned(static_cfg.clone()).await;
+    assert!(
+        took < Duration::from_secs(15),
+        "after kill -9 the same static member waited {took:?} for its partitions"
+    );
+    drop(p);
+    drop(capture);
+}

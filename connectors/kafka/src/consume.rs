@@ -66,6 +66,7 @@ impl ConsumerContext for RebalanceLog {
         if let Rebalance::Assign(tpl) = r
             && let Ok(mut log) = self.0.lock()
         {
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
             log.push(Assignment::Assigned(tpl_list(tpl)));
         }
     }
