@@ -12,7 +12,7 @@
 //! - each change log (and, for capture, each Kafka topic) holds every change the binlog
 //!   has for its table exactly once, by source position (`__binlog_file`,
 //!   `__binlog_pos`, `__binlog_row`; the `binlake.position` header), with file names the
-//!   binlog really has. The binlog's changes are read back from the server after the
+//!   binlog really has; each topic in the binlog's order. The binlog's changes are read back from the server after the
 //!   workload, with the same reader.
 //!
 //! Every crash is checked to have happened at the failpoint asked for (the binary says so
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use binlake_core::{Op, ResumePosition};
+use binlake_core::{EventPosition, Op, ResumePosition};
 use binlake_mysql::binlog::{BinlogItem, BinlogReader, Filter, NoLookup, StartFrom};
 use mysql_async::prelude::Queryable;
 
@@ -486,6 +486,19 @@ async fn run_crashed_at_every_failpoint_and_a_primary_restart_loses_and_repeats_
     ] {
         crash_at("run", &cfg, fp).await;
     }
+    // A DDL: the schema history goes to a file of its own before the checkpoint names it.
+    let ddl = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let mut c = admin(PORT).await;
+            c.query_drop(format!("ALTER TABLE {db}.t3 ADD COLUMN extra INT"))
+                .await
+                .unwrap();
+        })
+    };
+    crash_at("run", &cfg, "run.after_schema_history=1").await;
+    ddl.await.unwrap();
     restart_primary_under("run", &cfg, &alt, true).await;
     for fp in [
         "run.after_table_commit=3",
@@ -581,6 +594,11 @@ async fn capture_and_materialize_crashed_at_every_failpoint_and_a_primary_restar
                 p.starts_with(&format!("{file}:")),
                 "{topic}: message at {p} says source.file {file:?}"
             );
+        }
+        // One partition: offsets follow the source's order.
+        let order: Vec<EventPosition> = got.iter().map(|(p, _)| parse_position(p)).collect();
+        if let Some(w) = order.windows(2).find(|w| w[0] >= w[1]) {
+            panic!("{topic}: {} comes after {} in the topic", w[1], w[0]);
         }
         let got = BTreeMap::from([(t.to_string(), got.into_iter().map(|(p, _)| p).collect())]);
         let want_t = BTreeMap::from([(t.to_string(), want.get(t).cloned().unwrap_or_default())]);
@@ -730,4 +748,15 @@ async fn a_restarted_materialize_worker_gets_its_partitions_at_once() {
     );
     drop(p);
     drop(capture);
+}
+
+/// `file:pos#row` back into a position.
+fn parse_position(p: &str) -> EventPosition {
+    let (file, rest) = p.rsplit_once(':').expect("file:pos#row");
+    let (pos, row) = rest.split_once('#').expect("pos#row");
+    EventPosition {
+        file: file.into(),
+        pos: pos.parse().expect("pos"),
+        row: row.parse().expect("row"),
+    }
 }
