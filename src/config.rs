@@ -154,13 +154,13 @@ impl Config {
         let shutdown_grace = loader
             .optional::<humantime_serde::Serde<Duration>>(&mut table, "shutdown_grace")
             .map_or(DEFAULT_SHUTDOWN_GRACE, |d| *d);
-        if shutdown_grace.is_zero() || shutdown_grace > Duration::from_secs(3600) {
-            loader.problems.push(
-                "",
-                "shutdown_grace",
-                "must be between 1s and 1h, e.g. \"10s\" (keep it below Kubernetes' terminationGracePeriodSeconds)",
-            );
-        }
+        loader.problems.check_range(
+            "",
+            "shutdown_grace",
+            shutdown_grace,
+            Duration::from_secs(1)..=Duration::from_secs(3600),
+            "keep it below Kubernetes' terminationGracePeriodSeconds",
+        );
 
         if let Some(name) = &name {
             validate_name(name, &mut loader.problems);
@@ -579,6 +579,73 @@ bootstrap_servers = "k:9092"
             p,
             [
                 r#"kafka.client."transactional.id": is set by binlake: binlake derives it from the config's name"#
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes_out_of_range_are_problems_not_panics() {
+        let huge = "\"500000000000y\"";
+        let p = problems(&format!(
+            r#"
+name = "shop"
+shutdown_grace = {huge}
+[source]
+host = "db"
+user = "u"
+connect_timeout = {huge}
+[kafka]
+bootstrap_servers = "k:9092"
+request_timeout = {huge}
+[capture]
+linger = {huge}
+catch_up_linger = {huge}
+heartbeat_interval = {huge}
+transaction_timeout = {huge}
+max_batch_rows = 9223372036854775807
+max_message_bytes = 4000000000
+[snapshot]
+chunk_size = 9223372036854775807
+[lake]
+flush_interval = {huge}
+maintenance_interval = {huge}
+vacuum_retention = {huge}
+max_batch_rows = 9223372036854775807
+max_batch_bytes = 9223372036854775807
+compact_min_files = 9223372036854775807
+"#
+        ));
+        let joined = p.join("\n");
+        for needle in [
+            "shutdown_grace: must be between 1s and 1h",
+            "source.connect_timeout: must be between 100ms and 1h",
+            "kafka.request_timeout: must be between 1s and 1h",
+            "capture.linger: must be at most half of transaction_timeout",
+            "capture.catch_up_linger: must be at most half of transaction_timeout",
+            "capture.heartbeat_interval: must be between 100ms and 1h",
+            "capture.transaction_timeout: must be between 1s and 15m",
+            "capture.max_batch_rows: must be between 1 and",
+            "capture.max_message_bytes: must be between 1024 and 1000000000",
+            "snapshot.chunk_size: must be between 1 and",
+            "lake.flush_interval: must be between 10ms and 1h",
+            "lake.maintenance_interval: must be between 1s and 30d (or 0s to turn maintenance off)",
+            "lake.vacuum_retention: must be between 0s and 3650d",
+            "lake.max_batch_rows: must be between 1 and",
+            "lake.max_batch_bytes: must be between 1048576 and",
+            "lake.compact_min_files: must be between 2 and",
+        ] {
+            assert!(joined.contains(needle), "missing `{needle}` in:\n{joined}");
+        }
+        assert_eq!(p.len(), 16, "{joined}");
+    }
+
+    #[test]
+    fn a_transaction_timeout_beyond_kafkas_limit_is_refused() {
+        let p = problems(&format!("{GOOD}[capture]\ntransaction_timeout = \"30d\"\n"));
+        assert_eq!(
+            p,
+            [
+                "capture.transaction_timeout: must be between 1s and 15m (Kafka's transaction.max.timeout.ms default)"
             ]
         );
     }
