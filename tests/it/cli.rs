@@ -62,6 +62,30 @@ request_timeout = "soon"
     assert!(!stderr.contains("s3cr3t-value"), "{stderr}");
 }
 
+#[test]
+fn validate_never_echoes_a_malformed_or_unterminated_secret_and_exits_2() {
+    for (text, secret) in [
+        (
+            "name = \"shop\"\n[source]\nhost = \"db\"\nuser = \"u\"\npassword = 73519024\n",
+            "73519024",
+        ),
+        (
+            "name = \"shop\"\n[source]\nhost = \"db\"\nuser = \"u\"\n[lake.storage]\naws_secret_access_key = \"wJalrXUtnFEMI/K7MDENG\n",
+            "wJalrXUtnFEMI",
+        ),
+    ] {
+        let path = write_config(text);
+        let out = binlake().arg("validate").arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(!stderr.contains(secret), "`{secret}` echoed:\n{stderr}");
+        assert!(
+            stderr.contains("source.password") || stderr.contains("aws_secret_access_key = ***"),
+            "{stderr}"
+        );
+    }
+}
+
 /// Runs `binlake <args> <config>` for at most 60 s: its exit code (None: killed) and stderr.
 fn run_for_a_while(args: &[&str], config: &std::path::Path) -> (Option<i32>, String) {
     let mut child = binlake()
