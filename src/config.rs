@@ -13,6 +13,14 @@
 //! 4. Run each section's `validate()` for what serde cannot check.
 //!
 //! Every problem is reported together, each with its field path (`source.port: …`).
+//!
+//! # Secrets
+//!
+//! No message repeats a secret: values substituted from the environment are replaced by
+//! `***` wherever they appear; a problem at a secret field (`source.password`, any
+//! `[kafka.client]` or `[lake.storage]` value) names the kind of value it found, never
+//! the value; and a TOML syntax error shows the line it is on only when that line cannot
+//! hold a secret (otherwise the key and `***`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -121,7 +129,7 @@ impl Config {
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax {
                 path: shown.to_string(),
-                reason: e.to_string().trim_end().to_string(),
+                reason: redact_syntax_error(text, e.to_string().trim_end()),
             })?;
         let mut loader = Loader::default();
         for (key, value) in table.iter_mut() {
@@ -154,13 +162,13 @@ impl Config {
         let shutdown_grace = loader
             .optional::<humantime_serde::Serde<Duration>>(&mut table, "shutdown_grace")
             .map_or(DEFAULT_SHUTDOWN_GRACE, |d| *d);
-        if shutdown_grace.is_zero() || shutdown_grace > Duration::from_secs(3600) {
-            loader.problems.push(
-                "",
-                "shutdown_grace",
-                "must be between 1s and 1h, e.g. \"10s\" (keep it below Kubernetes' terminationGracePeriodSeconds)",
-            );
-        }
+        loader.problems.check_range(
+            "",
+            "shutdown_grace",
+            shutdown_grace,
+            Duration::from_secs(1)..=Duration::from_secs(3600),
+            "keep it below Kubernetes' terminationGracePeriodSeconds",
+        );
 
         if let Some(name) = &name {
             validate_name(name, &mut loader.problems);
@@ -282,9 +290,13 @@ impl Loader {
                         });
                         return None;
                     }
+                    let message = match is_secret(key, &segments) {
+                        true => redact_secret_message(&inner),
+                        false => inner,
+                    };
                     self.problems.0.push(Problem {
                         path: join(key, &segments),
-                        message: inner,
+                        message,
                     });
                     if segments.is_empty() || !remove_at(&mut value, &segments) {
                         return None;
@@ -306,6 +318,133 @@ impl Loader {
         }
         out
     }
+}
+
+/// Paths whose values are secrets: a field, or a table whose every value is one.
+const SECRET_PATHS: &[&[&str]] = &[
+    &["source", "password"],
+    &["kafka", "client"],
+    &["lake", "storage"],
+];
+
+/// Whether the value at `section` + `segments` is a secret or may hold one (a section
+/// that holds secrets, given as a whole).
+fn is_secret(section: &str, segments: &[Segment]) -> bool {
+    let mut path = vec![section];
+    for s in segments {
+        match s {
+            Segment::Key(k) => path.push(k),
+            Segment::Index(_) => break,
+        }
+    }
+    SECRET_PATHS
+        .iter()
+        .any(|secret| path.starts_with(secret) || secret.starts_with(&path))
+}
+
+/// A deserializer's message about a secret field, without the value: serde's `invalid
+/// type: integer `73519024`, expected a string` keeps only the kind of value found.
+fn redact_secret_message(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((found, expected)) = rest.rsplit_once(", expected ")
+    {
+        let kind = found.split(['`', '"']).next().unwrap_or_default().trim();
+        return format!("invalid type: {kind} (value not shown), expected {expected}");
+    }
+    "invalid value (not shown: the field is a secret)".to_string()
+}
+
+/// toml's syntax error with its excerpt of the file (`5 | password = "abc`) reduced to
+/// the key and `***` when that line may hold a secret.
+fn redact_syntax_error(text: &str, message: &str) -> String {
+    let line_no = message
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("TOML parse error at line "))
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.parse::<usize>().ok());
+    let Some(line_no) = line_no.filter(|n| *n >= 1) else {
+        return message.to_string();
+    };
+    let Some(masked) = mask_secret_line(text, line_no - 1) else {
+        return message.to_string();
+    };
+    let excerpt = format!("{line_no} | ");
+    message
+        .lines()
+        .map(|l| match l.starts_with(&excerpt) {
+            true => format!("{excerpt}{masked}"),
+            false => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `None` when line `index` of the TOML `text` cannot hold a secret; otherwise the line to
+/// show instead (`key = ***`, or `***`). The file did not parse, so this reads it line by
+/// line: table headers, `key =` lines and multi-line strings.
+fn mask_secret_line(text: &str, index: usize) -> Option<String> {
+    let mut table: Vec<String> = Vec::new();
+    let mut in_multiline = false;
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = raw.trim();
+        let key = key_of(line);
+        let path: Vec<String> = table
+            .iter()
+            .cloned()
+            .chain(key.iter().flat_map(|k| dotted(k)))
+            .collect();
+        let secret = SECRET_PATHS.iter().any(|s| {
+            let n = s.len().min(path.len());
+            n > 0 && path[..n].iter().zip(&s[..n]).all(|(a, b)| a == b)
+        });
+        if i == index {
+            let safe = !in_multiline
+                && (line.is_empty()
+                    || line.starts_with('#')
+                    || line.starts_with('[')
+                    || (key.is_some() && !secret));
+            return match (safe, key) {
+                (true, _) => None,
+                (false, Some(k)) => Some(format!("{k} = *** (not shown: it may hold a secret)")),
+                (false, None) => Some("*** (not shown: it may hold a secret)".to_string()),
+            };
+        }
+        if !in_multiline && line.starts_with('[') {
+            let inner = line.trim_start_matches('[');
+            let inner = inner.split(']').next().unwrap_or_default();
+            table = dotted(inner);
+        }
+        let quotes = raw.matches("\"\"\"").count() + raw.matches("'''").count();
+        if quotes % 2 == 1 {
+            in_multiline = !in_multiline;
+        }
+    }
+    None
+}
+
+/// The key of a `key = value` line (the text before the first `=` outside quotes).
+fn key_of(line: &str) -> Option<&str> {
+    let mut quote = None;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '=') => return Some(line[..i].trim()).filter(|k| !k.is_empty()),
+            (None, '[' | '#') if i == 0 => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The segments of a dotted key, quotes removed (`kafka."x.y"` → kafka, x, y: only the
+/// leading segments matter here).
+fn dotted(key: &str) -> Vec<String> {
+    key.split('.')
+        .map(|s| s.trim().trim_matches(['"', '\'']).to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Expands `${NAME}` references; returns the new string and the substituted values.
@@ -579,6 +718,168 @@ bootstrap_servers = "k:9092"
             p,
             [
                 r#"kafka.client."transactional.id": is set by binlake: binlake derives it from the config's name"#
+            ]
+        );
+    }
+
+    #[test]
+    fn every_secret_field_is_redacted_when_malformed() {
+        let p = problems(
+            r#"
+name = "shop"
+[source]
+host = "db"
+user = "u"
+password = 73519024
+[kafka]
+bootstrap_servers = "k:9092"
+[kafka.client]
+"sasl.password" = 61829374
+"ssl.key.password" = 12.345678
+[lake.storage]
+aws_secret_access_key = 48271635
+aws_access_key_id = true
+"#,
+        );
+        let joined = p.join("\n");
+        for needle in [
+            "source.password: invalid type: integer (value not shown), expected a string",
+            "kafka.client.\"sasl.password\": invalid type: integer",
+            "kafka.client.\"ssl.key.password\": invalid type: floating point",
+            "lake.storage.aws_secret_access_key: invalid type: integer",
+            "lake.storage.aws_access_key_id: invalid type: boolean",
+        ] {
+            assert!(joined.contains(needle), "missing `{needle}` in:\n{joined}");
+        }
+        for secret in ["73519024", "61829374", "12.345678", "48271635", "true"] {
+            assert!(!joined.contains(secret), "`{secret}` shown in:\n{joined}");
+        }
+        // A secret table given as something else.
+        let p = problems(
+            "name = \"shop\"\n[source]\nhost = \"db\"\nuser = \"u\"\n[kafka]\nbootstrap_servers = \"k:9092\"\nclient = \"sasl.password=w1despread\"\n[lake]\nstorage = 9988776655\n",
+        );
+        let joined = p.join("\n");
+        assert!(
+            joined.contains("kafka.client: invalid type: string"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("lake.storage: invalid type: integer"),
+            "{joined}"
+        );
+        assert!(!joined.contains("w1despread"), "{joined}");
+        assert!(!joined.contains("9988776655"), "{joined}");
+    }
+
+    fn syntax_error(text: &str) -> String {
+        match Config::parse(text, "test.toml", &env) {
+            Err(e @ ConfigError::Syntax { .. }) => e.to_string(),
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_never_shows_a_secret() {
+        for (text, secret, line) in [
+            (
+                "name = \"shop\"\n[source]\nhost = \"db\"\npassword = \"hunt3r2-unterminated\nuser = \"u\"\n",
+                "hunt3r2",
+                "4 | password = ***",
+            ),
+            (
+                "name = \"shop\"\n[lake.storage]\naws_secret_access_key = \"wJalrXUtnFEMI\n",
+                "wJalrXUtnFEMI",
+                "3 | aws_secret_access_key = ***",
+            ),
+            (
+                "[kafka.client]\n\"sasl.password\" = 'l1teral\n",
+                "l1teral",
+                "2 | \"sasl.password\" = ***",
+            ),
+            (
+                "source = { host = \"db\", password = \"inl1ne }\n",
+                "inl1ne",
+                "1 | source = ***",
+            ),
+            (
+                "[source]\npassword = \"\"\"first\nsec0nd-part\n",
+                "sec0nd",
+                "*** (not shown: it may hold a secret)",
+            ),
+        ] {
+            let e = syntax_error(text);
+            assert!(!e.contains(secret), "`{secret}` shown in:\n{e}");
+            assert!(e.contains(line), "missing `{line}` in:\n{e}");
+            assert!(e.contains("TOML parse error at line"), "{e}");
+        }
+        // A line that cannot hold a secret is shown as it is.
+        let e = syntax_error("name = \"shop\"\n[source]\nhost = \"db\n");
+        assert!(e.contains("3 | host = \"db"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_sizes_out_of_range_are_problems_not_panics() {
+        let huge = "\"500000000000y\"";
+        let p = problems(&format!(
+            r#"
+name = "shop"
+shutdown_grace = {huge}
+[source]
+host = "db"
+user = "u"
+connect_timeout = {huge}
+[kafka]
+bootstrap_servers = "k:9092"
+request_timeout = {huge}
+[capture]
+linger = {huge}
+catch_up_linger = {huge}
+heartbeat_interval = {huge}
+transaction_timeout = {huge}
+max_batch_rows = 9223372036854775807
+max_message_bytes = 4000000000
+[snapshot]
+chunk_size = 9223372036854775807
+[lake]
+flush_interval = {huge}
+maintenance_interval = {huge}
+vacuum_retention = {huge}
+max_batch_rows = 9223372036854775807
+max_batch_bytes = 9223372036854775807
+compact_min_files = 9223372036854775807
+"#
+        ));
+        let joined = p.join("\n");
+        for needle in [
+            "shutdown_grace: must be between 1s and 1h",
+            "source.connect_timeout: must be between 100ms and 1h",
+            "kafka.request_timeout: must be between 1s and 1h",
+            "capture.linger: must be at most half of transaction_timeout",
+            "capture.catch_up_linger: must be at most half of transaction_timeout",
+            "capture.heartbeat_interval: must be between 100ms and 1h",
+            "capture.transaction_timeout: must be between 1s and 15m",
+            "capture.max_batch_rows: must be between 1 and",
+            "capture.max_message_bytes: must be between 1024 and 1000000000",
+            "snapshot.chunk_size: must be between 1 and",
+            "lake.flush_interval: must be between 10ms and 1h",
+            "lake.maintenance_interval: must be between 1s and 30d (or 0s to turn maintenance off)",
+            "lake.vacuum_retention: must be between 0s and 3650d",
+            "lake.max_batch_rows: must be between 1 and",
+            "lake.max_batch_bytes: must be between 1048576 and",
+            "lake.compact_min_files: must be between 2 and",
+        ] {
+            assert!(joined.contains(needle), "missing `{needle}` in:\n{joined}");
+        }
+        assert_eq!(p.len(), 16, "{joined}");
+    }
+
+    #[test]
+    fn a_transaction_timeout_beyond_kafkas_limit_is_refused() {
+        let p = problems(&format!("{GOOD}[capture]\ntransaction_timeout = \"30d\"\n"));
+        assert_eq!(
+            p,
+            [
+                "capture.transaction_timeout: must be between 1s and 15m (Kafka's transaction.max.timeout.ms default)"
             ]
         );
     }

@@ -14,6 +14,13 @@
 //! table already holds. Buffered changes of a revoked partition are dropped (the new owner
 //! reads them again). A commit that conflicts with another worker's (a rebalance race)
 //! fails; the worker then restarts from what the tables record.
+//!
+//! # Error handling
+//!
+//! One table's problem never stops the others: changes of a table without a primary key
+//! (and no `[source] key_columns`), which a replica cannot keep, are skipped, counted in
+//! `binlake_changes_skipped_total` and reported once with the setting that fixes it.
+//! Transient errors restart the worker from what the tables record; others stop it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -121,6 +128,8 @@ struct Applier {
     sinks: HashMap<Arc<str>, TableSink>,
     applied_rows: u64,
     maintained: Instant,
+    /// Tables without a key whose changes are skipped (each reported once).
+    keyless: HashSet<String>,
 }
 
 /// A batch being applied: gives back the applier and the next offsets to record in the
@@ -218,6 +227,7 @@ async fn run_once(
         sinks: HashMap::new(),
         applied_rows: 0,
         maintained: Instant::now(),
+        keyless: HashSet::new(),
     }));
     let lc = cfg.lake.clone();
     let result: Result<(), MaterializeError> = async {
@@ -441,8 +451,24 @@ impl Applier {
         let started = Instant::now();
         let mut committed = Vec::new();
         let mut rows = 0;
-        for (topic, changes) in buffer {
+        for (topic, mut changes) in buffer {
+            // The consumer group moves past every change of the batch, skipped ones too.
+            let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+            for (p, o) in changes.iter().filter_map(|c| c.kafka) {
+                let e = next.entry(p).or_insert(o + 1);
+                *e = (*e).max(o + 1);
+            }
+            if !self.sinks.contains_key(&topic) {
+                changes.retain(|c| {
+                    let keyless = c.event.table.primary_key.is_empty();
+                    if keyless {
+                        self.skip_keyless(&c.event.table.qualified_name());
+                    }
+                    !keyless
+                });
+            }
             if changes.is_empty() {
+                committed.extend(next.iter().map(|(p, o)| (topic.to_string(), *p, *o)));
                 continue;
             }
             rows += changes.len();
@@ -529,10 +555,7 @@ impl Applier {
                 crate::telemetry::committed("lake", ts, false);
             }
             self.applied_rows += changes.len() as u64;
-            committed.extend(
-                last.iter()
-                    .map(|(p, (_, b))| (topic.to_string(), *p, b + 1)),
-            );
+            committed.extend(next.iter().map(|(p, o)| (topic.to_string(), *p, *o)));
         }
         if rows > 0 {
             tracing::debug!(rows, gathered = ?gathered, applied_in = ?started.elapsed(), "batch applied");
@@ -550,6 +573,19 @@ impl Applier {
             self.maintained = Instant::now();
         }
         Ok(committed)
+    }
+}
+
+impl Applier {
+    /// Counts a change of a table without a key, and says once what to do about it.
+    fn skip_keyless(&mut self, table: &str) {
+        crate::telemetry::count("binlake_changes_skipped_total", &[("table", table)], 1.0);
+        if self.keyless.insert(table.to_string()) {
+            let why = binlake_lake::Error::NoKey {
+                table: table.to_string(),
+            };
+            tracing::warn!(table, error = %why, "table without a key skipped");
+        }
     }
 }
 

@@ -282,15 +282,24 @@ impl LakeSink {
     async fn table(&mut self, e: &ChangeEvent) -> Result<Option<&mut TableState>, CaptureError> {
         let name = e.table.qualified_name();
         if self.skipped.contains(&name) {
+            crate::telemetry::count(
+                "binlake_changes_skipped_total",
+                &[("table", name.as_str())],
+                1.0,
+            );
             return Ok(None);
         }
         if !self.tables.contains_key(&name) {
             let mut sink = match TableSink::open(&self.lake, &e.table).await {
                 Ok(s) => s,
-                Err(err @ binlake_lake::Error::IncompatibleSchema { .. })
-                    if e.table.primary_key.is_empty() =>
-                {
-                    tracing::warn!(table = %name, error = %err, "table skipped");
+                Err(err @ binlake_lake::Error::NoKey { .. }) => {
+                    // Its Display names [source] key_columns, the setting that fixes it.
+                    tracing::warn!(table = %name, error = %err, "table without a key skipped");
+                    crate::telemetry::count(
+                        "binlake_changes_skipped_total",
+                        &[("table", name.as_str())],
+                        1.0,
+                    );
                     self.skipped.insert(name);
                     return Ok(None);
                 }

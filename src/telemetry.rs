@@ -105,6 +105,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Row changes committed to the lake (change log), by table.",
     ),
     (
+        "binlake_changes_skipped_total",
+        "counter",
+        "Row changes not applied to the lake because their table has no primary key and no [source] key_columns, by table.",
+    ),
+    (
         "binlake_batches_committed_total",
         "counter",
         "Batches made durable, by sink (kafka, lake).",

@@ -63,6 +63,96 @@ request_timeout = "soon"
 }
 
 #[test]
+fn validate_never_echoes_a_malformed_or_unterminated_secret_and_exits_2() {
+    for (text, secret) in [
+        (
+            "name = \"shop\"\n[source]\nhost = \"db\"\nuser = \"u\"\npassword = 73519024\n",
+            "73519024",
+        ),
+        (
+            "name = \"shop\"\n[source]\nhost = \"db\"\nuser = \"u\"\n[lake.storage]\naws_secret_access_key = \"wJalrXUtnFEMI/K7MDENG\n",
+            "wJalrXUtnFEMI",
+        ),
+    ] {
+        let path = write_config(text);
+        let out = binlake().arg("validate").arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(!stderr.contains(secret), "`{secret}` echoed:\n{stderr}");
+        assert!(
+            stderr.contains("source.password") || stderr.contains("aws_secret_access_key = ***"),
+            "{stderr}"
+        );
+    }
+}
+
+/// Runs `binlake <args> <config>` for at most 60 s: its exit code (None: killed) and stderr.
+fn run_for_a_while(args: &[&str], config: &std::path::Path) -> (Option<i32>, String) {
+    let mut child = binlake()
+        .args(args)
+        .arg(config)
+        .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_duration_out_of_range_stops_every_command_with_exit_2_not_a_panic() {
+    // A config that would otherwise run against the test MariaDB.
+    let port = std::env::var("BINLAKE_MARIADB_PORT").unwrap_or_else(|_| "13306".into());
+    let server_id = crate::services::capture_source().server_id;
+    let root = std::env::temp_dir().join(crate::services::unique("binlake-it-cli-lake"));
+    let path = write_config(&format!(
+        r#"
+name = "{name}"
+[source]
+host = "127.0.0.1"
+port = {port}
+user = "binlake"
+password = "${{BINLAKE_IT_MYSQL_PASSWORD}}"
+server_id = {server_id}
+include = ["it_cli_nothing.*"]
+[lake]
+root = "{root}"
+flush_interval = "500000000000y"
+[capture]
+transaction_timeout = "30d"
+"#,
+        name = crate::services::unique("itclidur"),
+        root = root.display(),
+    ));
+    for args in [
+        &["validate"][..],
+        &["run", "--config"],
+        &["status", "--config"],
+    ] {
+        let (code, stderr) = run_for_a_while(args, &path);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        for needle in [
+            "lake.flush_interval: must be between 10ms and 1h",
+            "capture.transaction_timeout: must be between 1s and 15m (Kafka's transaction.max.timeout.ms default)",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{args:?}: missing `{needle}` in:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
 fn validate_accepts_a_good_config_without_printing_secrets() {
     let path = write_config(
         r#"

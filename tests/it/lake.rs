@@ -1234,6 +1234,79 @@ async fn materialize_follows_row_changing_ddl_and_a_rename_swap() {
     drop(capture);
 }
 
+/// A table without a primary key (and no `[source] key_columns`) cannot have a replica:
+/// materialize and run skip it, say once which setting fixes it, and keep every other
+/// table current.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_without_a_key_is_skipped_and_the_others_go_on() {
+    let db = unique("it_lake_nokey");
+    let name = unique("itlakenokey");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &[
+            "CREATE TABLE nokey (id INT NOT NULL, v INT)",
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)",
+        ],
+    )
+    .await;
+    for table in ["nokey", "t"] {
+        c.query_drop(format!(
+            "INSERT INTO {table} SELECT seq, seq FROM seq_1_to_200"
+        ))
+        .await
+        .unwrap();
+    }
+    let cfg = lake_config(&name, &db, &root, "");
+    let capture = start("capture", &cfg);
+    let mut m = start("materialize", &cfg);
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    m.wait_for("table without a key skipped", Duration::from_secs(30));
+    // Still running: later changes of both tables, and the keyed one stays equal.
+    for sql in [
+        "INSERT INTO nokey VALUES (1000, 1)",
+        "UPDATE t SET v = -v WHERE id % 3 = 0",
+        "DELETE FROM t WHERE id % 5 = 0",
+        "INSERT INTO t VALUES (1000, 1)",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    let (code, log) = m.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "materialize must run until stopped:\n{log}");
+    for needle in [
+        format!("{db}.nokey has no primary key"),
+        "[source] key_columns".to_string(),
+    ] {
+        assert!(log.contains(&needle), "missing `{needle}` in:\n{log}");
+    }
+    assert_eq!(
+        log.matches("table without a key skipped").count(),
+        1,
+        "said once:\n{log}"
+    );
+    drop(capture);
+
+    // `run` says the same, and keeps the keyed table.
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let cfg = lake_config(&unique("itlakenokeyrun"), &db, &root, "");
+    let mut p = start("run", &cfg);
+    let lake = lake_at(&root);
+    c.query_drop("INSERT INTO nokey VALUES (1001, 1)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1001, 1)")
+        .await
+        .unwrap();
+    p.wait_for("table without a key skipped", Duration::from_secs(60));
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    let (code, log) = p.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "run must run until stopped:\n{log}");
+    assert!(log.contains("[source] key_columns"), "{log}");
+    assert!(!log.contains("Re-snapshot"), "{log}");
+}
+
 /// While capture has not finished a table's snapshot, the replica materialize keeps from
 /// its topics is reported as being snapshotted, not as current.
 #[tokio::test(flavor = "multi_thread")]

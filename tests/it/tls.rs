@@ -126,6 +126,16 @@ async fn tls_verify_identity_replicates_and_misconfigurations_are_named() {
         .await
         .expect_err("plain connection of a REQUIRE SSL user");
     assert!(e.to_string().contains("Access denied"), "{e}");
+    assert!(
+        e.to_string().contains("requires TLS") && e.to_string().contains("source.tls"),
+        "a refused account on a server that offers TLS must point at source.tls: {e}"
+    );
+    // A wrong password on a server without TLS says nothing of TLS.
+    let mut wrong = capture_source();
+    wrong.password = Some(binlake_core::Secret::new("not-the-password"));
+    let e = connect(&wrong).await.expect_err("wrong password");
+    assert!(e.to_string().contains("source.password"), "{e}");
+    assert!(!e.to_string().contains("requires TLS"), "{e}");
 
     // verify_identity with the right CA: connected over TLS, and replication works.
     cfg.tls = TlsMode::VerifyIdentity;

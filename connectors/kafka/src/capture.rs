@@ -69,6 +69,9 @@ fn default_max_message_bytes() -> usize {
 fn default_transaction_timeout() -> Duration {
     Duration::from_secs(900)
 }
+/// The brokers' default `transaction.max.timeout.ms`: a longer `transaction.timeout.ms`
+/// is refused when the producer starts.
+const MAX_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// The `[capture]` section: how capture writes to Kafka.
 #[derive(Debug, Clone, Deserialize)]
@@ -150,24 +153,48 @@ impl CaptureConfig {
                 "must be ≥ 1, or -1 for the broker's default",
             );
         }
-        if self.max_batch_rows == 0 {
-            problems.push(path, "max_batch_rows", "must be > 0");
-        }
-        if self.heartbeat_interval.is_zero() {
-            problems.push(path, "heartbeat_interval", "must be > 0, e.g. \"10s\"");
-        }
-        if self.max_message_bytes < 1024 {
-            problems.push(path, "max_message_bytes", "must be at least 1024");
-        }
-        if self.transaction_timeout < Duration::from_secs(1) {
-            problems.push(path, "transaction_timeout", "must be at least 1s");
-        }
-        if self.catch_up_linger.max(self.linger) * 2 > self.transaction_timeout {
-            problems.push(
-                path,
-                "catch_up_linger",
-                "must be at most half of transaction_timeout (a batch must commit well within it)",
-            );
+        problems.check_range(
+            path,
+            "max_batch_rows",
+            self.max_batch_rows,
+            1..=10_000_000,
+            "",
+        );
+        problems.check_range(
+            path,
+            "heartbeat_interval",
+            self.heartbeat_interval,
+            Duration::from_millis(100)..=Duration::from_secs(3600),
+            "",
+        );
+        problems.check_range(
+            path,
+            "max_message_bytes",
+            self.max_message_bytes,
+            1024..=1_000_000_000,
+            "librdkafka's message.max.bytes limit",
+        );
+        problems.check_range(
+            path,
+            "transaction_timeout",
+            self.transaction_timeout,
+            Duration::from_secs(1)..=MAX_TRANSACTION_TIMEOUT,
+            "Kafka's transaction.max.timeout.ms default",
+        );
+        // A batch must commit well within the transaction timeout; this also bounds both
+        // lingers (transaction_timeout itself is bounded above).
+        let half = self.transaction_timeout.min(MAX_TRANSACTION_TIMEOUT) / 2;
+        for (field, linger) in [
+            ("linger", self.linger),
+            ("catch_up_linger", self.catch_up_linger),
+        ] {
+            if linger > half {
+                problems.push(
+                    path,
+                    field,
+                    "must be at most half of transaction_timeout (a batch must commit well within it)",
+                );
+            }
         }
     }
 }

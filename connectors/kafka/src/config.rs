@@ -135,9 +135,13 @@ impl KafkaConfig {
                 );
             }
         }
-        if self.request_timeout.is_zero() {
-            problems.push(path, "request_timeout", "must be > 0, e.g. \"30s\"");
-        }
+        problems.check_range(
+            path,
+            "request_timeout",
+            self.request_timeout,
+            Duration::from_secs(1)..=Duration::from_secs(3600),
+            "",
+        );
     }
 
     /// The librdkafka settings shared by every client binlake creates.

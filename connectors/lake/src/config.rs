@@ -123,20 +123,50 @@ impl LakeConfig {
         } else if let Err(e) = crate::store::root_url(&self.root) {
             problems.push(path, "root", e.to_string());
         }
-        if !(1..=4096).contains(&self.buckets) {
-            problems.push(path, "buckets", "must be between 1 and 4096");
+        problems.check_range(path, "buckets", self.buckets, 1..=4096, "");
+        problems.check_range(
+            path,
+            "max_batch_rows",
+            self.max_batch_rows,
+            1..=100_000_000,
+            "",
+        );
+        problems.check_range(
+            path,
+            "max_batch_bytes",
+            self.max_batch_bytes,
+            1 << 20..=64 << 30,
+            "1 MiB to 64 GiB",
+        );
+        problems.check_range(
+            path,
+            "flush_interval",
+            self.flush_interval,
+            Duration::from_millis(10)..=Duration::from_secs(3600),
+            "",
+        );
+        if !self.maintenance_interval.is_zero() {
+            problems.check_range(
+                path,
+                "maintenance_interval",
+                self.maintenance_interval,
+                Duration::from_secs(1)..=Duration::from_secs(30 * 86_400),
+                "or 0s to turn maintenance off",
+            );
         }
-        if self.max_batch_rows == 0 {
-            problems.push(path, "max_batch_rows", "must be at least 1");
-        }
-        if self.max_batch_bytes < (1 << 20) {
-            problems.push(path, "max_batch_bytes", "must be at least 1048576 (1 MiB)");
-        }
-        if self.flush_interval.is_zero() {
-            problems.push(path, "flush_interval", "must be more than 0s");
-        }
-        if self.compact_min_files < 2 {
-            problems.push(path, "compact_min_files", "must be at least 2");
-        }
+        problems.check_range(
+            path,
+            "vacuum_retention",
+            self.vacuum_retention,
+            Duration::ZERO..=Duration::from_secs(3650 * 86_400),
+            "",
+        );
+        problems.check_range(
+            path,
+            "compact_min_files",
+            self.compact_min_files,
+            2..=100_000,
+            "",
+        );
     }
 }

@@ -56,6 +56,15 @@ pub enum Error {
         /// The table folder to delete.
         location: String,
     },
+    /// The table has no primary key and no configured key columns: a replica cannot
+    /// identify its rows. Callers skip the table and go on with the others.
+    #[error(
+        "{table} has no primary key, so a replica cannot identify its rows: binlake keeps no change log or replica of it. Name the columns that identify its rows (unique, NOT NULL) in [source] key_columns, e.g. key_columns = {{ \"{table}\" = [\"id\"] }}, restart capture (or run), then read its existing rows with `binlake snapshot --table {table}`"
+    )]
+    NoKey {
+        /// `db.table`.
+        table: String,
+    },
     /// A query failed.
     #[error("query failed: {0}")]
     Query(String),

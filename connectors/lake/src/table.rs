@@ -307,13 +307,7 @@ impl TableSink {
     pub async fn open(lake: &Lake, table: &TableSchema) -> Result<TableSink> {
         let name = table.qualified_name();
         if table.primary_key.is_empty() {
-            return Err(Error::IncompatibleSchema {
-                table: name,
-                reason: "the table has no primary key, so a replica cannot identify rows".into(),
-                location: lake
-                    .table_url(&table.database, &table.table, TableKind::Replica)?
-                    .to_string(),
-            });
+            return Err(Error::NoKey { table: name });
         }
         let cfg = lake.config();
         let before_images = cfg.before_images;

@@ -184,9 +184,13 @@ impl SourceConfig {
                 "verify_ca needs the CA to trust (a PEM file)",
             );
         }
-        if self.connect_timeout.is_zero() {
-            problems.push(path, "connect_timeout", "must be > 0, e.g. \"10s\"");
-        }
+        problems.check_range(
+            path,
+            "connect_timeout",
+            self.connect_timeout,
+            Duration::from_millis(100)..=Duration::from_secs(3600),
+            "",
+        );
         if let Some(start) = self.start.as_deref().filter(|s| *s != "end")
             && let Err(e) = start.parse::<binlake_core::ResumePosition>()
         {

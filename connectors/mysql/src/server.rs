@@ -8,7 +8,9 @@
 //! each entry saying what to change: the binlog is off, `binlog_format` is not `ROW`,
 //! `binlog_row_image` is not `FULL`, or the account lacks privileges (with the `GRANT`
 //! statements to run). Connection failures ([`connect`]) name `host:port` and what to
-//! check; wrong credentials are definite, not retried.
+//! check; wrong credentials are definite, not retried. A server that refuses the account
+//! (1045) while it offers TLS that binlake did not use may require TLS of the account
+//! (`REQUIRE SSL`): the message says so, having read the server's greeting again.
 //!
 //! # What the grant check covers
 //!
@@ -73,10 +75,18 @@ pub async fn connect(cfg: &SourceConfig) -> Result<Conn> {
     }
     match tokio::time::timeout(cfg.connect_timeout, Conn::new(cfg.opts())).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(Error::Connect {
-            target,
-            reason: connect_failure(cfg, &e),
-        }),
+        Ok(Err(e)) => {
+            let mut reason = connect_failure(cfg, &e);
+            if matches!(&e, mysql_async::Error::Server(se) if se.code == 1045)
+                && cfg.tls == crate::config::TlsMode::Disabled
+                && server_offers_tls(cfg).await
+            {
+                reason.push_str(
+                    "; or the account requires TLS (REQUIRE SSL): the server offers TLS and binlake did not use it, set source.tls = \"required\" (or verify_ca / verify_identity)",
+                );
+            }
+            Err(Error::Connect { target, reason })
+        }
         Err(_) => Err(Error::Connect {
             target,
             reason: format!(
@@ -111,6 +121,41 @@ fn connect_failure(cfg: &SourceConfig, e: &mysql_async::Error) -> String {
         _ => unreachable_hint(cfg),
     };
     format!("{e}; {hint}")
+}
+
+/// Whether the server's greeting (read on a connection of its own, no credentials sent)
+/// offers TLS. False when it cannot be read.
+async fn server_offers_tls(cfg: &SourceConfig) -> bool {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut s = tokio::net::TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
+        let mut header = [0u8; 4];
+        s.read_exact(&mut header).await?;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+        let mut greeting = vec![0u8; len.min(1024)];
+        s.read_exact(&mut greeting).await?;
+        Ok::<_, std::io::Error>(greeting)
+    };
+    match tokio::time::timeout(cfg.connect_timeout, read).await {
+        Ok(Ok(greeting)) => greeting_offers_tls(&greeting),
+        _ => false,
+    }
+}
+
+/// Whether a protocol-10 handshake packet has the `CLIENT_SSL` capability: after the
+/// version byte, the NUL-terminated server version, the 4-byte connection id, 8 bytes of
+/// scramble and a filler byte come the capability flags' lower two bytes.
+fn greeting_offers_tls(p: &[u8]) -> bool {
+    const CLIENT_SSL: u16 = 0x0800;
+    if p.first() != Some(&10) {
+        return false;
+    }
+    let Some(nul) = p[1..].iter().position(|b| *b == 0) else {
+        return false;
+    };
+    let at = 1 + nul + 1 + 4 + 8 + 1;
+    p.get(at..at + 2)
+        .is_some_and(|c| u16::from_le_bytes([c[0], c[1]]) & CLIENT_SSL != 0)
 }
 
 /// Whether an I/O error is rustls refusing the handshake (a certificate, a protocol).
@@ -799,6 +844,24 @@ fn mysql_at_least(version: &str, major: u32, minor: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_greeting_says_whether_the_server_offers_tls() {
+        let greeting = |caps: u16| {
+            let mut p = vec![10];
+            p.extend_from_slice(b"10.11.6-MariaDB\0");
+            p.extend_from_slice(&[1, 0, 0, 0]);
+            p.extend_from_slice(b"12345678\0");
+            p.extend_from_slice(&caps.to_le_bytes());
+            p
+        };
+        // 0xf7fe: a MariaDB without TLS; with TLS it sets 0x0800 too.
+        assert!(greeting_offers_tls(&greeting(0xf7fe | 0x0800)));
+        assert!(!greeting_offers_tls(&greeting(0xf7fe)));
+        assert!(!greeting_offers_tls(&greeting(0x0800)[..20]));
+        assert!(!greeting_offers_tls(&[9, 0]));
+        assert!(!greeting_offers_tls(&[]));
+    }
 
     fn mariadb(grants: &[&str], databases: &[&str]) -> ServerInfo {
         ServerInfo {

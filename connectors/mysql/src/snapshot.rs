@@ -195,12 +195,14 @@ impl Default for SnapshotConfig {
 impl SnapshotConfig {
     /// Checks values serde cannot.
     pub fn validate(&self, path: &str, problems: &mut binlake_core::Problems) {
-        if self.chunk_size == 0 {
-            problems.push(path, "chunk_size", "must be > 0");
-        }
-        if !(1..=64).contains(&self.readers) {
-            problems.push(path, "readers", "must be between 1 and 64");
-        }
+        problems.check_range(
+            path,
+            "chunk_size",
+            self.chunk_size,
+            1..=1_000_000,
+            "memory holds chunk_size × readers rows",
+        );
+        problems.check_range(path, "readers", self.readers, 1..=64, "");
     }
 }
 
