@@ -435,6 +435,10 @@ async fn run_once<F: SinkFactory>(
         }
         _ => None,
     };
+    // Tables whose rows consumers hold from before a purged position: emptied (a
+    // truncate) in the first commit, before the new snapshot fills them again, so rows
+    // deleted while binlake could not read the binlog do not stay.
+    let mut stale: Vec<std::sync::Arc<binlake_core::TableSchema>> = Vec::new();
     let snapshot = match snapshot {
         None => None,
         Some(mut progress) => {
@@ -450,6 +454,13 @@ async fn run_once<F: SinkFactory>(
                                 .is_some_and(|s| !s.primary_key.is_empty())
                     })
                     .cloned()
+                    .collect();
+            }
+            if resnapshot {
+                stale = progress
+                    .tables
+                    .iter()
+                    .filter_map(|t| chunk_reader.schema(t))
                     .collect();
             }
             tracing::info!(
@@ -468,6 +479,17 @@ async fn run_once<F: SinkFactory>(
         // Record where this capture starts before anything else, so that a crash or a
         // restart before the first batch resumes here instead of at a later "end".
         let start = reader.resume_position().clone();
+        if let Some(at) = info.binlog_position.as_ref().filter(|_| !stale.is_empty()) {
+            tracing::warn!(
+                tables = stale.len(),
+                "re-snapshot after a purged position: the tables' earlier rows are truncated first"
+            );
+            for table in stale {
+                writer
+                    .write_change(&truncate_before_resnapshot(table, at))
+                    .await?;
+            }
+        }
         writer.commit(&start, &start.to_string(), 0).await?;
     }
     tracing::info!(position = %reader.resume_position(), name = %cfg.name, "streaming changes");
@@ -487,6 +509,37 @@ async fn run_once<F: SinkFactory>(
         writer.abort().await;
     }
     result
+}
+
+/// The truncate that empties `table` before a re-snapshot (its rows are read again): just
+/// before `at`, the end of the binlog when capture started over, so that it comes before
+/// every change it streams, even one starting at `at`.
+fn truncate_before_resnapshot(
+    table: std::sync::Arc<binlake_core::TableSchema>,
+    at: &binlake_core::BinlogFilePos,
+) -> ChangeEvent {
+    ChangeEvent {
+        op: binlake_core::Op::Truncate,
+        table,
+        before: None,
+        after: None,
+        source: binlake_core::SourceInfo {
+            server_id: 0,
+            gtid: None,
+            position: binlake_core::EventPosition {
+                file: at.file.as_str().into(),
+                pos: at.pos.saturating_sub(1),
+                row: 0,
+            },
+            ts_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
+            snapshot: binlake_core::SnapshotMarker::False,
+            thread: None,
+            query: Some("binlake: re-snapshot after a purged position".into()),
+        },
+        transaction: None,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

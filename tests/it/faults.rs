@@ -740,7 +740,9 @@ async fn a_restarted_materialize_worker_gets_its_partitions_at_once() {
         &format!("[materialize]\ngroup = \"{group}\"\ninstance_id = \"worker-0\"\n"),
     );
     let (p, _) = assigned(static_cfg.clone()).await;
-    tokio::task::spawn_blocking(move || p.kill9()).await.unwrap();
+    tokio::task::spawn_blocking(move || p.kill9())
+        .await
+        .unwrap();
     let (p, took) = assigned(static_cfg.clone()).await;
     assert!(
         took < Duration::from_secs(15),
