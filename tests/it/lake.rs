@@ -634,6 +634,44 @@ async fn run_reads_a_table_again_after_a_ddl_that_changes_its_rows() {
     drop(p);
 }
 
+/// A DDL that changes the primary key (a key column dropped, the key redefined) re-keys
+/// the replica: it holds each row once, under its new key, never beside its old one.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_rekeys_the_replica_when_the_primary_key_changes() {
+    let db = unique("it_lake_rekey");
+    let name = unique("itlakerekey");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE k (k1 INT NOT NULL, k2 INT NOT NULL, v VARCHAR(10), PRIMARY KEY (k1, k2))"],
+    )
+    .await;
+    c.query_drop("INSERT INTO k VALUES (1, 1, 'a'), (2, 1, 'b'), (3, 7, 'c')")
+        .await
+        .unwrap();
+    let cfg = lake_config(&name, &db, &root, "");
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "k", "k1, k2", Duration::from_secs(60)).await;
+    for sql in [
+        "ALTER TABLE k DROP PRIMARY KEY, DROP COLUMN k2, ADD PRIMARY KEY (k1)",
+        "UPDATE k SET v = 'b2' WHERE k1 = 2",
+        "INSERT INTO k VALUES (4, 'd')",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    wait_equal(&lake, &db, "k", "k1", Duration::from_secs(60)).await;
+    // And a key redefined on other columns.
+    for sql in [
+        "ALTER TABLE k DROP PRIMARY KEY, ADD PRIMARY KEY (v)",
+        "UPDATE k SET k1 = 20 WHERE v = 'b2'",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    wait_equal(&lake, &db, "k", "v", Duration::from_secs(60)).await;
+    drop(p);
+}
+
 /// An online schema change's swap (`RENAME TABLE t TO t_old, t_new TO t`, as gh-ost and
 /// pt-online-schema-change do, or an ETL job swapping in a rebuilt table): the replica of
 /// `t` becomes the new table's rows, with its new column, and `t_old` the old ones.

@@ -589,6 +589,20 @@ impl SchemaHistory {
             self.replaced.push(new_key.clone());
         }
         let entry = work.into_entry(&new_key).map_err(fail)?;
+        // Another key identifies the rows differently: what consumers keyed by the old one
+        // cannot be updated in place (a replica would keep each row under both keys), so
+        // the table is replaced: truncated at the statement and read again.
+        let key_names = |s: &TableSchema| -> Vec<String> {
+            s.key_columns().map(|c| c.name.to_lowercase()).collect()
+        };
+        if self
+            .tables
+            .get(&key)
+            .is_some_and(|old| key_names(&old.schema) != key_names(&entry.schema))
+            && !self.replaced.contains(&new_key)
+        {
+            self.replaced.push(new_key.clone());
+        }
         let mut changed = Vec::new();
         if new_key != key {
             self.tables.remove(&key);
@@ -3078,6 +3092,28 @@ mod tests {
             one("CREATE TABLE IF NOT EXISTS t4 (id INT PRIMARY KEY)", &mut h),
             [("t4".into(), Create, true, true)]
         );
+        // A statement that changes the key replaces the table (rows keyed anew); one that
+        // keeps it does not.
+        apply(
+            &mut h,
+            "CREATE TABLE k (k1 INT NOT NULL, k2 INT NOT NULL, v INT, PRIMARY KEY (k1, k2))",
+        );
+        for (ddl, replaced) in [
+            ("ALTER TABLE k ADD w INT", false),
+            ("ALTER TABLE k MODIFY k1 BIGINT NOT NULL", false),
+            ("ALTER TABLE k DROP COLUMN k2", true),
+            (
+                "ALTER TABLE k DROP PRIMARY KEY, ADD PRIMARY KEY (k1, v)",
+                true,
+            ),
+            ("ALTER TABLE k RENAME COLUMN v TO v2", true),
+            ("ALTER TABLE k DROP PRIMARY KEY", true),
+            ("ALTER TABLE k ADD PRIMARY KEY (k1)", true),
+        ] {
+            let changes = one(ddl, &mut h);
+            assert_eq!(changes.len(), 1, "{ddl}");
+            assert_eq!(changes[0].2, replaced, "{ddl}");
+        }
     }
 
     #[test]
