@@ -101,7 +101,7 @@ async fn reader_at(db: &str, pos: ResumePosition) -> BinlogReader {
 }
 
 /// Reads items until `n` row changes have arrived (and their transactions committed).
-async fn changes(r: &mut BinlogReader, n: usize) -> (Vec<ChangeEvent>, Vec<BinlogItem>) {
+pub(crate) async fn changes(r: &mut BinlogReader, n: usize) -> (Vec<ChangeEvent>, Vec<BinlogItem>) {
     let mut out = Vec::new();
     let mut all = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -130,7 +130,7 @@ async fn admin_db(db: &str) -> mysql_async::Conn {
 
 /// The table's rows as `SELECT` returns them (binary protocol, UTC), converted with the
 /// column types the binlog reported.
-async fn select_rows(c: &mut mysql_async::Conn, e: &ChangeEvent) -> Vec<Row> {
+pub(crate) async fn select_rows(c: &mut mysql_async::Conn, e: &ChangeEvent) -> Vec<Row> {
     let rows: Vec<mysql_async::Row> = c
         .exec(format!("SELECT * FROM {} ORDER BY id", e.table.table), ())
         .await
@@ -148,7 +148,7 @@ async fn select_rows(c: &mut mysql_async::Conn, e: &ChangeEvent) -> Vec<Row> {
         .collect()
 }
 
-fn assert_rows_equal(binlog: &Row, select: &Row, e: &ChangeEvent) {
+pub(crate) fn assert_rows_equal(binlog: &Row, select: &Row, e: &ChangeEvent) {
     for (i, col) in e.table.columns.iter().enumerate() {
         let (b, s) = (&binlog[i], &select[i]);
         let same = match (b, s) {
