@@ -129,7 +129,7 @@ pub fn table_def(
                     enums.push(
                         e.values()
                             .iter()
-                            .map(|s| s.value().into_owned())
+                            .map(|s| s.value_raw().to_vec())
                             .collect::<Vec<_>>(),
                     );
                 }
@@ -140,7 +140,7 @@ pub fn table_def(
                     sets.push(
                         s.values()
                             .iter()
-                            .map(|s| s.value().into_owned())
+                            .map(|s| s.value_raw().to_vec())
                             .collect::<Vec<_>>(),
                     );
                 }
@@ -211,7 +211,28 @@ pub fn table_def(
                 _ => None,
             },
         };
-        let members = |from_map: Option<Vec<String>>| -> Result<Vec<String>, String> {
+        let members = |from_map: Option<Vec<Vec<u8>>>| -> Result<Vec<String>, String> {
+            // The member strings are in the column's charset (latin1 'ü' is one byte).
+            let from_map = match from_map {
+                // A binary ENUM has byte strings for members: shown as UTF-8, as before.
+                Some(raw) if charset.as_deref() == Some("binary") => Some(
+                    raw.iter()
+                        .map(|m| String::from_utf8_lossy(m).into_owned())
+                        .collect(),
+                ),
+                Some(raw) => {
+                    let cs = charset.as_deref().unwrap_or("utf8mb4");
+                    let conv = Charset::from_name(cs)
+                        .ok_or_else(|| format!("character set {cs} is not supported by binlake"))?;
+                    Some(
+                        raw.iter()
+                            .map(|m| conv.decode(m))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| format!("{qualified}.{name}: ENUM/SET member: {e}"))?,
+                    )
+                }
+                None => None,
+            };
             from_map
                 .or_else(|| match fb.map(|c| &c.ty) {
                     Some(ColumnType::Enum { members } | ColumnType::Set { members }) => {
