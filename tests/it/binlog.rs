@@ -101,7 +101,7 @@ async fn reader_at(db: &str, pos: ResumePosition) -> BinlogReader {
 }
 
 /// Reads items until `n` row changes have arrived (and their transactions committed).
-async fn changes(r: &mut BinlogReader, n: usize) -> (Vec<ChangeEvent>, Vec<BinlogItem>) {
+pub(crate) async fn changes(r: &mut BinlogReader, n: usize) -> (Vec<ChangeEvent>, Vec<BinlogItem>) {
     let mut out = Vec::new();
     let mut all = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -130,7 +130,7 @@ async fn admin_db(db: &str) -> mysql_async::Conn {
 
 /// The table's rows as `SELECT` returns them (binary protocol, UTC), converted with the
 /// column types the binlog reported.
-async fn select_rows(c: &mut mysql_async::Conn, e: &ChangeEvent) -> Vec<Row> {
+pub(crate) async fn select_rows(c: &mut mysql_async::Conn, e: &ChangeEvent) -> Vec<Row> {
     let rows: Vec<mysql_async::Row> = c
         .exec(format!("SELECT * FROM {} ORDER BY id", e.table.table), ())
         .await
@@ -148,7 +148,7 @@ async fn select_rows(c: &mut mysql_async::Conn, e: &ChangeEvent) -> Vec<Row> {
         .collect()
 }
 
-fn assert_rows_equal(binlog: &Row, select: &Row, e: &ChangeEvent) {
+pub(crate) fn assert_rows_equal(binlog: &Row, select: &Row, e: &ChangeEvent) {
     for (i, col) in e.table.columns.iter().enumerate() {
         let (b, s) = (&binlog[i], &select[i]);
         let same = match (b, s) {
@@ -526,4 +526,74 @@ async fn statement_format_dml_of_a_captured_table_stops_the_stream() {
     c.query_drop(format!("DROP DATABASE {db}; DROP DATABASE {other}"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn zero_timestamps_are_the_zero_value_on_both_paths_and_follow_debeziums_rule() {
+    // '0000-00-00 00:00:00' (sql_mode without NO_ZERO_DATE) is written to the binlog as 0
+    // seconds; '1970-01-01 00:00:00' UTC is outside TIMESTAMP's range, so 0 is the zero
+    // timestamp, never the epoch. Nullable: null (Debezium) and NULL (lake); NOT NULL:
+    // Debezium's epoch.
+    use std::sync::Arc;
+
+    use binlake_core::debezium::{DebeziumOptions, TableCodec};
+    use binlake_core::temporal::ZERO_TIMESTAMP;
+    use binlake_core::{Flavor, Value};
+    use binlake_lake::arrow_map::ColumnBuilder;
+
+    let db = unique("it_zero_ts");
+    let mut r = reader(&db).await;
+    let mut c = admin_db(&db).await;
+    c.query_drop(
+        "CREATE TABLE zt (id INT PRIMARY KEY, ts TIMESTAMP NULL DEFAULT NULL,
+         ts_nn TIMESTAMP(3) NOT NULL DEFAULT '0000-00-00 00:00:00', first_second TIMESTAMP NULL)",
+    )
+    .await
+    .unwrap();
+    c.query_drop(
+        "INSERT INTO zt VALUES (1, '0000-00-00 00:00:00', '0000-00-00 00:00:00', '1970-01-01 00:00:01')",
+    )
+    .await
+    .unwrap();
+    let (events, _) = changes(&mut r, 1).await;
+    let e = &events[0];
+    let binlog = e.after.clone().unwrap();
+    let snapshot = select_rows(&mut c, e).await.remove(0);
+    assert_rows_equal(&binlog, &snapshot, e);
+    assert_eq!(
+        binlog[1..],
+        [
+            Value::Timestamp(ZERO_TIMESTAMP),
+            Value::Timestamp(ZERO_TIMESTAMP),
+            Value::Timestamp(1_000_000)
+        ]
+    );
+    let codec = TableCodec::new(
+        e.table.clone(),
+        Arc::new(DebeziumOptions::new("it", Flavor::MariaDb)),
+    );
+    for (path, row) in [("binlog", binlog), ("snapshot", snapshot)] {
+        let mut event = e.clone();
+        event.after = Some(row.clone());
+        let mut buf = Vec::new();
+        codec.encode_value(&event, 0, &mut buf).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        let after = &v["after"];
+        assert_eq!(after["ts"], serde_json::Value::Null, "{path}: {v}");
+        assert_eq!(after["ts_nn"], "1970-01-01T00:00:00.000Z", "{path}: {v}");
+        assert_eq!(after["first_second"], "1970-01-01T00:00:01Z", "{path}: {v}");
+        let nulls: Vec<bool> = e
+            .table
+            .columns
+            .iter()
+            .zip(&row)
+            .map(|(col, value)| {
+                let mut b = ColumnBuilder::new(&col.ty, 1);
+                b.append(value).unwrap();
+                b.finish().is_null(0)
+            })
+            .collect();
+        assert_eq!(nulls, [false, true, true, false], "{path}: lake NULLs");
+    }
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

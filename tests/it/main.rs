@@ -11,6 +11,7 @@ mod binlog;
 mod broker_restart;
 mod capture;
 mod cli;
+mod column_order;
 mod faults;
 mod http;
 mod kafka;

@@ -45,8 +45,12 @@
 //!
 //! Everything above round-trips exactly (property-tested), with two exceptions that are
 //! Debezium's documented behaviour and that consumers rely on:
-//! - zero and invalid dates (`'0000-00-00'`, `'2024-02-30'`) in DATE and DATETIME columns
-//!   become `null` when the column is nullable, and the epoch when it is `NOT NULL`;
+//! - zero and invalid dates (`'0000-00-00'`, `'2024-02-30'`) in DATE and DATETIME columns,
+//!   and the zero TIMESTAMP (`'0000-00-00 00:00:00'`), become `null` when the column is
+//!   nullable, and the epoch when it is `NOT NULL` (`0`, or `"1970-01-01T00:00:00Z"` for a
+//!   TIMESTAMP), as Debezium's MySQL connector documents for zero values ("Temporal types":
+//!   null when the column allows null, else the epoch); decoding gives back `NULL`, or the
+//!   zero timestamp for a `NOT NULL` TIMESTAMP (the epoch is not a TIMESTAMP value);
 //! - BIGINT UNSIGNED in `long` mode wraps values above 2^63-1 to negative numbers (the
 //!   default here is `precise`, which is exact; Debezium's default is `long`).
 //!
@@ -492,7 +496,11 @@ impl TableCodec {
                 }
                 None => zero_date(buf),
             },
+            (Repr::Zoned { .. }, Value::Timestamp(temporal::ZERO_TIMESTAMP)) if col.nullable => {
+                buf.extend_from_slice(b"null");
+            }
             (Repr::Zoned { fsp }, Value::Timestamp(us)) => {
+                // A NOT NULL zero timestamp is 0 µs: the epoch, as Debezium writes it.
                 let s = temporal::format_utc_timestamp(*us, fsp).ok_or_else(|| {
                     Error::InvalidValue {
                         table: self.qualified.clone(),

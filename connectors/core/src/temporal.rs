@@ -139,6 +139,13 @@ pub fn format_time(micros: i64, fsp: u8) -> String {
     s
 }
 
+/// MySQL's zero TIMESTAMP (`'0000-00-00 00:00:00'`, allowed without `NO_ZERO_DATE`) as a
+/// [`crate::Value::Timestamp`]: 0 µs. Unambiguous because TIMESTAMP's range starts at
+/// `'1970-01-01 00:00:01'` UTC, so no real timestamp is 0 (or within its first second);
+/// the binlog itself writes the zero timestamp as 0 seconds. Consumers treat it as they
+/// treat zero dates: NULL in the lake, Debezium's rule in the codec.
+pub const ZERO_TIMESTAMP: i64 = 0;
+
 /// Formats microseconds since the epoch as ISO-8601 UTC, `YYYY-MM-DDThh:mm:ss[.f]Z`, with
 /// exactly `fsp` fractional digits.
 pub fn format_utc_timestamp(micros: i64, fsp: u8) -> Option<String> {

@@ -45,7 +45,8 @@ pub enum Value {
     Time(i64),
     /// DATETIME(fsp), zero dates included.
     DateTime(DateTime),
-    /// TIMESTAMP(fsp): microseconds since the epoch, UTC. MySQL's zero timestamp is 0.
+    /// TIMESTAMP(fsp): microseconds since the epoch, UTC. MySQL's zero timestamp is 0
+    /// ([`crate::temporal::ZERO_TIMESTAMP`]), which no real TIMESTAMP can be.
     Timestamp(i64),
     /// YEAR: 1901–2155, or 0.
     Year(u16),

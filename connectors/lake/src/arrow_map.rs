@@ -23,8 +23,8 @@
 //! Every value is kept exactly, with two documented exceptions forced by the targets:
 //! Delta has no decimal wider than 38 digits (so DECIMAL(39..65) is its exact text) and no
 //! TIME type (so TIME is microseconds). Zero and invalid dates (`0000-00-00`,
-//! `2024-02-30` with `ALLOW_INVALID_DATES`) have no Arrow form and become NULL, the same
-//! rule as Debezium's. Every column is nullable in Arrow: a dropped column stays, NULL
+//! `2024-02-30` with `ALLOW_INVALID_DATES`) and the zero TIMESTAMP have no Arrow form and
+//! become NULL, the same rule as Debezium's for nullable columns. Every column is nullable in Arrow: a dropped column stays, NULL
 //! from then on. Each field's metadata holds the MySQL type (`binlake.mysql_type`).
 
 use std::collections::HashMap;
@@ -205,6 +205,10 @@ impl ColumnBuilder {
                 Some(us) => b.append_value(us),
                 None => b.append_null(),
             },
+            // 0 µs is MySQL's zero TIMESTAMP, not the epoch (out of TIMESTAMP's range).
+            (ColumnBuilder::Ts(b), Value::Timestamp(binlake_core::temporal::ZERO_TIMESTAMP)) => {
+                b.append_null()
+            }
             (ColumnBuilder::Ts(b), Value::Timestamp(us)) => b.append_value(*us),
             (
                 ColumnBuilder::Str(b),
@@ -327,7 +331,7 @@ mod tests {
     #[test]
     fn values_land_in_their_arrow_types() {
         use arrow::array::{Array, AsArray};
-        use arrow::datatypes::{Decimal128Type, Int64Type};
+        use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMicrosecondType};
         let mut b = ColumnBuilder::new(
             &ColumnType::Integer {
                 bits: 64,
@@ -365,6 +369,17 @@ mod tests {
         };
         b.append(&Value::DateTime(zero)).unwrap();
         assert!(b.finish().is_null(0), "a zero date has no Arrow form: NULL");
+
+        let mut b = ColumnBuilder::new(&ColumnType::Timestamp { fsp: 0 }, 2);
+        b.append(&Value::Timestamp(binlake_core::temporal::ZERO_TIMESTAMP))
+            .unwrap();
+        b.append(&Value::Timestamp(1_000_000)).unwrap();
+        let a = b.finish();
+        assert!(a.is_null(0), "the zero timestamp has no Arrow form: NULL");
+        assert_eq!(
+            a.as_primitive::<TimestampMicrosecondType>().value(1),
+            1_000_000
+        );
 
         let mut b = ColumnBuilder::new(
             &ColumnType::Integer {

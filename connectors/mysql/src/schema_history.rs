@@ -4067,8 +4067,15 @@ mod tests {
                     let known = h.get(&db, &table);
                     if let Some(schema) = known {
                         // The decoder's fallback path must accept the history's schema…
-                        let def = crate::binlog::table::table_def(&tme, Some(schema), &|_| false)
-                            .unwrap_or_else(|e| panic!("{file}: {e}"));
+                        // The fixtures' one MariaDB file is `mariadb-bin.*`.
+                        let flavor = if file.contains("mariadb") {
+                            Flavor::MariaDb
+                        } else {
+                            Flavor::Mysql
+                        };
+                        let def =
+                            crate::binlog::table::table_def(flavor, &tme, Some(schema), &|_| false)
+                                .unwrap_or_else(|e| panic!("{file}: {e}"));
                         // …and when the table map has full metadata, agree with it.
                         if def.full_metadata {
                             let from_map: Vec<_> = def

@@ -76,7 +76,7 @@ pub fn from_mysql(v: My, ty: &ColumnType) -> Result<Value, String> {
                 micros: us,
             };
             Value::Timestamp(if dt.date.year == 0 {
-                0
+                binlake_core::temporal::ZERO_TIMESTAMP
             } else {
                 dt.to_epoch_micros()
                     .ok_or_else(|| format!("invalid timestamp {dt:?}"))?
@@ -85,7 +85,7 @@ pub fn from_mysql(v: My, ty: &ColumnType) -> Result<Value, String> {
         (ColumnType::Timestamp { .. }, My::Bytes(b)) => {
             let dt = parse_datetime(&text(b)?)?;
             Value::Timestamp(if dt.date.year == 0 {
-                0
+                binlake_core::temporal::ZERO_TIMESTAMP
             } else {
                 dt.to_epoch_micros().ok_or("invalid timestamp")?
             })

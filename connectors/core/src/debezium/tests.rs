@@ -446,6 +446,46 @@ fn zero_dates_follow_debeziums_rule() {
 }
 
 #[test]
+fn zero_timestamps_follow_debeziums_rule() {
+    let table = Arc::new(TableSchema {
+        database: "db".into(),
+        table: "zt".into(),
+        columns: vec![
+            Column::new("id", int(32, false), false),
+            Column::new("ts", ColumnType::Timestamp { fsp: 0 }, true),
+            Column::new("ts_nn", ColumnType::Timestamp { fsp: 3 }, false),
+        ],
+        primary_key: vec![0],
+    });
+    let codec = TableCodec::new(table.clone(), Arc::new(opts()));
+    let row = vec![
+        Value::Int(1),
+        Value::Timestamp(temporal::ZERO_TIMESTAMP),
+        Value::Timestamp(temporal::ZERO_TIMESTAMP),
+    ];
+    let mut e = event(Op::Create, None, Some(row));
+    e.table = table;
+    let (_, value) = encode(&codec, &e);
+    assert_eq!(
+        value["after"]["ts"],
+        Json::Null,
+        "nullable zero timestamp → null"
+    );
+    assert_eq!(
+        value["after"]["ts_nn"], "1970-01-01T00:00:00.000Z",
+        "NOT NULL zero timestamp → the epoch"
+    );
+    // Back: NULL, and the zero timestamp (the epoch is not a TIMESTAMP value).
+    let mut v = Vec::new();
+    codec.encode_value(&e, TS, &mut v).unwrap();
+    let back = codec.decode_value(&v).unwrap().event;
+    assert_eq!(
+        back.after.unwrap()[1..],
+        [Value::Null, Value::Timestamp(temporal::ZERO_TIMESTAMP)]
+    );
+}
+
+#[test]
 fn mismatched_values_are_errors_that_name_the_column() {
     let codec = TableCodec::new(type_matrix(), Arc::new(opts()));
     let mut row = edge_row(4);
@@ -665,7 +705,8 @@ fn arb_value(ty: &ColumnType) -> BoxedStrategy<Value> {
                 })
             })
             .boxed(),
-        ColumnType::Timestamp { fsp } => (0i64..=2_147_483_647, micros_for_fsp(fsp))
+        // From TIMESTAMP's first second: 0 is the zero timestamp, tested on its own.
+        ColumnType::Timestamp { fsp } => (1i64..=2_147_483_647, micros_for_fsp(fsp))
             .prop_map(|(s, us)| Value::Timestamp(s * 1_000_000 + i64::from(us)))
             .boxed(),
         ColumnType::Year => prop_oneof![Just(0u16), 1901u16..=2155]

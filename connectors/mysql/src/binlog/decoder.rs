@@ -812,7 +812,7 @@ impl Decoder {
             self.lookup.lookup(&db, &table)
         };
         let filter = &self.filter;
-        let mut def = table_def(tme, fallback.as_ref(), &|col| {
+        let mut def = table_def(self.flavor, tme, fallback.as_ref(), &|col| {
             filter.column_excluded(&db, &table, col) && !filter.is_key_column(&db, &table, col)
         })
         .map_err(|e| self.err(start, Some(&format!("{db}.{table}")), e))?;

@@ -4,11 +4,39 @@
 //! everything: column names, signedness, charsets, ENUM/SET members, geometry types and
 //! the primary key. Without it, names, charsets and members come from a schema given by the
 //! caller (read from `information_schema`), which must describe the same columns.
+//!
+//! # Which columns the charset list describes
+//!
+//! The optional metadata holds the character sets of "character columns" as one list,
+//! either `COLUMN_CHARSET` (one collation per listed column) or `DEFAULT_CHARSET` (the most
+//! used collation, then `(index, collation)` exceptions where the index counts *listed*
+//! columns only). ENUM and SET columns have lists of their own
+//! (`ENUM_AND_SET_DEFAULT_CHARSET` / `ENUM_AND_SET_COLUMN_CHARSET`). Both forms are read by
+//! walking the table's columns in order and taking the next entry for each listed column,
+//! so a reader must list exactly the columns the server listed: one column too many or too
+//! few hands every later text column its neighbour's charset (a latin1 column decoded as
+//! UTF-8, a text column taken for binary). The servers do not agree on the set, so
+//! [`in_charset_list`] decides it per flavour, from the servers' sources:
+//!
+//! - MySQL 8.x, `sql/log_event.cc`: `init_metadata_fields` calls `init_charset_field`
+//!   with `is_character_field`, which is `is_character_type(field->real_type())`: STRING
+//!   (CHAR, BINARY), VAR_STRING, VARCHAR (VARCHAR, VARBINARY) and BLOB (every BLOB and TEXT
+//!   size); MySQL 9 adds VECTOR. GEOMETRY and JSON have their own real types and are not
+//!   listed. This is also what `mysql_common`'s `ColumnType::is_character_type` says.
+//! - MariaDB 10.5+ (10.11 checked), `sql/log_event_server.cc`: `is_character_field` lists
+//!   every column whose `Binlog_type_info` carries a charset and that is not ENUM/SET. Besides
+//!   CHAR/VARCHAR/BINARY/VARBINARY/BLOB/TEXT (JSON is a LONGTEXT there) and the fixed-size
+//!   binary types (UUID, INET4, INET6, logged as STRING with the binary charset), that is
+//!   GEOMETRY: `Field_geom::binlog_type_info` (`sql/sql_type_geom.cc`) passes the field's
+//!   charset (`binary`), being a BLOB underneath. MariaDB's own `mysqlbinlog`
+//!   (`sql/log_event_client.cc`, `is_character_type`) counts `MYSQL_TYPE_GEOMETRY` for that
+//!   reason ("Base class is blob for geom type"). BIT, DECIMAL, temporal and numeric
+//!   columns carry no charset on either server.
 
 use std::sync::Arc;
 
 use binlake_core::schema::StringKind;
-use binlake_core::{Column, ColumnType, TableSchema};
+use binlake_core::{Column, ColumnType, Flavor, TableSchema};
 use mysql_common::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
 use mysql_common::constants::ColumnType as MyType;
 
@@ -28,9 +56,31 @@ pub struct TableDef {
     pub full_metadata: bool,
 }
 
-/// Builds the definition of the table in `tme`. `fallback` supplies what the table map
-/// lacks without full metadata; `excluded` says which column names to drop.
+/// Whether a `flavor` server lists a column of table-map type `ty` (ENUM and SET already
+/// resolved from the metadata, as [`TableMapEvent::get_column_type`] does) in the
+/// `DEFAULT_CHARSET` / `COLUMN_CHARSET` metadata. See the module docs for the sources.
+pub fn in_charset_list(flavor: Flavor, ty: MyType) -> bool {
+    match ty {
+        // Table maps write every BLOB/TEXT size as MYSQL_TYPE_BLOB; the sized codes are
+        // listed too in case a server ever writes them, as they carry a charset.
+        MyType::MYSQL_TYPE_STRING
+        | MyType::MYSQL_TYPE_VAR_STRING
+        | MyType::MYSQL_TYPE_VARCHAR
+        | MyType::MYSQL_TYPE_BLOB
+        | MyType::MYSQL_TYPE_TINY_BLOB
+        | MyType::MYSQL_TYPE_MEDIUM_BLOB
+        | MyType::MYSQL_TYPE_LONG_BLOB => true,
+        MyType::MYSQL_TYPE_GEOMETRY => flavor == Flavor::MariaDb,
+        MyType::MYSQL_TYPE_VECTOR => flavor == Flavor::Mysql,
+        _ => false,
+    }
+}
+
+/// Builds the definition of the table in `tme`, written by a `flavor` server. `fallback`
+/// supplies what the table map lacks without full metadata; `excluded` says which column
+/// names to drop.
 pub fn table_def(
+    flavor: Flavor,
     tme: &TableMapEvent<'_>,
     fallback: Option<&TableSchema>,
     excluded: &dyn Fn(&str) -> bool,
@@ -79,7 +129,7 @@ pub fn table_def(
                     enums.push(
                         e.values()
                             .iter()
-                            .map(|s| s.value().into_owned())
+                            .map(|s| s.value_raw().to_vec())
                             .collect::<Vec<_>>(),
                     );
                 }
@@ -90,7 +140,7 @@ pub fn table_def(
                     sets.push(
                         s.values()
                             .iter()
-                            .map(|s| s.value().into_owned())
+                            .map(|s| s.value_raw().to_vec())
                             .collect::<Vec<_>>(),
                     );
                 }
@@ -137,7 +187,7 @@ pub fn table_def(
         } else {
             false
         };
-        let collation = if real.is_character_type() {
+        let collation = if in_charset_list(flavor, real) {
             charsets
                 .next()
                 .transpose()
@@ -161,7 +211,28 @@ pub fn table_def(
                 _ => None,
             },
         };
-        let members = |from_map: Option<Vec<String>>| -> Result<Vec<String>, String> {
+        let members = |from_map: Option<Vec<Vec<u8>>>| -> Result<Vec<String>, String> {
+            // The member strings are in the column's charset (latin1 'ü' is one byte).
+            let from_map = match from_map {
+                // A binary ENUM has byte strings for members: shown as UTF-8, as before.
+                Some(raw) if charset.as_deref() == Some("binary") => Some(
+                    raw.iter()
+                        .map(|m| String::from_utf8_lossy(m).into_owned())
+                        .collect(),
+                ),
+                Some(raw) => {
+                    let cs = charset.as_deref().unwrap_or("utf8mb4");
+                    let conv = Charset::from_name(cs)
+                        .ok_or_else(|| format!("character set {cs} is not supported by binlake"))?;
+                    Some(
+                        raw.iter()
+                            .map(|m| conv.decode(m))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| format!("{qualified}.{name}: ENUM/SET member: {e}"))?,
+                    )
+                }
+                None => None,
+            };
             from_map
                 .or_else(|| match fb.map(|c| &c.ty) {
                     Some(ColumnType::Enum { members } | ColumnType::Set { members }) => {
@@ -401,5 +472,140 @@ fn max_bytes_per_char(charset: Option<&str>) -> u32 {
         Some("utf8mb3" | "utf8" | "ujis" | "eucjpms") => 3,
         Some("ucs2" | "gbk" | "gb2312" | "big5" | "sjis" | "cp932" | "euckr") => 2,
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::PathBuf;
+
+    use mysql_common::binlog::consts::BinlogVersion;
+    use mysql_common::binlog::events::{Event, EventData};
+    use mysql_common::binlog::{BinlogFileHeader, EventStreamReader};
+
+    use super::*;
+
+    #[test]
+    fn charset_list_membership_per_flavour() {
+        for flavor in [Flavor::Mysql, Flavor::MariaDb] {
+            for ty in [
+                MyType::MYSQL_TYPE_STRING,
+                MyType::MYSQL_TYPE_VARCHAR,
+                MyType::MYSQL_TYPE_VAR_STRING,
+                MyType::MYSQL_TYPE_BLOB,
+            ] {
+                assert!(in_charset_list(flavor, ty), "{flavor:?} {ty:?}");
+            }
+            for ty in [
+                MyType::MYSQL_TYPE_ENUM,
+                MyType::MYSQL_TYPE_SET,
+                MyType::MYSQL_TYPE_BIT,
+                MyType::MYSQL_TYPE_NEWDECIMAL,
+                MyType::MYSQL_TYPE_TIMESTAMP2,
+                MyType::MYSQL_TYPE_LONG,
+                MyType::MYSQL_TYPE_JSON,
+            ] {
+                assert!(!in_charset_list(flavor, ty), "{flavor:?} {ty:?}");
+            }
+        }
+        assert!(in_charset_list(
+            Flavor::MariaDb,
+            MyType::MYSQL_TYPE_GEOMETRY
+        ));
+        assert!(!in_charset_list(Flavor::Mysql, MyType::MYSQL_TYPE_GEOMETRY));
+    }
+
+    /// The MySQL 8 test-suite binlogs in `../shared/fixtures/binlogs`; absent: skipped with
+    /// a message, or a failure under CI.
+    fn fixture_dir() -> Option<PathBuf> {
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/binlogs");
+        if dir.is_dir() {
+            return Some(dir);
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "fixture folder {} is missing (CI=true)",
+            dir.display()
+        );
+        eprintln!("skipped: fixture folder {} is not there", dir.display());
+        None
+    }
+
+    /// Every table map of the fixture files, with the flavour of the server that wrote it.
+    fn fixture_table_maps() -> Option<Vec<(String, Flavor, TableMapEvent<'static>)>> {
+        fn visit(ev: &Event, out: &mut Vec<TableMapEvent<'static>>) {
+            match ev.read_data() {
+                Ok(Some(EventData::TableMapEvent(t))) => out.push(t.into_owned()),
+                Ok(Some(EventData::TransactionPayloadEvent(p))) => {
+                    let mut r = p.decompressed().unwrap();
+                    let mut inner = EventStreamReader::new(BinlogVersion::Version4);
+                    while let Some(ev) = inner.read_decompressed(&mut r).unwrap() {
+                        visit(&ev, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(fixture_dir()?).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let bytes = std::fs::read(&path).unwrap();
+            let flavor = if bytes.windows(7).any(|w| w == b"MariaDB") {
+                Flavor::MariaDb
+            } else {
+                Flavor::Mysql
+            };
+            let mut input = &bytes[..];
+            if BinlogFileHeader::read(&mut input).is_err() {
+                continue;
+            }
+            let mut reader = EventStreamReader::new(BinlogVersion::Version4);
+            let mut maps = Vec::new();
+            // MariaDB-only events mysql_common cannot frame end a file early.
+            while let Ok(Some(ev)) = reader.read(&mut input) {
+                visit(&ev, &mut maps);
+            }
+            out.extend(maps.into_iter().map(|t| (name.clone(), flavor, t)));
+        }
+        Some(out)
+    }
+
+    /// The servers' own table maps list exactly the columns [`in_charset_list`] names:
+    /// as many `COLUMN_CHARSET` entries, and `DEFAULT_CHARSET` exceptions only at indexes
+    /// below that count (ENUM, SET, BIT, JSON and TEXT columns sit between text columns in
+    /// these files).
+    #[test]
+    fn fixture_charset_lists_match_the_listed_columns() {
+        let Some(maps) = fixture_table_maps() else {
+            return;
+        };
+        let mut checked = 0;
+        for (file, flavor, tme) in &maps {
+            let listed = (0..tme.columns_count() as usize)
+                .filter(|&i| in_charset_list(*flavor, tme.get_column_type(i).unwrap().unwrap()))
+                .count();
+            let what = format!("{file}: {}.{}", tme.database_name(), tme.table_name());
+            for field in tme.iter_optional_meta() {
+                match field.unwrap() {
+                    OptionalMetadataField::ColumnCharset(c) => {
+                        assert_eq!(c.iter_charsets().count(), listed, "{what}");
+                        checked += 1;
+                    }
+                    OptionalMetadataField::DefaultCharset(d) => {
+                        for x in d.iter_non_default() {
+                            let x = x.unwrap();
+                            assert!((x.column_index() as usize) < listed, "{what}: {x:?}");
+                        }
+                        checked += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(checked > 0, "no fixture table map has charset metadata");
     }
 }
