@@ -16,6 +16,26 @@ mod server;
 pub mod snapshot;
 pub mod values;
 
+/// The MySQL/MariaDB binlog fixtures beside the repository (`../shared/fixtures/binlogs`),
+/// for tests: the file `name` in it (the folder itself for `""`), `None` with a message
+/// when it is absent, and a failure under CI (`CI=true`), where it must be there.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/binlogs")
+        .join(name);
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "fixture {} is missing (CI=true)",
+        p.display()
+    );
+    eprintln!("skipped: fixture {} is not there", p.display());
+    None
+}
+
 pub use config::{SourceConfig, TlsMode};
 pub use error::{Error, Result};
 pub use server::{Grants, ServerInfo, connect};

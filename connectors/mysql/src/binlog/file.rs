@@ -213,15 +213,7 @@ mod tests {
     use crate::schema_history::SchemaHistory;
 
     fn fixture(name: &str) -> Option<PathBuf> {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/binlogs")
-            .join(name);
-        if p.exists() {
-            Some(p)
-        } else {
-            eprintln!("skipped: fixture {} is not there", p.display());
-            None
-        }
+        crate::fixture(name)
     }
 
     /// A decoder of the MySQL file `name`, with a schema history for its DDL.

@@ -1429,14 +1429,10 @@ mod tests {
     /// The MariaDB 10.5 binlog among the shared fixtures: every MariaDB event parses.
     #[test]
     fn shared_mariadb_fixture() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/fixtures/binlogs/mariadb-bin.000001"
-        );
-        let Ok(file) = std::fs::read(path) else {
-            println!("skipped: {path} is not present");
+        let Some(path) = crate::fixture("mariadb-bin.000001") else {
             return;
         };
+        let file = std::fs::read(&path).unwrap();
         let binlog = read_binlog(&file);
         let mut seen = [0usize; 4];
         for event in &binlog.events {

@@ -468,12 +468,10 @@ mod tests {
     /// carries it: the request for that set must be the same bytes.
     #[test]
     fn gtid_set_bytes_equal_those_mysql_writes() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/binlogs/transaction_compression.000001");
-        let Ok(file) = std::fs::read(&path) else {
-            eprintln!("skipped: fixture {} is not there", path.display());
+        let Some(path) = crate::fixture("transaction_compression.000001") else {
             return;
         };
+        let file = std::fs::read(&path).unwrap();
         let mut at = 4;
         let body = loop {
             let size = u32::from_le_bytes(file[at + 9..at + 13].try_into().unwrap()) as usize;
