@@ -1556,3 +1556,82 @@ async fn run_without_full_row_metadata_restarts_with_the_schemas_of_its_checkpoi
     assert!(log.contains("schema history restored"), "{log}");
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
+
+/// Errors no retry can fix stop `run` with a message saying what to do, instead of
+/// retrying forever while replicating nothing: an object store refusing the credentials,
+/// a run checkpoint that is not JSON, a replica's Delta log damaged.
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_lake_errors_stop_run_with_what_to_do() {
+    let endpoint =
+        std::env::var("BINLAKE_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:19000".into());
+    let bucket = std::env::var("BINLAKE_S3_BUCKET").unwrap_or_else(|_| "binlake-test".into());
+    let key = std::env::var("BINLAKE_S3_ACCESS_KEY").unwrap_or_else(|_| "binlake".into());
+    if std::net::TcpStream::connect(endpoint.trim_start_matches("http://")).is_err() {
+        crate::services::unavailable("the S3 server (tests/services/s3.sh start)", &endpoint);
+    }
+    let db = unique("it_lake_refused");
+    let mut c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY, v INT)"]).await;
+    c.query_drop("INSERT INTO t VALUES (1, 1)").await.unwrap();
+    let stops = |cfg: PathBuf, env: Vec<(&'static str, String)>, want: &'static str| async move {
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let p = CaptureProcess::start_command_env("run", &cfg, &env);
+            let (code, log) = p.wait_exit(Duration::from_secs(90));
+            assert_eq!(code, Some(1), "run did not stop with exit 1:\n{log}");
+            assert!(log.contains(want), "no `{want}` in:\n{log}");
+        })
+        .await
+        .unwrap()
+    };
+
+    // S3 refuses the secret key: 403 on the first read.
+    let storage = format!(
+        "[lake.storage]\naws_endpoint = \"{endpoint}\"\naws_access_key_id = \"{key}\"\naws_secret_access_key = \"${{BINLAKE_IT_S3_SECRET}}\"\naws_region = \"us-east-1\"\naws_allow_http = \"true\"\n"
+    );
+    let root = format!("s3://{bucket}/{}", unique("lake"));
+    let cfg = lake_config_at(&unique("itrefused"), &db, &root, &storage);
+    stops(
+        cfg,
+        vec![("BINLAKE_IT_S3_SECRET", "not-the-secret".to_string())],
+        "was refused",
+    )
+    .await;
+
+    // A run checkpoint that is not JSON.
+    let name = unique("itcorrupt");
+    let root = std::env::temp_dir().join(unique("binlake-corrupt"));
+    std::fs::create_dir_all(root.join("_binlake/run")).unwrap();
+    std::fs::write(root.join(format!("_binlake/run/{name}.json")), "{ not json").unwrap();
+    let cfg = lake_config(&name, &db, &root, "");
+    stops(cfg, Vec::new(), "is not a record binlake can read").await;
+
+    // A replica whose last Delta commit is damaged.
+    let name = unique("itdamaged");
+    let root = std::env::temp_dir().join(unique("binlake-damaged"));
+    let cfg = lake_config(&name, &db, &root, "");
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    let (code, log) = p.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{log}");
+    let log_dir = root.join(&db).join("t").join("replica").join("_delta_log");
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    std::fs::write(commits.last().unwrap(), "garbage, not a Delta commit").unwrap();
+    let writes = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let mut c = crate::services::admin_conn().await;
+            c.query_drop(format!("INSERT INTO {db}.t VALUES (2, 2)"))
+                .await
+                .unwrap();
+        })
+    };
+    stops(cfg, Vec::new(), "Delta table").await;
+    writes.await.unwrap();
+}

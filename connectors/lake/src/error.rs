@@ -22,6 +22,28 @@ pub enum Error {
         /// The store's message.
         reason: String,
     },
+    /// The store refused binlake (permissions, credentials, a read-only file system):
+    /// retrying does not help until an operator acts.
+    #[error(
+        "lake storage {operation} was refused: {reason}; check that binlake may read and write there ([lake] root, and the credentials in [lake.storage])"
+    )]
+    Refused {
+        /// What binlake was doing (with the path).
+        operation: String,
+        /// The store's message.
+        reason: String,
+    },
+    /// One of binlake's own records (a run checkpoint, a schema history, a signal) is not
+    /// what binlake writes: damaged or written by something else.
+    #[error(
+        "{path} is not a record binlake can read ({reason}): it was damaged or written by something else; restore it from a backup, or remove it (a removed run checkpoint makes `binlake run` start over with a new snapshot)"
+    )]
+    Corrupt {
+        /// The object.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A Delta Lake operation failed.
     #[error("Delta table {table}: {operation} failed: {reason}")]
     Delta {
@@ -87,18 +109,78 @@ impl Error {
         e: impl std::fmt::Display,
         transient: bool,
     ) -> Self {
+        let reason = e.to_string();
         Error::Delta {
             table: table.to_string(),
             operation: operation.to_string(),
-            reason: e.to_string(),
-            transient,
+            transient: transient && !refused(&reason) && !corrupt_log(&reason),
+            reason,
         }
     }
 
     pub(crate) fn storage(operation: impl Into<String>, e: impl std::fmt::Display) -> Self {
-        Error::Storage {
-            operation: operation.into(),
-            reason: e.to_string(),
+        let (operation, reason) = (operation.into(), e.to_string());
+        if refused(&reason) {
+            Error::Refused { operation, reason }
+        } else {
+            Error::Storage { operation, reason }
         }
+    }
+}
+
+/// Whether a store's message says it refused binlake (no retry helps until an operator
+/// acts): file-system permissions or a read-only mount, an object store's 401/403.
+fn refused(reason: &str) -> bool {
+    const REFUSED: [&str; 10] = [
+        "Permission denied",
+        "Operation not permitted",
+        "Read-only file system",
+        "Not a directory",
+        "403 Forbidden",
+        "401 Unauthorized",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidSecurity",
+    ];
+    REFUSED.iter().any(|m| reason.contains(m))
+}
+
+/// Whether delta-rs says a table's log cannot be parsed (a damaged commit file).
+fn corrupt_log(reason: &str) -> bool {
+    // Commit files are written whole (put-if-absent), so a file that does not parse is
+    // damaged, not half-written.
+    const CORRUPT: [&str; 5] = [
+        "Invalid JSON",
+        "invalid JSON",
+        "Json error",
+        "Failed to parse",
+        "Invalid table version",
+    ];
+    CORRUPT.iter().any(|m| reason.contains(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_and_damaged_logs_are_definite() {
+        let s = |r: &str| Error::storage("write x", r);
+        assert!(s("Generic S3 error: connection reset").is_transient());
+        assert!(
+            !s("Client error with status 403 Forbidden: <Code>SignatureDoesNotMatch</Code>")
+                .is_transient()
+        );
+        assert!(!s("Unable to open file /l/x: Permission denied (os error 13)").is_transient());
+        assert!(!s("Read-only file system (os error 30)").is_transient());
+        let d = |r: &str| Error::delta("t", "load", r, true);
+        assert!(d("Generic DeltaTable error: timeout").is_transient());
+        assert!(!d("Invalid JSON in log record, version=3").is_transient());
+        assert!(
+            !d("Kernel error: Json error: Encountered unexpected 'g' whilst parsing value")
+                .is_transient()
+        );
+        assert!(!d("Permission denied (os error 13)").is_transient());
     }
 }

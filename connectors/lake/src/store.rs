@@ -236,7 +236,10 @@ impl Lake {
                     .map_err(|e| Error::storage(format!("read {path}"), e))?;
                 serde_json::from_slice(&bytes)
                     .map(Some)
-                    .map_err(|e| Error::storage(format!("parse {path}"), e))
+                    .map_err(|e| Error::Corrupt {
+                        path: path.to_string(),
+                        reason: e.to_string(),
+                    })
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Error::storage(format!("read {path}"), e)),
