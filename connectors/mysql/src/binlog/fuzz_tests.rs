@@ -10,7 +10,6 @@
 
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
 
 use binlake_core::Flavor;
 use proptest::prelude::*;
@@ -23,16 +22,8 @@ use crate::schema_history::SchemaHistory;
 
 /// The fixture files, `None` (with a message) when the folder is absent outside CI.
 fn fixtures() -> Option<Vec<(String, Vec<u8>)>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/binlogs");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "fixture folder {} is missing (CI=true)",
-            dir.display()
-        );
-        eprintln!("skipped: fixture folder {} is not there", dir.display());
-        return None;
-    };
+    let dir = crate::fixture("")?;
+    let entries = std::fs::read_dir(&dir).unwrap();
     let mut files: Vec<(String, Vec<u8>)> = entries
         .map(|e| {
             let p = e.unwrap().path();

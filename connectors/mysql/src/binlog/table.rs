@@ -479,8 +479,6 @@ fn max_bytes_per_char(charset: Option<&str>) -> u32 {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::path::PathBuf;
-
     use mysql_common::binlog::consts::BinlogVersion;
     use mysql_common::binlog::events::{Event, EventData};
     use mysql_common::binlog::{BinlogFileHeader, EventStreamReader};
@@ -517,23 +515,6 @@ mod tests {
         assert!(!in_charset_list(Flavor::Mysql, MyType::MYSQL_TYPE_GEOMETRY));
     }
 
-    /// The MySQL 8 test-suite binlogs in `../shared/fixtures/binlogs`; absent: skipped with
-    /// a message, or a failure under CI.
-    fn fixture_dir() -> Option<PathBuf> {
-        let dir =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/binlogs");
-        if dir.is_dir() {
-            return Some(dir);
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "fixture folder {} is missing (CI=true)",
-            dir.display()
-        );
-        eprintln!("skipped: fixture folder {} is not there", dir.display());
-        None
-    }
-
     /// Every table map of the fixture files, with the flavour of the server that wrote it.
     fn fixture_table_maps() -> Option<Vec<(String, Flavor, TableMapEvent<'static>)>> {
         fn visit(ev: &Event, out: &mut Vec<TableMapEvent<'static>>) {
@@ -550,7 +531,7 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(fixture_dir()?).unwrap() {
+        for entry in std::fs::read_dir(crate::fixture("")?).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let bytes = std::fs::read(&path).unwrap();
