@@ -24,7 +24,10 @@
 //! position. Positions, not batch numbers, decide: batch numbers start again from the
 //! checkpoint's after every restart, so a table's number can come from a run that crashed
 //! twice. (Records written before `streamed` existed fall back to the batch number of
-//! the checkpoint the process started from.)
+//! the checkpoint the process started from.) This assumes one source's positions keep
+//! growing: after a failover to a server whose binlog files are numbered lower, a table
+//! that was ahead of the checkpoint at the crash would skip changes until the stream
+//! passed its old position — restart such a setup with a new snapshot.
 //!
 //! Snapshot rows cannot be skipped by position (a chunk read again has new watermarks),
 //! so each table's commit also records what the snapshot leaves of it, and a restart
