@@ -17,23 +17,20 @@ pub mod snapshot;
 pub mod values;
 
 /// The MySQL/MariaDB binlog fixtures beside the repository (`../shared/fixtures/binlogs`),
-/// for tests: the file `name` in it (the folder itself for `""`), `None` with a message
-/// when it is absent, and a failure under CI (`CI=true`), where it must be there.
+/// for tests: the file `name` in it (the folder itself for `""`). A missing fixture fails
+/// the test that needs it, never skips it.
 #[cfg(test)]
-pub(crate) fn fixture(name: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn fixture(name: &str) -> std::path::PathBuf {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/fixtures/binlogs")
         .join(name);
-    if p.exists() {
-        return Some(p);
-    }
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "fixture {} is missing (CI=true)",
+        p.exists(),
+        "fixture {} is missing: the tests read the shared binlog fixtures from \
+         ../shared/fixtures/binlogs beside the repository",
         p.display()
     );
-    eprintln!("skipped: fixture {} is not there", p.display());
-    None
+    p
 }
 
 pub use config::{SourceConfig, TlsMode};

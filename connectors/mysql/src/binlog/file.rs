@@ -200,21 +200,14 @@ pub fn read_binlog(
 
 #[cfg(test)]
 mod tests {
-    //! The MySQL 8 test-suite binlogs in `../shared/fixtures/binlogs` (skipped, with a
-    //! message, when that folder is absent).
+    //! The MySQL 8 test-suite binlogs in `../shared/fixtures/binlogs` (required).
     #![allow(clippy::unwrap_used)]
-
-    use std::path::PathBuf;
 
     use binlake_core::{Flavor, Op, Value};
 
     use super::*;
     use crate::binlog::Filter;
     use crate::schema_history::SchemaHistory;
-
-    fn fixture(name: &str) -> Option<PathBuf> {
-        crate::fixture(name)
-    }
 
     /// A decoder of the MySQL file `name`, with a schema history for its DDL.
     fn mysql_decoder(name: &str) -> Decoder {
@@ -228,10 +221,8 @@ mod tests {
     }
 
     /// The changes decoded before the first error, and that error.
-    fn changes_until_error(
-        name: &str,
-    ) -> Option<(Vec<binlake_core::ChangeEvent>, Option<DecodeError>)> {
-        let path = fixture(name)?;
+    fn changes_until_error(name: &str) -> (Vec<binlake_core::ChangeEvent>, Option<DecodeError>) {
+        let path = crate::fixture(name);
         let mut d = mysql_decoder(name);
         let mut out = Vec::new();
         let r = read_file(&path, &mut d, &mut |item| {
@@ -243,14 +234,14 @@ mod tests {
             }
             Ok(())
         });
-        Some((out, r.err()))
+        (out, r.err())
     }
 
-    fn changes(name: &str) -> Option<Result<Vec<binlake_core::ChangeEvent>, DecodeError>> {
-        changes_until_error(name).map(|(out, err)| match err {
-            Some(e) => Err(e),
-            None => Ok(out),
-        })
+    fn changes(name: &str) -> Result<Vec<binlake_core::ChangeEvent>, DecodeError> {
+        match changes_until_error(name) {
+            (_, Some(e)) => Err(e),
+            (out, None) => Ok(out),
+        }
     }
 
     fn col<'a>(e: &'a binlake_core::ChangeEvent, name: &str) -> &'a Value {
@@ -260,9 +251,7 @@ mod tests {
 
     #[test]
     fn enum_and_set_decode_to_their_strings() {
-        let Some(r) = changes("mysql-enum-string-set.000001") else {
-            return;
-        };
+        let r = changes("mysql-enum-string-set.000001");
         let ev = r.unwrap();
         assert_eq!(
             ev.iter().map(|e| e.op).collect::<Vec<_>>(),
@@ -275,9 +264,7 @@ mod tests {
 
     #[test]
     fn bits_decode_to_their_value() {
-        let Some(r) = changes("mysql_type_bit.000001") else {
-            return;
-        };
+        let r = changes("mysql_type_bit.000001");
         let ev = r.unwrap();
         assert_eq!(ev.len(), 1);
         assert_eq!(col(&ev[0], "a"), &Value::Bit(0b100));
@@ -287,9 +274,7 @@ mod tests {
 
     #[test]
     fn invisible_columns_are_in_the_rows() {
-        let Some(r) = changes("binlog-invisible-columns.000001") else {
-            return;
-        };
+        let r = changes("binlog-invisible-columns.000001");
         let ev = r.unwrap();
         assert_eq!(ev.len(), 3);
         assert_eq!(ev[0].table.columns.len(), 6);
@@ -303,9 +288,7 @@ mod tests {
     fn binary_json_decodes_with_the_schema_from_the_files_ddl() {
         // The file was written with binlog_row_image=MINIMAL part of the time: the rows
         // before that decode, then binlake stops with the setting to change.
-        let Some((ev, err)) = changes_until_error("json.binlog.000001") else {
-            return;
-        };
+        let (ev, err) = changes_until_error("json.binlog.000001");
         let err = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("binlog_row_image=FULL"), "{err}");
         assert!(ev.len() >= 2, "{}", ev.len());
@@ -322,9 +305,7 @@ mod tests {
 
     #[test]
     fn tables_without_metadata_or_ddl_are_a_clear_error() {
-        let Some(r) = changes("transaction_compression.000001") else {
-            return;
-        };
+        let r = changes("transaction_compression.000001");
         let err = r.unwrap_err().to_string();
         assert!(err.contains("binlog_row_metadata"), "{err}");
     }
@@ -332,15 +313,13 @@ mod tests {
     #[test]
     fn statement_based_inserts_of_captured_tables_stop_the_stream() {
         // MySQL 5.6 wrote this file with binlog_format=STATEMENT: its INSERT is a QUERY.
-        let Some(r) = changes("binlog_transaction_with_GTID.000001") else {
-            return;
-        };
+        let r = changes("binlog_transaction_with_GTID.000001");
         let err = r.unwrap_err().to_string();
         assert!(err.contains("(table test.t1)"), "{err}");
         assert!(err.contains("an INSERT statement writing test.t1"), "{err}");
         assert!(err.contains("SET GLOBAL binlog_format='ROW'"), "{err}");
         // Not captured: passes.
-        let path = fixture("binlog_transaction_with_GTID.000001").unwrap();
+        let path = crate::fixture("binlog_transaction_with_GTID.000001");
         let mut d = Decoder::new(
             Flavor::Mysql,
             Filter::new(&[], &["test.*".into()], &[]).unwrap(),
@@ -354,8 +333,8 @@ mod tests {
     /// The resume position of each commit; `without_previous_gtids` drops the file's
     /// Previous_gtids event, as when a stream starts in the middle of a file. The file's
     /// statement-based INSERTs are of `test.*`, left out here.
-    fn commit_positions(name: &str, without_previous_gtids: bool) -> Option<Vec<String>> {
-        let path = fixture(name)?;
+    fn commit_positions(name: &str, without_previous_gtids: bool) -> Vec<String> {
+        let path = crate::fixture(name);
         let mut d = Decoder::new(
             Flavor::Mysql,
             Filter::new(&[], &["test.*".into()], &[]).unwrap(),
@@ -381,7 +360,7 @@ mod tests {
                 break;
             }
         }
-        Some(out)
+        out
     }
 
     #[test]
@@ -389,9 +368,7 @@ mod tests {
         const UUID: &str = "006c2cf2-b1ea-11e4-9057-8c705a3d3e78";
         // From the file's start, Previous_gtids gives the set before it: each commit's
         // position is the whole executed set.
-        let Some(whole) = commit_positions("binlog_transaction_with_GTID.000001", false) else {
-            return;
-        };
+        let whole = commit_positions("binlog_transaction_with_GTID.000001", false);
         assert!(whole.len() >= 3, "{whole:?}");
         for (i, p) in whole.iter().enumerate() {
             let want = match i {
@@ -401,11 +378,11 @@ mod tests {
             assert_eq!(p, &want);
         }
         // From the middle of a file, one GTID is not the executed set: file positions.
-        let mid = commit_positions("binlog_transaction_with_GTID.000001", true).unwrap();
+        let mid = commit_positions("binlog_transaction_with_GTID.000001", true);
         assert_eq!(mid.len(), whole.len());
         assert!(mid.iter().all(|p| p.starts_with("file:")), "{mid:?}");
         // Anonymous transactions are in no GTID set: file positions after them.
-        let anonymous = commit_positions("json.binlog.000001", false).unwrap();
+        let anonymous = commit_positions("json.binlog.000001", false);
         assert!(!anonymous.is_empty());
         assert!(
             anonymous.iter().all(|p| p.starts_with("file:")),

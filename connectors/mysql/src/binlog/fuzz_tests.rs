@@ -4,8 +4,7 @@
 //! outcome but a panic is fine, and an error names the file and an offset.
 //!
 //! `BINLAKE_FUZZ_CASES` sets the number of mutated files (default 20 000, a few seconds);
-//! `make fuzz` runs many more. Under `CI=true` a missing fixture folder fails the test;
-//! elsewhere it is skipped with a message.
+//! `make fuzz` runs many more. A missing fixture folder fails the test.
 #![allow(clippy::unwrap_used)]
 
 use std::io::Cursor;
@@ -20,9 +19,9 @@ use super::file::read_binlog;
 use super::filter::Filter;
 use crate::schema_history::SchemaHistory;
 
-/// The fixture files, `None` (with a message) when the folder is absent outside CI.
-fn fixtures() -> Option<Vec<(String, Vec<u8>)>> {
-    let dir = crate::fixture("")?;
+/// The fixture files (required: a missing folder fails the test).
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let dir = crate::fixture("");
     let entries = std::fs::read_dir(&dir).unwrap();
     let mut files: Vec<(String, Vec<u8>)> = entries
         .map(|e| {
@@ -42,7 +41,7 @@ fn fixtures() -> Option<Vec<(String, Vec<u8>)>> {
         "mariadb-10.11-gtid-list.000003".into(),
         include_bytes!("testdata/mariadb-10.11-gtid-list.000003").to_vec(),
     ));
-    Some(files)
+    files
 }
 
 /// Offsets and sizes of the events of a well-formed binlog file.
@@ -188,7 +187,7 @@ fn cases() -> u32 {
 
 #[test]
 fn unmutated_fixtures_decode_without_framing_errors() {
-    let Some(files) = fixtures() else { return };
+    let files = fixtures();
     for (name, bytes) in &files {
         // Some fixtures end in an error of their own (MINIMAL row images, no metadata);
         // none may be a framing error.
@@ -203,7 +202,7 @@ fn unmutated_fixtures_decode_without_framing_errors() {
 
 #[test]
 fn mutated_binlog_files_never_panic() {
-    let Some(files) = fixtures() else { return };
+    let files = fixtures();
     let config = ProptestConfig {
         cases: cases(),
         failure_persistence: None,

@@ -1429,9 +1429,7 @@ mod tests {
     /// The MariaDB 10.5 binlog among the shared fixtures: every MariaDB event parses.
     #[test]
     fn shared_mariadb_fixture() {
-        let Some(path) = crate::fixture("mariadb-bin.000001") else {
-            return;
-        };
+        let path = crate::fixture("mariadb-bin.000001");
         let file = std::fs::read(&path).unwrap();
         let binlog = read_binlog(&file);
         let mut seen = [0usize; 4];
