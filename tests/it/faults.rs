@@ -30,7 +30,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::alt_mariadb::AltMariaDb;
 use crate::capture::CaptureProcess;
-use crate::services::{kafka_brokers, unique};
+use crate::services::unique;
 
 const TABLES: [&str; 3] = ["t1", "t2", "t3"];
 const ROWS: u64 = 1500;
@@ -156,42 +156,23 @@ impl Workload {
     }
 }
 
-/// A config for `db.*` on the private instance at `port`, Kafka and a local lake.
+/// A config for `db.*` on the private instance at `port`, Kafka and a local lake, starting
+/// at `start` (so the binlog's changes from there are the ones to find downstream).
 fn config(name: &str, db: &str, port: u16, root: &Path, start: &(String, u64)) -> PathBuf {
-    let text = format!(
-        r#"
-name = "{name}"
-[source]
-host = "127.0.0.1"
-port = {port}
-user = "binlake"
-password = "${{BINLAKE_IT_MYSQL_PASSWORD}}"
-server_id = {server_id}
-include = ["{db}.*"]
-start = "file:{file}:{pos}"
-[snapshot]
-chunk_size = 200
-[kafka]
-bootstrap_servers = "{brokers}"
-request_timeout = "20s"
-[capture]
-linger = "5ms"
-[lake]
-root = "{root}"
-flush_interval = "150ms"
-buckets = 4
-"#,
-        server_id = 4300 + port % 100,
-        file = start.0,
-        pos = start.1,
-        brokers = kafka_brokers(),
-        root = root.display(),
+    let cfg = crate::lake::lake_config(
+        name,
+        db,
+        root,
+        "[snapshot]\nchunk_size = 200\n[capture]\nlinger = \"5ms\"\n",
     );
-    let dir = std::env::temp_dir().join(unique("binlake-it-faults"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("binlake.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    crate::capture::use_port(&cfg, port);
+    let include = format!("include = [\"{db}.*\"]");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &include,
+        &format!("{include}\nstart = \"file:{}:{}\"", start.0, start.1),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
 }
 
 /// Starts `binlake <command>` armed to crash at `failpoint`, waits for the crash, and
