@@ -263,6 +263,55 @@ async fn snapshot_under_concurrent_writes_ends_equal_to_the_primary() {
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
 
+/// The real server's answers to a chunk read whose table changed under it are the ones a
+/// snapshot reader retries (instead of stopping capture): a TRUNCATE or a copying ALTER
+/// after the chunk's consistent snapshot began (1412), a dropped column (1054), a dropped
+/// table (1146).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_changed_under_a_chunk_read_is_a_schema_race() {
+    let db = unique("it_snap_race");
+    let mut c = setup(&db).await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 1)").await.unwrap();
+    let mut reader = admin_conn().await;
+    let select = format!("SELECT id, v FROM {db}.t");
+    let fails = |e: mysql_async::Error| binlake_mysql::Error::Query {
+        target: "snapshot connection".into(),
+        query: select.clone(),
+        reason: e.to_string(),
+    };
+    let ddls = [
+        "TRUNCATE TABLE t",
+        "ALTER TABLE t ADD COLUMN n INT, ALGORITHM = COPY",
+        "ALTER TABLE t DROP COLUMN v",
+        "DROP TABLE t",
+    ];
+    for ddl in ddls {
+        reader
+            .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            .await
+            .unwrap();
+        c.query_drop(ddl).await.unwrap();
+        let err = reader
+            .query_drop(&select)
+            .await
+            .map_err(fails)
+            .expect_err(ddl);
+        assert!(err.is_schema_race(), "after `{ddl}`: {err}");
+        reader.query_drop("ROLLBACK").await.unwrap();
+    }
+    // An error of the statement itself is not one.
+    let err = reader
+        .query_drop(format!("SELECT nope FROM {db}.missing WHERE"))
+        .await
+        .map_err(fails)
+        .unwrap_err();
+    assert!(!err.is_schema_race(), "{err}");
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_truncate_during_the_snapshot_leaves_no_row_behind() {
     let db = unique("it_snap_trunc");

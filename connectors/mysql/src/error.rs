@@ -104,6 +104,16 @@ impl Error {
             | Error::Decode(_) => false,
         }
     }
+
+    /// True when a read failed because its table changed on the server under it: a
+    /// column or the table is gone (server errors 1054, 1146), or the table was recreated
+    /// (TRUNCATE, a copying ALTER) after the read's consistent snapshot began (1412, "Table
+    /// definition has changed"). A snapshot reader reads such a range again once the
+    /// stream has reached the DDL.
+    pub fn is_schema_race(&self) -> bool {
+        const RACES: [&str; 3] = ["ERROR 1054 ", "ERROR 1146 ", "ERROR 1412 "];
+        matches!(self, Error::Query { reason, .. } if RACES.iter().any(|c| reason.contains(c)))
+    }
 }
 
 /// Whether a client's or server's message says the connection went away (the server

@@ -91,8 +91,10 @@
 //! chunk read with another schema than the current one when it is ready to go out (read
 //! after the server ran the DDL but before the stream reached it, with the old columns)
 //! is read again, so every snapshot row placed after a DDL has the columns it left. A read
-//! that fails because a column or the table is gone (errors 1054, 1146: the stream has
-//! not reached the DDL yet) puts its range back and is tried again after a pause.
+//! that fails because a column or the table is gone, or because the table was recreated
+//! (TRUNCATE, a copying ALTER) after the chunk's consistent snapshot began (errors 1054,
+//! 1146, 1412: [`Error::is_schema_race`]; the stream has not reached the DDL yet) puts its
+//! range back and is tried again after a pause.
 //!
 //! Some DDL changes the values of existing rows without row events (a column added with a
 //! default, generated, `AUTO_INCREMENT` or `NOT NULL`; a type that converts values): the
@@ -634,11 +636,15 @@ impl ChunkReader {
                 .await
                 .map_err(Error::query("snapshot connection", "START TRANSACTION"))?;
             let at = self.snapshot_position().await?;
-            let rows: Vec<mysql_async::Row> = self
-                .conn
-                .exec(&sql, params)
-                .await
-                .map_err(Error::query("snapshot connection", &sql))?;
+            let rows: Vec<mysql_async::Row> = match self.conn.exec(&sql, params).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // The chunk is read again in a new transaction; this one must not
+                    // hold its read view meanwhile (a failed connection is replaced).
+                    let _ = self.conn.query_drop("ROLLBACK").await;
+                    return Err(Error::query("snapshot connection", &sql)(e));
+                }
+            };
             self.conn
                 .query_drop("COMMIT")
                 .await
@@ -1343,7 +1349,7 @@ async fn read_chunks(
             }
             notified.await;
         };
-        let read = async {
+        let read: Result<Chunk> = async {
             if split && let Some(b) = reader.boundary(&range).await? {
                 lock(&plan).cut(id, b.clone());
                 wake.notify_waiters();
@@ -1361,7 +1367,7 @@ async fn read_chunks(
         }
         .await;
         if let Err(e) = &read
-            && is_schema_race(e)
+            && e.is_schema_race()
             && races < 120
         {
             // The table (or a column of it) changed on the server before the stream
@@ -1388,13 +1394,6 @@ async fn read_chunks(
             return;
         }
     }
-}
-
-/// A read failed because the table or one of the columns read is gone (server errors
-/// 1054, 1146): a DDL the stream has not reached yet.
-fn is_schema_race(e: &Error) -> bool {
-    matches!(e, Error::Query { reason, .. }
-        if reason.contains("ERROR 1054 ") || reason.contains("ERROR 1146 "))
 }
 
 /// Snapshot rows as read events at `at` (the chunk's high watermark); `incremental`: of a
