@@ -11,6 +11,13 @@
 //! | 1 | a runtime error (printed on stderr) |
 //! | 2 | invalid usage or an invalid config file (every problem printed with its path) |
 
+/// `println!` for a command's answer on stdout. A closed stdout (`binlake … | head`) ends
+/// the process quietly with exit 0, as ripgrep does: the reader has what it wanted.
+/// (`println!` panics there, and resetting SIGPIPE needs `unsafe`, which binlake forbids.)
+macro_rules! out {
+    ($($t:tt)*) => { $crate::print_line(format_args!($($t)*)) };
+}
+
 mod capture;
 mod config;
 mod dump;
@@ -163,6 +170,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes one line of a command's answer: see [`out!`].
+fn print_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Loads the config (exit 2 when invalid) and runs `f` on a multi-threaded runtime.
 fn with_config<F, Fut>(path: &std::path::Path, f: F) -> ExitCode
 where
@@ -221,7 +245,6 @@ async fn serve_http(cfg: &Config, lake: bool) -> Result<(), ExitCode> {
     })
 }
 
-/// Exit code 0, or 1 with the error logged and printed.
 /// `binlake snapshot`: checks the tables are captured and writes the request to the
 /// capture's signal topic, or (when a `run` of this config has committed into the lake)
 /// to the run's signal folder.
@@ -269,7 +292,7 @@ async fn request_snapshot(cfg: &Config, tables: &[String]) -> anyhow::Result<()>
             cfg.lake.root
         );
     };
-    println!(
+    out!(
         "requested a snapshot of {} from {what} `{}`: it starts within seconds (rows arrive as op = r, source.snapshot = incremental)",
         tables.join(", "),
         cfg.name
@@ -277,11 +300,15 @@ async fn request_snapshot(cfg: &Config, tables: &[String]) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Exit code 0, or 1 with the error printed (and, for the long-running commands, whose
+/// logs go to log collectors, logged first).
 fn report<E: std::fmt::Display>(what: &str, r: Result<(), E>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "{what} stopped");
+            if matches!(what, "capture" | "run" | "materialize") {
+                tracing::error!(error = %e, "{what} stopped");
+            }
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
@@ -291,18 +318,18 @@ fn report<E: std::fmt::Display>(what: &str, r: Result<(), E>) -> ExitCode {
 fn validate(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
         Ok(cfg) => {
-            println!("{}: ok", path.display());
-            println!("  name:     {}", cfg.name);
-            println!(
+            out!("{}: ok", path.display());
+            out!("  name:     {}", cfg.name);
+            out!(
                 "  source:   {} (replica server_id {})",
                 cfg.source.describe(),
                 cfg.source.server_id
             );
             match &cfg.kafka {
-                Some(k) => println!("  kafka:    {}", k.bootstrap_servers),
-                None => println!("  kafka:    (none)"),
+                Some(k) => out!("  kafka:    {}", k.bootstrap_servers),
+                None => out!("  kafka:    (none)"),
             }
-            println!(
+            out!(
                 "  encoding: decimals {:?}, bigint unsigned {:?}, schemas {}",
                 cfg.encoding.decimal_handling,
                 cfg.encoding.bigint_unsigned_handling,

@@ -36,10 +36,19 @@ pub struct QueryArgs {
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// Answer from the replicas as they were at this source commit time (RFC 3339, e.g.
-    /// 2026-11-26T10:00:00Z), computed from the change logs.
-    #[arg(long)]
-    pub as_of: Option<String>,
+    /// Answer from the replicas as they were when the source had committed every
+    /// transaction stamped at or before this time (RFC 3339: 2026-11-26T10:00:00Z,
+    /// 2026-11-26T15:30:00+05:30), computed from the change logs. Binlog timestamps have
+    /// whole seconds: a time inside a second counts all of that second's transactions.
+    #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
+    pub as_of: Option<i64>,
+}
+
+/// `--as-of`: an RFC 3339 time, as µs since the epoch (a usage error, exit 2, otherwise).
+fn parse_as_of(t: &str) -> Result<i64, String> {
+    binlake_core::temporal::parse_rfc3339(t).ok_or_else(|| {
+        "not an RFC 3339 time with an offset, like 2026-11-26T10:00:00Z or 2026-11-26T15:30:00+05:30".to_string()
+    })
 }
 
 fn checkpoint_of(v: Option<serde_json::Value>) -> Option<Checkpoint> {
@@ -108,7 +117,7 @@ async fn lake_checkpoint(
 /// Prints every table's freshness.
 pub async fn status(cfg: &Config, json: bool) -> Result<(), binlake_lake::Error> {
     if json {
-        println!(
+        out!(
             "{}",
             status_json(
                 &cfg.lake,
@@ -123,16 +132,21 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), binlake_lake::Error>
     let lake = Lake::open(&cfg.lake)?;
     let tables = table_statuses(&lake, cfg.kafka.as_ref(), &cfg.name, &cfg.source.filter()).await?;
     if tables.is_empty() {
-        println!("no tables under {} yet", lake.root());
+        out!("no tables under {} yet", lake.root());
         return Ok(());
     }
-    println!(
+    out!(
         "{:<32} {:>12} {:>12} {:<28} {:<26} {:>10}",
-        "TABLE", "ROWS", "CHANGES", "POSITION", "CURRENT TO", "LAG"
+        "TABLE",
+        "ROWS",
+        "CHANGES",
+        "POSITION",
+        "CURRENT TO",
+        "LAG"
     );
     for t in tables {
         let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-        println!(
+        out!(
             "{:<32} {:>12} {:>12} {:<28} {:<26} {:>10}",
             t.table,
             opt(t.rows),
@@ -155,24 +169,30 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), binlake_lake::Error>
 
 /// Runs the query and prints or writes the result.
 pub async fn query(cfg: &Config, args: &QueryArgs) -> Result<(), binlake_lake::Error> {
-    let as_of = match &args.as_of {
-        None => None,
-        Some(t) => Some(
-            binlake_core::temporal::parse_utc_timestamp(t).ok_or_else(|| {
-                binlake_lake::Error::Query(format!(
-                    "--as-of {t:?} is not an RFC 3339 UTC time like 2026-11-26T10:00:00Z"
-                ))
-            })?,
-        ),
-    };
     let lake = Lake::open(&cfg.lake)?;
-    let ctx = binlake_lake::query::session(&lake, as_of).await?;
-    let batches = binlake_lake::query::run(&ctx, &args.sql).await?;
+    let ctx = binlake_lake::query::session(&lake, args.as_of).await?;
+    if let Some(t) = args.as_of {
+        let time = |us| binlake_core::temporal::format_utc_timestamp(us, 6).unwrap_or_default();
+        let before: Vec<String> = binlake_lake::query::history_starts(&ctx, &args.sql)
+            .await?
+            .into_iter()
+            .filter(|(_, start)| t < *start)
+            .map(|(table, start)| format!("{table} (from {})", time(start)))
+            .collect();
+        if !before.is_empty() {
+            return Err(binlake_lake::Error::Query(format!(
+                "--as-of {} is before the history the lake has of {}: each change log begins with the table's snapshot, and nothing is known of the table before it; ask for a later time",
+                time(t),
+                before.join(", ")
+            )));
+        }
+    }
+    let (schema, batches) = binlake_lake::query::run_with_schema(&ctx, &args.sql).await?;
     let format = match args.format {
         Format::Table => OutputFormat::Table,
         Format::Json => OutputFormat::Json,
         Format::Csv => OutputFormat::Csv,
         Format::Parquet => OutputFormat::Parquet,
     };
-    binlake_lake::query::write(&batches, format, args.output.as_deref())
+    binlake_lake::query::write(&schema, &batches, format, args.output.as_deref())
 }

@@ -726,7 +726,13 @@ async fn a_second_capture_with_the_same_name_is_fenced() {
         Some(0),
         "the fenced capture must stop with an error:\n{log}"
     );
-    assert!(log.contains("fenced"), "{log}");
+    // The last line says why: the user reads that first.
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(last.contains("was fenced"), "last line: {last}\n{log}");
     c.query_drop("INSERT INTO t VALUES (3)").await.unwrap();
     let topic = format!("{name}.{db}.t");
     let deadline = Instant::now() + Duration::from_secs(30);

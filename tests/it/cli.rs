@@ -179,6 +179,43 @@ password = "${BINLAKE_IT_SECRET}"
     assert!(!stdout.contains("s3cr3t-value"), "{stdout}");
 }
 
+/// `binlake validate … | head -1`: the reader goes away, binlake ends quietly (exit 0, no
+/// panic), like every command that prints an answer.
+#[test]
+fn validate_and_binlog_dump_stop_quietly_on_a_closed_stdout() {
+    let path = write_config(
+        r#"
+name = "shop"
+[source]
+host = "127.0.0.1"
+user = "binlake"
+"#,
+    );
+    let dir = std::env::temp_dir().join(crate::services::unique("binlake-it-dump"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binlog = dir.join("mariadb-bin.000001");
+    std::fs::write(&binlog, sample_binlog().0).unwrap();
+    for args in [
+        vec!["validate".to_string(), path.display().to_string()],
+        vec!["binlog".into(), "dump".into(), binlog.display().to_string()],
+    ] {
+        let mut child = binlake()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("error"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn validate_of_a_missing_file_or_bad_toml_exits_2() {
     let out = binlake()

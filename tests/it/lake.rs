@@ -428,6 +428,14 @@ async fn run_survives_kill_9_at_random_moments() {
         "duplicate changes in the change log",
     )
     .await;
+    // Across crashes and restarts, every change keeps a sequence number of its own.
+    assert_once(
+        &lake,
+        &format!("\"{db}\".\"t__changes\""),
+        "__seq",
+        "two changes share a __seq",
+    )
+    .await;
     let _ = writes;
     drop(p);
 }
@@ -794,6 +802,13 @@ async fn materialize_from_kafka_with_two_workers_and_kill_9_then_read_by_duckdb_
         "duplicate changes in the change log",
     )
     .await;
+    assert_once(
+        &lake,
+        &format!("\"{db}\".\"orders__changes\""),
+        "__seq",
+        "two changes share a __seq",
+    )
+    .await;
     drop(w1);
     drop(w2);
 
@@ -1102,25 +1117,52 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// `binlake query` of `config` with `args`: (exit code, stdout, stderr).
+fn query_cli(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .arg("query")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `--as-of`: the state at a past source time, ordered by `__seq` (a key change's delete
+/// before its create; a TRUNCATE in the same second as the changes around it); times with
+/// offsets; a time before the table's snapshot refused; a malformed time a usage error.
 #[tokio::test(flavor = "multi_thread")]
 async fn as_of_answers_from_the_state_at_a_past_source_time() {
     let db = unique("it_lake_asof");
     let name = unique("itlakeasof");
     let root = std::env::temp_dir().join(unique("binlake-lake"));
     let mut c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))"]).await;
-    let cfg = lake_config(&name, &db, &root, "");
-    let p = start("run", &cfg);
-    let lake = lake_at(&root);
+    // Snapshotted: the change log begins with these rows.
     c.query_drop("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
         .await
         .unwrap();
+    let before_snapshot = now_us();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cfg = lake_config(&name, &db, &root, "");
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
     wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
     // Binlog commit times have whole seconds: leave a second on each side of T.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
+    let t = now_us();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     c.query_drop("UPDATE t SET v = 'B' WHERE id = 2")
         .await
@@ -1152,12 +1194,7 @@ async fn as_of_answers_from_the_state_at_a_past_source_time() {
     .await;
     assert_eq!(rows(&now), want(&[("2", "B"), ("4", "d"), ("10", "a")]));
     // The as-of view of the present is the replica.
-    let later = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-        + 5_000_000;
-    let ctx = binlake_lake::query::session(&lake, Some(later))
+    let ctx = binlake_lake::query::session(&lake, Some(now_us() + 5_000_000))
         .await
         .unwrap();
     let at_now = binlake_lake::query::run(
@@ -1167,6 +1204,224 @@ async fn as_of_answers_from_the_state_at_a_past_source_time() {
     .await
     .unwrap();
     assert_eq!(rows(&at_now), rows(&now));
+
+    // Every change has its own `__seq`, increasing in change order: the key change's
+    // delete and create share their binlog position, and the delete comes first.
+    let log = query(
+        &lake,
+        &format!(
+            "SELECT __op, id, __seq, __binlog_pos FROM \"{db}\".\"t__changes\" ORDER BY __seq"
+        ),
+    )
+    .await;
+    let log = render(
+        &log,
+        &[
+            "__op".into(),
+            "id".into(),
+            "__seq".into(),
+            "__binlog_pos".into(),
+        ],
+    );
+    assert!(
+        log.iter().all(|r| r[2] != "NULL"),
+        "a change without __seq: {log:?}"
+    );
+    assert_once(
+        &lake,
+        &format!("\"{db}\".\"t__changes\""),
+        "__seq",
+        "two changes share a __seq",
+    )
+    .await;
+    let ops: Vec<(&str, &str)> = log.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect();
+    let moved = ops
+        .iter()
+        .position(|o| *o == ("d", "1"))
+        .expect("the key change's delete");
+    assert_eq!(
+        ops[moved + 1],
+        ("c", "10"),
+        "change log in __seq order: {log:?}"
+    );
+    assert_eq!(
+        log[moved][3],
+        log[moved + 1][3],
+        "the key change is one event"
+    );
+    assert_eq!(
+        ops[..3].iter().map(|o| o.0).collect::<Vec<_>>(),
+        ["r", "r", "r"],
+        "{log:?}"
+    );
+
+    // A TRUNCATE within the second of the changes around it: only what follows it.
+    c.query_drop("INSERT INTO t VALUES (20, 'x')")
+        .await
+        .unwrap();
+    c.query_drop("TRUNCATE TABLE t").await.unwrap();
+    c.query_drop("INSERT INTO t VALUES (21, 'y')")
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
+    let after = now_us() + 2_000_000;
+    let ctx = binlake_lake::query::session(&lake, Some(after))
+        .await
+        .unwrap();
+    let truncated = binlake_lake::query::run(
+        &ctx,
+        &format!("SELECT id, v FROM \"{db}\".\"t\" ORDER BY id"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&truncated), want(&[("21", "y")]));
+
+    // Through the CLI: a time with an offset is the same instant as in UTC.
+    let sql = format!("SELECT id, v FROM \"{db}\".\"t\" ORDER BY id");
+    let utc = binlake_core::temporal::format_utc_timestamp(t, 6).unwrap();
+    let ist = binlake_core::temporal::format_utc_timestamp(t + 19_800_000_000, 6)
+        .unwrap()
+        .replace('Z', "+05:30");
+    let (code, by_utc, err) = query_cli(&cfg, &["--format", "csv", "--as-of", &utc, &sql]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(by_utc, "id,v\n1,a\n2,b\n3,c\n");
+    let (code, by_ist, err) = query_cli(&cfg, &["--format", "csv", "--as-of", &ist, &sql]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(by_ist, by_utc);
+    // Before the snapshot the lake knows nothing of the table: refused, saying from when.
+    let early = binlake_core::temporal::format_utc_timestamp(before_snapshot, 0).unwrap();
+    let (code, out, err) = query_cli(&cfg, &["--as-of", &early, &sql]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("before the history") && err.contains(&format!("{db}.t (from ")),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "said once: {err}");
+    // A malformed time is a usage error, said once.
+    let (code, _, err) = query_cli(&cfg, &["--as-of", "2026-11-26 10:00", &sql]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.matches("RFC 3339").count(), 1, "{err}");
+    drop(p);
+}
+
+/// `binlake query`'s output: JSON lines with every column (nulls too), DECIMAL and
+/// BIGINT UNSIGNED as exact strings, bytes as hex; an empty result with its header (table,
+/// CSV) or schema (Parquet); a closed stdout (`| head`) ends it quietly.
+#[tokio::test(flavor = "multi_thread")]
+async fn query_prints_every_value_exactly_and_stops_quietly_on_a_closed_stdout() {
+    let db = unique("it_lake_qout");
+    let name = unique("itlakeqout");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, d DECIMAL(30,10), u BIGINT UNSIGNED, n VARCHAR(5), b VARBINARY(4), s BIGINT)"],
+    )
+    .await;
+    // `s`: 2^53 + 1, which a double cannot hold, and NULL in every other row.
+    c.query_drop("INSERT INTO t SELECT seq, '12345678901234567890.0123456789', 18446744073709551615, NULL, x'00ff', IF(seq % 2 = 0, NULL, 9007199254740993) FROM seq_1_to_3000")
+        .await
+        .unwrap();
+    let cfg = lake_config(&name, &db, &root, "");
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    let sql = format!("SELECT id, d, u, n, b, s FROM \"{db}\".\"t\" ORDER BY id");
+    let (code, out, err) = query_cli(&cfg, &["--format", "json", &format!("{sql} LIMIT 2")]);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"id": 1, "d": "12345678901234567890.0123456789", "u": "18446744073709551615", "n": null, "b": "00ff", "s": 9007199254740993u64}),
+            serde_json::json!({"id": 2, "d": "12345678901234567890.0123456789", "u": "18446744073709551615", "n": null, "b": "00ff", "s": null}),
+        ],
+        "{out}"
+    );
+
+    // The README's recipes for analysts: pandas with Arrow dtypes keeps BIGINT exact next
+    // to NULLs; DuckDB without the delta extension reads the files the Delta log lists.
+    let replica = root.join(&db).join("t").join("replica");
+    let script = format!(
+        r#"
+import duckdb, deltalake, json, pandas as pd
+t = deltalake.DeltaTable("{replica}")
+df = t.to_pyarrow_table().to_pandas(types_mapper=pd.ArrowDtype).sort_values("id")
+files = ", ".join("'" + f.replace("'", "''") + "'" for f in t.file_uris())
+n, total = duckdb.connect().execute(f"SELECT count(*), CAST(sum(s) AS VARCHAR) FROM read_parquet([{{files}}])").fetchone()
+print(json.dumps({{"pandas": [None if pd.isna(v) else int(v) for v in df["s"].head(2)], "n": n, "sum": total}}))
+"#,
+        replica = replica.display(),
+    );
+    let out = std::process::Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .unwrap_or_else(|e| {
+            crate::services::unavailable("the Python venv (tests/services/python.sh start)", e)
+        });
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"pandas": [9007199254740993u64, null], "n": 3000, "sum": (1500u128 * 9007199254740993).to_string()})
+    );
+    let empty = format!("SELECT id, n FROM \"{db}\".\"t\" WHERE id < 0");
+    let (code, out, err) = query_cli(&cfg, &[&empty]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("| id | n |"), "{out}");
+    let (code, out, err) = query_cli(&cfg, &["--format", "csv", &empty]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "id,n\n");
+    let file = root.join("empty.parquet");
+    let (code, _, err) = query_cli(
+        &cfg,
+        &[
+            "--format",
+            "parquet",
+            "--output",
+            &file.display().to_string(),
+            &empty,
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&file).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["id", "n"]);
+    // A reader that went away: every format ends quietly, exit 0.
+    let status = vec!["status".to_string()];
+    let queries = ["table", "json", "csv"]
+        .map(|f| vec!["query".into(), sql.clone(), "--format".into(), f.into()]);
+    for args in queries.iter().chain([&status]) {
+        let format = args.join(" ");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{format}: {err}");
+        assert!(err.is_empty(), "{format}: {err}");
+    }
     drop(p);
 }
 

@@ -159,7 +159,43 @@ pub fn format_utc_timestamp(micros: i64, fsp: u8) -> Option<String> {
 /// and an offset of `Z` or `+00:00`) back to microseconds since the epoch.
 pub fn parse_utc_timestamp(s: &str) -> Option<i64> {
     let body = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
-    let (date, time) = body.split_once('T')?;
+    parse_naive(body, 'T')
+}
+
+/// Parses an RFC 3339 date-time (`2026-11-26T10:00:00Z`, `2026-11-26 15:30:00.5+05:30`;
+/// `T`/`t`/space between date and time, offset `Z`/`z` or `±HH:MM`) to microseconds since
+/// the epoch (digits past the microsecond are cut).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (body, offset_us) = if let Some(b) = s.strip_suffix(['Z', 'z']) {
+        (b, 0)
+    } else {
+        let at = s.len().checked_sub(6)?;
+        let (body, off) = (s.get(..at)?, s.get(at..)?);
+        let sign = match off.as_bytes()[0] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let (h, m) = off[1..].split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        if h > 23 || m > 59 {
+            return None;
+        }
+        (body, sign * (h * 3600 + m * 60) * 1_000_000)
+    };
+    let sep = body.get(10..11)?.chars().next()?;
+    if !matches!(sep, 'T' | 't' | ' ') {
+        return None;
+    }
+    parse_naive(body, sep)?.checked_sub(offset_us)
+}
+
+/// `YYYY-MM-DD<sep>HH:MM:SS[.fraction]` as UTC.
+fn parse_naive(body: &str, sep: char) -> Option<i64> {
+    let (date, time) = body.split_once(sep)?;
     let mut dp = date.splitn(3, '-');
     let year: u16 = dp.next()?.parse().ok()?;
     let month: u8 = dp.next()?.parse().ok()?;
@@ -262,5 +298,29 @@ mod tests {
             parse_utc_timestamp("2038-01-19T03:14:07Z"),
             Some(2_147_483_647_000_000)
         );
+    }
+
+    #[test]
+    fn rfc3339_with_offsets() {
+        let utc = parse_rfc3339("2026-11-26T10:00:00Z").expect("a UTC time");
+        assert_eq!(parse_rfc3339("2026-11-26T10:00:00z"), Some(utc));
+        assert_eq!(parse_rfc3339("2026-11-26t10:00:00+00:00"), Some(utc));
+        assert_eq!(parse_rfc3339("2026-11-26 15:30:00+05:30"), Some(utc));
+        assert_eq!(parse_rfc3339("2026-11-26T02:00:00-08:00"), Some(utc));
+        assert_eq!(
+            parse_rfc3339("2026-11-26T15:30:00.25+05:30"),
+            Some(utc + 250_000)
+        );
+        for bad in [
+            "2026-11-26T10:00:00",
+            "2026-11-26T10:00:00+5:30",
+            "2026-11-26T10:00:00+24:00",
+            "2026-11-26X10:00:00Z",
+            "2026-11-26",
+            "",
+            "tomorrow",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

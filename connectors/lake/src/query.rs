@@ -1,15 +1,21 @@
 //! `binlake query`: SQL (DataFusion) over every replica and change log.
 //!
 //! Each replica is the table `db.table`; its change log is `db.table__changes`. With an
-//! as-of time, `db.table` is instead the state the replica had when the source committed
-//! the last transaction at or before that time, computed from the change log: for every
-//! key its last change at or before the time, unless that change is a delete, and only
-//! changes after the last TRUNCATE at or before the time. (Changes the change log
-//! does not hold, from before capture started, are not there; the snapshot rows are.)
+//! as-of time, `db.table` is instead the state the replica had when the source had
+//! committed every transaction stamped at or before that time, computed from the change
+//! log: for every key its last change in change-log order (`__seq`; positions for rows
+//! written before `__seq` existed) among those stamped at or before the time, unless that
+//! change is a delete, and only changes after the last TRUNCATE among them.
+//!
+//! Binlog timestamps have whole seconds, so the resolution is one second: a time inside a
+//! second counts every transaction stamped with that second. A table whose change log
+//! begins with its snapshot has no history before it ([`history_starts`]): `binlake query`
+//! refuses an as-of time before that for the tables a query reads.
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef};
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::prelude::SessionContext;
@@ -74,12 +80,16 @@ pub async fn session(lake: &Lake, as_of: Option<i64>) -> Result<SessionContext> 
                     continue;
                 }
                 let ch = format!("{}.{}", ident(&db), ident(&format!("{table}__changes")));
-                let t = format!("to_timestamp_micros({ts})");
-                let order = "\"__binlog_file\" DESC, \"__binlog_pos\" DESC, \"__binlog_row\" DESC, \"__op\" ASC";
+                // Every change up to the time, numbered in change-log order.
+                let upto = format!(
+                    "SELECT *, row_number() OVER (ORDER BY {CHANGE_ORDER}) AS __ord FROM {ch} \
+                     WHERE \"__commit_ts\" <= to_timestamp_micros({ts})"
+                );
                 let sql = format!(
-                    "SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {order}) AS __rn \
-                     FROM {ch} WHERE \"__commit_ts\" <= {t} AND \"__op\" <> 't' \
-                     AND \"__commit_ts\" >= COALESCE((SELECT max(\"__commit_ts\") FROM {ch} WHERE \"__op\" = 't' AND \"__commit_ts\" <= {t}), to_timestamp_micros(0))) \
+                    "WITH upto AS ({upto}), \
+                     live AS (SELECT * FROM upto WHERE \"__op\" <> 't' \
+                       AND __ord > COALESCE((SELECT max(__ord) FROM upto WHERE \"__op\" = 't'), 0)) \
+                     SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY __ord DESC) AS __rn FROM live) \
                      WHERE __rn = 1 AND \"__op\" <> 'd'",
                     cols = cols.join(", "),
                     key = key.join(", "),
@@ -96,14 +106,102 @@ pub async fn session(lake: &Lake, as_of: Option<i64>) -> Result<SessionContext> 
     Ok(ctx)
 }
 
+/// The order of a change log's rows: `__seq`, and for rows written before it existed
+/// (which precede every row that has one), their binlog position, the delete of a key
+/// change before its create.
+const CHANGE_ORDER: &str = "\"__seq\" ASC NULLS FIRST, \"__binlog_file\", \"__binlog_pos\", \"__binlog_row\", \"__op\" DESC";
+
+/// For each replica `sql` reads whose change log begins with its snapshot (snapshot rows
+/// in its first commit): the source time of its first snapshot row (µs), before which the
+/// change log knows nothing of the table. An as-of time before that cannot be answered.
+pub async fn history_starts(ctx: &SessionContext, sql: &str) -> Result<Vec<(String, i64)>> {
+    let state = ctx.state();
+    let statement = state
+        .sql_to_statement(sql, &deltalake::datafusion::config::Dialect::Generic)
+        .map_err(qerr)?;
+    let refs = state.resolve_table_references(&statement).map_err(qerr)?;
+    let mut out = Vec::new();
+    for r in refs {
+        let (Some(db), table) = (r.schema(), r.table()) else {
+            continue;
+        };
+        let changes = format!("{table}__changes");
+        if table.ends_with("__changes")
+            || !ctx
+                .table_exist(TableReference::partial(db, changes.as_str()))
+                .map_err(qerr)?
+        {
+            continue;
+        }
+        // `__seq` / 2^32 is the commit version; change logs from before `__seq` have none
+        // (then every snapshot row counts).
+        let ch = format!("{}.{}", ident(db), ident(&changes));
+        let first = run(
+            ctx,
+            &format!(
+                "SELECT CAST(min(\"__commit_ts\") AS BIGINT) FROM {ch} WHERE \"__op\" = 'r' \
+                 AND (\"__seq\" IS NULL OR \"__seq\" / 4294967296 = (SELECT min(\"__seq\" / 4294967296) FROM {ch}))"
+            ),
+        )
+        .await?;
+        let start = first
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| arrow::array::cast::as_primitive_array::<Int64Type>(b.column(0)))
+            .filter(|a| !arrow::array::Array::is_null(a, 0))
+            .map(|a| a.value(0));
+        if let Some(start) = start {
+            out.push((format!("{db}.{table}"), start));
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `sql` and collects the result.
 pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    ctx.sql(sql)
-        .await
-        .map_err(qerr)?
-        .collect()
-        .await
-        .map_err(qerr)
+    Ok(run_with_schema(ctx, sql).await?.1)
+}
+
+/// Runs `sql` and collects the result, with its schema (known even when no row is).
+pub async fn run_with_schema(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let df = ctx.sql(sql).await.map_err(qerr)?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    Ok((schema, df.collect().await.map_err(qerr)?))
+}
+
+/// `batch` with the numbers a JSON reader would round (a double holds integers only up to
+/// 2^53 and no decimal fraction exactly) as strings: DECIMAL and unsigned 64-bit columns,
+/// as Debezium's `decimal.handling.mode=string` writes them.
+fn exact_for_json(batch: &RecordBatch) -> Result<RecordBatch> {
+    let as_text = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Decimal32(..)
+                | DataType::Decimal64(..)
+                | DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+                | DataType::UInt64
+        )
+    };
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| as_text(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(fields.capacity());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        if as_text(f.data_type()) {
+            fields.push(f.as_ref().clone().with_data_type(DataType::Utf8));
+            columns.push(arrow::compute::cast(c, &DataType::Utf8).map_err(qerr)?);
+        } else {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(qerr)
 }
 
 /// How [`write`] renders a result.
@@ -119,8 +217,12 @@ pub enum OutputFormat {
     Parquet,
 }
 
-/// Writes `batches` as `format` to the file `output`, or to stdout.
+/// Writes `batches` (of `schema`) as `format` to the file `output`, or to stdout. An empty
+/// result still has its header (table, CSV) or schema (Parquet). JSON lines write every
+/// column, nulls included, DECIMAL and unsigned 64-bit numbers as strings (see
+/// [`exact_for_json`]), bytes as lowercase hex.
 pub fn write(
+    schema: &SchemaRef,
     batches: &[RecordBatch],
     format: OutputFormat,
     output: Option<&std::path::Path>,
@@ -137,40 +239,81 @@ pub fn write(
         let Some(file) = file else {
             return Err(Error::Query("--format parquet needs --output FILE".into()));
         };
-        let Some(first) = batches.first() else {
-            return Ok(());
-        };
         let mut w =
-            parquet::arrow::ArrowWriter::try_new(file, first.schema(), None).map_err(qerr)?;
+            parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).map_err(qerr)?;
         for b in batches {
             w.write(b).map_err(qerr)?;
         }
         w.close().map_err(qerr)?;
         return Ok(());
     }
-    let stdout = std::io::stdout();
-    let mut out: Box<dyn std::io::Write> = match file {
-        Some(f) => Box::new(std::io::BufWriter::new(f)),
-        None => Box::new(stdout.lock()),
+    let to_file = file.is_some();
+    let mut out = Closable {
+        inner: match file {
+            Some(f) => Box::new(std::io::BufWriter::new(f)) as Box<dyn std::io::Write>,
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        },
+        closed: false,
     };
+    let written =
+        write_text(schema, batches, format, &mut out).and_then(|()| out.flush().map_err(qerr));
+    match written {
+        // The reader of stdout went away (`binlake query … | head`): it has what it wanted.
+        Err(_) if out.closed && !to_file => Ok(()),
+        r => r,
+    }
+}
+
+/// A writer that remembers whether its reader went away (a broken pipe).
+struct Closable<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: std::io::Write> std::io::Write for Closable<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.closed |= matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe);
+        r
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.closed |= matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe);
+        r
+    }
+}
+
+fn write_text(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+    mut out: &mut dyn std::io::Write,
+) -> Result<()> {
     match format {
         OutputFormat::Table => {
-            let t = arrow::util::pretty::pretty_format_batches(batches).map_err(qerr)?;
+            let t = arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)
+                .map_err(qerr)?;
             writeln!(out, "{t}").map_err(qerr)?;
         }
         OutputFormat::Json => {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(&mut out);
             for b in batches {
-                w.write(b).map_err(qerr)?;
+                w.write(&exact_for_json(b)?).map_err(qerr)?;
             }
             w.finish().map_err(qerr)?;
         }
         OutputFormat::Csv | OutputFormat::Parquet => {
             let mut w = arrow::csv::Writer::new(&mut out);
+            // The header, also when no row comes.
+            w.write(&RecordBatch::new_empty(schema.clone()))
+                .map_err(qerr)?;
             for b in batches {
                 w.write(b).map_err(qerr)?;
             }
         }
     }
-    out.flush().map_err(qerr)
+    Ok(())
 }

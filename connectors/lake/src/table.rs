@@ -52,6 +52,25 @@ use crate::{Error, Result};
 
 /// The change log's partition column.
 pub const COMMIT_DATE: &str = "__commit_date";
+/// The change log's sequence column: unique within a table's change log and increasing in
+/// the order the changes happened (and were applied), so that one column orders every
+/// change, including the delete and create of a key change, which share their binlog
+/// position, and snapshot rows placed where streamed changes are. It is the change-log
+/// commit version times 2^32 plus the change's index in the commit: commits land at
+/// exactly the version they were built for (no commit retries), one writer per table.
+pub const SEQ: &str = "__seq";
+/// The change log's columns before the table's own, in order.
+const CHANGE_LOG_META: [&str; 9] = [
+    "__op",
+    "__commit_ts",
+    "__binlog_file",
+    "__binlog_pos",
+    "__binlog_row",
+    "__gtid",
+    "__kafka_partition",
+    "__kafka_offset",
+    SEQ,
+];
 /// Commit-info key of binlake's freshness record.
 pub const FRESHNESS_KEY: &str = "binlake";
 const BUCKETS_PROPERTY: &str = "binlake.buckets";
@@ -263,7 +282,10 @@ fn change_log_schema(table: &TableSchema, before_images: bool) -> Schema {
         Field::new("__gtid", DataType::Utf8, true),
         Field::new("__kafka_partition", DataType::Int32, true),
         Field::new("__kafka_offset", DataType::Int64, true),
+        // Nullable only because change logs written before it was added have none.
+        Field::new(SEQ, DataType::Int64, true),
     ];
+    debug_assert!(fields.iter().map(|f| f.name().as_str()).eq(CHANGE_LOG_META));
     for c in &table.columns {
         fields.push(arrow_field(&c.name, &c.ty));
     }
@@ -368,6 +390,21 @@ impl TableSink {
             key_bound: KeyBound::Unknown,
         };
         sink.refresh_schemas()?;
+        if sink.changes_schema.field_with_name(SEQ).is_err() {
+            // A change log written before `__seq` existed: its older rows have none.
+            let url = sink.changes.table_url().to_string();
+            let fields =
+                arrow_to_delta(&Schema::new(vec![Field::new(SEQ, DataType::Int64, true)]))?;
+            sink.changes = sink
+                .changes
+                .clone()
+                .add_columns()
+                .with_fields(fields.fields().cloned().collect::<Vec<_>>())
+                .await
+                .map_err(|e| Error::delta(&url, "add the __seq column", e, true))?;
+            tracing::info!(table = %sink.name, "change log upgraded: column __seq added (NULL in older rows)");
+            sink.refresh_schemas()?;
+        }
         sink.evolve(table).await?;
         if row_count(&sink.replica) == Some(0) {
             sink.key_bound = KeyBound::Empty;
@@ -854,11 +891,25 @@ impl ChangesView<'_> {
         after: Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> Result<()> {
         let file_schema = without_columns(self.schema, &[COMMIT_DATE.to_string()]);
-        // Rows by commit date, in order.
-        let mut by_date: BTreeMap<i32, Vec<&Change>> = BTreeMap::new();
-        for c in batch {
+        // The commit lands at exactly this version or fails (no retries): see [`SEQ`].
+        let version = self.table.version().map_or(0, |v| v + 1);
+        let seq_base = i64::try_from(version)
+            .ok()
+            .and_then(|v| v.checked_mul(1 << 32))
+            .ok_or_else(|| {
+                Error::storage(
+                    format!("number the changes of {}", self.name),
+                    format!("change-log version {version} is beyond the sequence range"),
+                )
+            })?;
+        // Rows by commit date, in order, with their sequence numbers.
+        let mut by_date: BTreeMap<i32, Vec<(i64, &Change)>> = BTreeMap::new();
+        for (i, c) in batch.iter().enumerate() {
             let day = c.event.source.ts_us.div_euclid(86_400_000_000) as i32;
-            by_date.entry(day).or_default().push(c);
+            by_date
+                .entry(day)
+                .or_default()
+                .push((seq_base + i as i64, c));
         }
         let mut actions = Vec::new();
         let store = self.table.log_store().object_store(None);
@@ -905,8 +956,9 @@ impl ChangesView<'_> {
         Ok(())
     }
 
-    fn change_rows(&self, schema: &SchemaRef, changes: &[&Change]) -> Result<RecordBatch> {
+    fn change_rows(&self, schema: &SchemaRef, changes: &[(i64, &Change)]) -> Result<RecordBatch> {
         let n = changes.len();
+        let seq = arrow::array::Int64Array::from_iter_values(changes.iter().map(|(s, _)| *s));
         let mut op = arrow::array::StringBuilder::with_capacity(n, n);
         let mut ts =
             arrow::array::TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -918,7 +970,7 @@ impl ChangesView<'_> {
         let mut ko = arrow::array::Int64Builder::with_capacity(n);
         // The rows of one transaction share its GTID: format it once.
         let mut last_gtid: Option<(&binlake_core::Gtid, String)> = None;
-        for c in changes {
+        for (_, c) in changes {
             let e = &c.event;
             op.append_value(e.op.code());
             ts.append_value(e.source.ts_us);
@@ -947,7 +999,7 @@ impl ChangesView<'_> {
                 }
             }
         }
-        let mut columns: Vec<ArrayRef> = vec![
+        let meta: [ArrayRef; 9] = [
             Arc::new(op.finish()),
             Arc::new(ts.finish()),
             Arc::new(file.finish()),
@@ -956,9 +1008,16 @@ impl ChangesView<'_> {
             Arc::new(gtid.finish()),
             Arc::new(kp.finish()),
             Arc::new(ko.finish()),
+            Arc::new(seq),
         ];
-        let fixed = columns.len();
-        for field in &schema.fields()[fixed..] {
+        // By name: a change log written before `__seq` existed has it after the table's
+        // columns.
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            if let Some(i) = CHANGE_LOG_META.iter().position(|m| m == field.name()) {
+                columns.push(meta[i].clone());
+                continue;
+            }
             let (before, col_name) = match field.name().strip_prefix("__before_") {
                 Some(rest) if self.before_images => (true, rest),
                 _ => (false, field.name().as_str()),
@@ -966,7 +1025,7 @@ impl ChangesView<'_> {
             let mut b = builder_for(field, n);
             // The column's index in each event's schema, looked up once per schema.
             let mut cached: Option<(*const TableSchema, Option<usize>)> = None;
-            for c in changes {
+            for (_, c) in changes {
                 let e = &c.event;
                 // After-image, or the before-image for deletes; `__before_` columns hold
                 // the before-image of updates and deletes.
@@ -1903,5 +1962,117 @@ mod tests {
         assert_eq!(bucket_of("x/part-b00100-v1.parquet"), Some(100));
         assert_eq!(bucket_of("part-foo.parquet"), None);
         assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+    }
+
+    fn insert(table: &Arc<TableSchema>, id: i64, pos: u64) -> Change {
+        use binlake_core::{ChangeEvent, EventPosition, SourceInfo, Value};
+        Change {
+            event: ChangeEvent {
+                op: Op::Create,
+                table: table.clone(),
+                before: None,
+                after: Some(vec![Value::Int(id)]),
+                source: SourceInfo {
+                    server_id: 1,
+                    gtid: None,
+                    position: EventPosition {
+                        file: "bin.000001".into(),
+                        pos,
+                        row: 0,
+                    },
+                    ts_us: 1_700_000_000_000_000,
+                    snapshot: Default::default(),
+                    thread: None,
+                    query: None,
+                },
+                transaction: None,
+            },
+            kafka: None,
+        }
+    }
+
+    /// A change log written before `__seq` existed gets the column when opened; its old
+    /// rows keep NULL, new ones are numbered (commit version × 2^32 + index).
+    #[tokio::test]
+    async fn a_change_log_from_before_seq_gets_the_column() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("binlake-seq-{}", uuid::Uuid::new_v4()));
+        let lake = Lake::open(&crate::LakeConfig {
+            root: dir.display().to_string(),
+            ..Default::default()
+        })?;
+        let ty = binlake_core::ColumnType::Integer {
+            bits: 32,
+            unsigned: false,
+        };
+        let table = Arc::new(TableSchema {
+            database: "d".into(),
+            table: "t".into(),
+            columns: vec![binlake_core::Column::new("id", ty, false)],
+            primary_key: vec![0],
+        });
+        let progress = |n: i64| Progress {
+            txns: vec![("test".into(), n)],
+            file_token: format!("b{n}"),
+            resume: None,
+            snapshot: None,
+        };
+        // The change log and one batch as binlake wrote them before `__seq`.
+        let full = change_log_schema(&table, false);
+        let old: Vec<Field> = full
+            .fields()
+            .iter()
+            .filter(|f| f.name() != SEQ)
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let url = lake.table_url("d", "t", TableKind::Changes)?;
+        let mut changes =
+            create(&lake, &url, &Schema::new(old), &[COMMIT_DATE], "d.t", &[]).await?;
+        let old_schema = arrow_schema_of(&changes)?;
+        let mut applied = Applied::default();
+        ChangesView {
+            name: "d.t",
+            table: &mut changes,
+            schema: &old_schema,
+            before_images: false,
+            applied: &mut applied,
+        }
+        .write(
+            &[insert(&table, 1, 100)],
+            &progress(1),
+            &Freshness::default(),
+            &mut ApplyStats::default(),
+            None,
+        )
+        .await?;
+        let mut sink = TableSink::open(&lake, &table).await?;
+        assert!(sink.changes_schema.field_with_name(SEQ).is_ok());
+        sink.apply(
+            &[insert(&table, 2, 200), insert(&table, 3, 300)],
+            &progress(2),
+            true,
+            true,
+        )
+        .await?;
+        let ctx = crate::query::session(&lake, None).await?;
+        let rows =
+            crate::query::run(&ctx, "SELECT id, __seq FROM d.t__changes ORDER BY id").await?;
+        let text = arrow::util::pretty::pretty_format_batches(&rows)
+            .map_err(|e| Error::storage("format", e))?
+            .to_string();
+        // Versions: 0 create, 1 the old batch, 2 the added column, 3 the new batch.
+        let v3 = 3i64 << 32;
+        for (id, seq) in [
+            ("1", String::new()),
+            ("2", v3.to_string()),
+            ("3", (v3 + 1).to_string()),
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.split('|').map(str::trim).collect::<Vec<_>>() == ["", id, &seq, ""]),
+                "row {id} with __seq {seq:?}:\n{text}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
     }
 }
