@@ -693,6 +693,52 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
 
+/// A table's topic deleted while capture runs: capture stops, and its last line names the
+/// topic and says what to do (not a librdkafka message about its queue).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_deleted_under_capture_stops_it_naming_the_topic() {
+    use binlake_kafka::rdkafka::admin::{AdminClient, AdminOptions};
+    use binlake_kafka::rdkafka::client::DefaultClientContext;
+    let db = unique("it_topicdel");
+    let name = unique("ittopicdel");
+    let mut c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY)"]).await;
+    let config = write_config(&name, &db, "[snapshot]\nmode = \"never\"\n");
+    let cfg = config.clone();
+    let p = tokio::task::spawn_blocking(move || start(&cfg))
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    let topic = format!("{name}.{db}.t");
+    assert_eq!(wait_for_messages(&topic, 1, 30).await.len(), 1);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .unwrap();
+    for r in admin
+        .delete_topics(&[&topic], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    let (code, log) = tokio::task::spawn_blocking(move || p.wait_exit(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "capture must stop:\n{log}");
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        last.contains(&topic) && last.contains("deleted"),
+        "last line: {last}\n{log}"
+    );
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_capture_with_the_same_name_is_fenced() {
     let db = unique("it_fence");

@@ -265,6 +265,8 @@ pub struct CaptureWriter {
     /// Which table each change topic holds (two tables never share one).
     table_of_topic: HashMap<String, String>,
     inflight: VecDeque<DeliveryFuture>,
+    /// The topics written in the open transaction (to name one deleted under capture).
+    txn_topics: HashSet<String>,
     in_txn: bool,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
@@ -372,6 +374,7 @@ impl CaptureWriter {
             topics: HashSet::new(),
             table_of_topic: HashMap::new(),
             inflight: VecDeque::new(),
+            txn_topics: HashSet::new(),
             in_txn: false,
             key_buf: Vec::with_capacity(256),
             value_buf: Vec::with_capacity(4096),
@@ -767,6 +770,9 @@ impl CaptureWriter {
             }
             match self.producer.send_result(record) {
                 Ok(delivery) => {
+                    if !self.txn_topics.contains(topic) {
+                        self.txn_topics.insert(topic.to_string());
+                    }
                     self.inflight.push_back(delivery);
                     // Keep the list of pending deliveries short: drop finished ones.
                     if self.inflight.len() > 100_000 {
@@ -812,11 +818,56 @@ impl CaptureWriter {
         }
     }
 
+    /// A topic of the open transaction that no longer exists, as an error that names it
+    /// and says what to do; `None` when every one exists or the brokers cannot say.
+    ///
+    /// librdkafka keeps messages for a deleted topic queued (waiting for the topic to come
+    /// back) until the transaction times out, and then reports them as purged, naming no
+    /// topic: binlake asks the brokers instead.
+    async fn deleted_topic(&self) -> Option<Error> {
+        let exist = crate::client::topic_names(&self.kafka).await.ok()?;
+        let topic = self.txn_topics.iter().find(|t| !exist.contains(*t))?;
+        let again = match self.table_of_topic.get(topic) {
+            Some(table) => format!(
+                "; then `binlake snapshot --table {table}` so that the new topic holds every row again"
+            ),
+            None => String::new(),
+        };
+        Some(Error::Topic {
+            topic: topic.clone(),
+            reason: format!(
+                "was deleted while capture was writing to it (its consumers have lost what it held); nothing was committed after the last batch. Restart capture: it creates the topic again and goes on from its last committed position{again}"
+            ),
+        })
+    }
+
+    /// The cause of a failed `operation`: a fenced producer, a deleted topic, or `e`.
+    async fn explain(&self, operation: &str, e: &KafkaError) -> Error {
+        let err = self.fenced_or(operation, e);
+        if matches!(err, Error::Fenced { .. }) {
+            return err;
+        }
+        self.deleted_topic().await.unwrap_or(err)
+    }
+
     async fn await_one(&mut self) -> Result<()> {
-        if let Some(d) = self.inflight.pop_front() {
-            match d.await {
+        // Deliveries take milliseconds: one that takes this long may wait for a topic
+        // that was deleted.
+        const STALLED: Duration = Duration::from_secs(5);
+        if let Some(mut d) = self.inflight.pop_front() {
+            let done = loop {
+                match tokio::time::timeout(STALLED, &mut d).await {
+                    Ok(done) => break done,
+                    Err(_) => {
+                        if let Some(e) = self.deleted_topic().await {
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            match done {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(self.fenced_or("delivery", &e)),
+                Ok(Err((e, _))) => return Err(self.explain("delivery", &e).await),
                 Err(_) => {
                     return Err(Error::Client {
                         operation: "delivery".into(),
@@ -858,7 +909,7 @@ impl CaptureWriter {
         binlake_core::failpoint::hit("kafka.before_commit");
         let producer = self.producer.clone();
         let timeout = self.cfg.transaction_timeout;
-        tokio::task::spawn_blocking(move || {
+        let committed = tokio::task::spawn_blocking(move || {
             // rdkafka's commit_transaction first flushes with a zero timeout and, if a
             // message is still counted, polls for a full 100 ms before librdkafka's
             // commit. Every delivery is reported by now, but librdkafka counts a message
@@ -876,9 +927,12 @@ impl CaptureWriter {
             operation: "commit transaction".into(),
             reason: e.to_string(),
             transient: false,
-        })?
-        .map_err(|e| self.fenced_or("commit transaction", &e))?;
+        })?;
+        if let Err(e) = committed {
+            return Err(self.explain("commit transaction", &e).await);
+        }
         self.in_txn = false;
+        self.txn_topics.clear();
         self.stats.commits += 1;
         tracing::debug!(position = %record.position, messages = self.stats.messages, "kafka transaction committed");
         binlake_core::failpoint::hit("kafka.after_commit");
@@ -889,6 +943,7 @@ impl CaptureWriter {
     pub async fn abort(&mut self) {
         tracing::debug!(in_txn = self.in_txn, "aborting kafka transaction");
         self.inflight.clear();
+        self.txn_topics.clear();
         if self.in_txn {
             let producer = self.producer.clone();
             let timeout = self.cfg.transaction_timeout;

@@ -1,6 +1,6 @@
 //! Creating clients: the transactional producer, the `read_committed` consumer, topics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -141,6 +141,33 @@ pub(crate) async fn topic_exists(cfg: &KafkaConfig, topic: &str) -> Result<bool>
             .topics()
             .iter()
             .any(|t| t.name() == topic && !t.partitions().is_empty()))
+    })
+    .await
+    .map_err(|e| Error::Client {
+        operation: "metadata".into(),
+        reason: e.to_string(),
+        transient: true,
+    })?
+}
+
+/// The topics of the cluster that have partitions (a deleted topic has none, or is gone).
+pub(crate) async fn topic_names(cfg: &KafkaConfig) -> Result<HashSet<String>> {
+    let admin: AdminClient<ClientErrors> = cfg
+        .client_config()
+        .create_with_context(ClientErrors)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let timeout = cfg.request_timeout;
+    tokio::task::spawn_blocking(move || {
+        let md = admin
+            .inner()
+            .fetch_metadata(None, timeout)
+            .map_err(|e| Error::client("metadata", &e))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| !t.partitions().is_empty())
+            .map(|t| t.name().to_string())
+            .collect())
     })
     .await
     .map_err(|e| Error::Client {
