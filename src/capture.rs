@@ -123,6 +123,11 @@ pub(crate) trait Sink {
     fn keeps_keyless_tables(&self) -> bool {
         true
     }
+    /// Whether the open batch holds as much as the sink keeps in memory: the batch is
+    /// committed at the next transaction boundary, as when it holds `max_rows` rows.
+    fn batch_full(&self) -> bool {
+        false
+    }
     /// Snapshot chunks per commit (or fewer, when the batch is full first): 1 (the
     /// default) records the progress after every chunk, so a restart reads again at most
     /// the chunks in flight, one per reader.
@@ -755,6 +760,7 @@ async fn pump<S: Sink>(
                             }
                             let idle = items.peek().is_none() && rx.is_empty();
                             let due = batch.rows >= cc.max_rows
+                                || writer.batch_full()
                                 || batch.started.is_some_and(|b| b.elapsed() >= cc.linger_for(caught_up))
                                 || (idle && batch.rows > 0);
                             if due {

@@ -40,6 +40,20 @@
 //!
 //! Snapshot chunks are committed several at a time (see `snapshot_chunks_per_commit`): a
 //! restart reads again the chunks of the open batch and those in flight.
+//!
+//! # Large transactions
+//!
+//! A batch ends at a source transaction boundary: at the first one after it holds
+//! `lake.max_batch_rows` changes or half of `lake.max_batch_bytes` (estimated memory),
+//! so one transaction larger than that would be held whole (a million-row `UPDATE` took
+//! 730 MB). When the open batch holds `max_batch_bytes` (so the transaction alone holds
+//! at least half), its changes are committed to their tables as a *part* of the batch
+//! (failpoint `run.after_part_commit`), and the batch goes on; the checkpoint still moves
+//! only at the transaction's end. Exactly once holds as after a crash between table
+//! commits: a restart replays the transaction and each table skips what it holds, by
+//! position. The cost is atomicity: until the transaction's end, readers may see part of
+//! it; the part's freshness record says the time of the transaction before (what the
+//! tables are complete to), so `status` does not call them current to it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -159,6 +173,8 @@ impl SinkFactory for LakeSinkFactory<'_> {
             tables: HashMap::new(),
             skipped: HashSet::new(),
             buffer: BTreeMap::new(),
+            buffered_bytes: 0,
+            max_bytes: cfg.lake.max_batch_bytes,
             open: false,
             idle: false,
             snapshot: None,
@@ -266,6 +282,10 @@ pub(crate) struct LakeSink {
     batch_streamed: Option<EventPosition>,
     skipped: HashSet<String>,
     buffer: BTreeMap<String, Vec<Change>>,
+    /// The estimated memory of the changes in `buffer`.
+    buffered_bytes: usize,
+    /// `lake.max_batch_bytes`: see "Large transactions" in the module docs.
+    max_bytes: usize,
     open: bool,
     idle: bool,
     snapshot: Option<serde_json::Value>,
@@ -322,69 +342,17 @@ impl LakeSink {
         }
         Ok(self.tables.get_mut(&name))
     }
-}
 
-impl Sink for LakeSink {
-    async fn write_change(&mut self, e: &ChangeEvent) -> Result<(), CaptureError> {
-        self.open = true;
-        if e.op != Op::Read
-            && self
-                .batch_streamed
-                .as_ref()
-                .is_none_or(|p| e.source.position > *p)
-        {
-            self.batch_streamed = Some(e.source.position.clone());
-        }
-        if self.table(e).await?.is_none() {
-            return Ok(());
-        }
-        self.buffer
-            .entry(e.table.qualified_name())
-            .or_default()
-            .push(Change {
-                event: e.clone(),
-                kafka: None,
-            });
-        self.changes += 1;
-        Ok(())
-    }
-
-    async fn write_schema_change(&mut self, s: &SchemaChange) -> Result<(), CaptureError> {
-        // Schemas travel with the rows; the lake evolves on the first row of a new schema.
-        // The decoder's history is kept with the checkpoint that covers the statement.
-        if let Some(h) = &s.history {
-            self.pending_history = Some(h.clone());
-        }
-        Ok(())
-    }
-
-    async fn write_schema_history(&mut self, json: &str) -> Result<(), CaptureError> {
-        self.pending_history = Some(json.into());
-        Ok(())
-    }
-
-    async fn write_transaction_marker(
+    /// Applies the buffered changes to their tables as batch `batch` (or a part of it),
+    /// recording `resume` and, for a part, `complete_to_us` (see [`Progress`]).
+    async fn apply_buffer(
         &mut self,
-        _id: &str,
-        _end: Option<(u64, &BTreeMap<String, u64>)>,
-        _ts_us: i64,
+        batch: i64,
+        resume: Option<String>,
+        complete_to_us: Option<i64>,
     ) -> Result<(), CaptureError> {
-        Ok(())
-    }
-
-    async fn write_heartbeat(&mut self) -> Result<(), CaptureError> {
-        self.idle = true;
-        Ok(())
-    }
-
-    async fn commit(
-        &mut self,
-        position: &ResumePosition,
-        _file_pos: &str,
-        ts_us: i64,
-    ) -> Result<(), CaptureError> {
-        let batch = self.checkpoint.batch + 1;
         let buffer = std::mem::take(&mut self.buffer);
+        self.buffered_bytes = 0;
         let snapshot: Option<SnapshotProgress> = self
             .snapshot
             .as_ref()
@@ -433,7 +401,7 @@ impl Sink for LakeSink {
             let progress = Progress {
                 txns: vec![(self.app_id.clone(), batch)],
                 file_token: format!("run-{batch:012}-{start}"),
-                resume: Some(position.to_string()),
+                resume: resume.clone(),
                 snapshot: serde_json::to_value(match &snapshot {
                     Some(p) => p.of_table(&name),
                     None => TableSnapshot {
@@ -442,6 +410,7 @@ impl Sink for LakeSink {
                     },
                 })
                 .ok(),
+                complete_to_us,
             };
 
             let stats = if for_c.len() == for_r.len() {
@@ -458,6 +427,89 @@ impl Sink for LakeSink {
             }
             binlake_core::failpoint::hit("run.after_table_commit");
         }
+        Ok(())
+    }
+}
+
+impl Sink for LakeSink {
+    async fn write_change(&mut self, e: &ChangeEvent) -> Result<(), CaptureError> {
+        self.open = true;
+        if e.op != Op::Read
+            && self
+                .batch_streamed
+                .as_ref()
+                .is_none_or(|p| e.source.position > *p)
+        {
+            self.batch_streamed = Some(e.source.position.clone());
+        }
+        if self.table(e).await?.is_none() {
+            return Ok(());
+        }
+        self.buffer
+            .entry(e.table.qualified_name())
+            .or_default()
+            .push(Change {
+                event: e.clone(),
+                kafka: None,
+            });
+        self.changes += 1;
+        self.buffered_bytes += e.memory_bytes() + std::mem::size_of::<Change>();
+        // Snapshot rows come a chunk at a time, and a batch is committed after a chunk
+        // once it is full: only a transaction grows a batch past that.
+        if e.op != Op::Read && self.buffered_bytes >= self.max_bytes {
+            // The open transaction alone holds half of the batch's memory at least: see
+            // "Large transactions" in the module docs.
+            let batch = self.checkpoint.batch + 1;
+            tracing::debug!(
+                batch,
+                bytes = self.buffered_bytes,
+                "a large source transaction: committing a part of it"
+            );
+            let resume = self.checkpoint.resume.clone();
+            let complete_to = Some(self.checkpoint.source_ts_us);
+            self.apply_buffer(batch, resume, complete_to).await?;
+            binlake_core::failpoint::hit("run.after_part_commit");
+        }
+        Ok(())
+    }
+
+    async fn write_schema_change(&mut self, s: &SchemaChange) -> Result<(), CaptureError> {
+        // Schemas travel with the rows; the lake evolves on the first row of a new schema.
+        // The decoder's history is kept with the checkpoint that covers the statement.
+        if let Some(h) = &s.history {
+            self.pending_history = Some(h.clone());
+        }
+        Ok(())
+    }
+
+    async fn write_schema_history(&mut self, json: &str) -> Result<(), CaptureError> {
+        self.pending_history = Some(json.into());
+        Ok(())
+    }
+
+    async fn write_transaction_marker(
+        &mut self,
+        _id: &str,
+        _end: Option<(u64, &BTreeMap<String, u64>)>,
+        _ts_us: i64,
+    ) -> Result<(), CaptureError> {
+        Ok(())
+    }
+
+    async fn write_heartbeat(&mut self) -> Result<(), CaptureError> {
+        self.idle = true;
+        Ok(())
+    }
+
+    async fn commit(
+        &mut self,
+        position: &ResumePosition,
+        _file_pos: &str,
+        ts_us: i64,
+    ) -> Result<(), CaptureError> {
+        let batch = self.checkpoint.batch + 1;
+        self.apply_buffer(batch, Some(position.to_string()), None)
+            .await?;
         // Once the stream is past what a table held, nothing more of it can be replayed.
         if let Some(top) = &self.batch_streamed {
             for state in self.tables.values_mut() {
@@ -521,6 +573,7 @@ impl Sink for LakeSink {
 
     async fn abort(&mut self) {
         self.buffer.clear();
+        self.buffered_bytes = 0;
         self.batch_streamed = None;
         self.open = false;
         self.signals_seen = self.checkpoint.signals_done.clone();
@@ -565,6 +618,10 @@ impl Sink for LakeSink {
     fn kind(&self) -> &'static str {
         "lake"
     }
+    fn batch_full(&self) -> bool {
+        self.buffered_bytes >= self.max_bytes / 2
+    }
+
     fn keeps_keyless_tables(&self) -> bool {
         // The lake keeps no table without a primary key (a replica cannot identify rows).
         false

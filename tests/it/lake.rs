@@ -440,6 +440,87 @@ async fn run_survives_kill_9_at_random_moments() {
     drop(p);
 }
 
+/// Starts `binlake run` with `failpoint` armed; returns once it streams.
+fn start_armed(cfg: &Path, failpoint: &str) -> CaptureProcess {
+    let mut p =
+        CaptureProcess::start_command_env("run", cfg, &[(binlake_core::failpoint::ENV, failpoint)]);
+    p.wait_for("streaming changes", Duration::from_secs(60));
+    p
+}
+
+/// Waits until `p` crashed at `failpoint`.
+fn crashed_at(p: CaptureProcess, failpoint: &str) {
+    let (code, log) = p.wait_exit(Duration::from_secs(120));
+    let name = failpoint.split('=').next().unwrap_or_default();
+    assert!(
+        log.contains(&format!("binlake failpoint {name} hit: crashing")),
+        "`binlake run` did not crash at {failpoint} (exit {code:?}):\n{log}"
+    );
+}
+
+/// A source transaction larger than the batch's memory (`max_batch_bytes`) is committed
+/// to the lake in parts, and crashes between the parts lose and repeat nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_commits_a_large_transaction_in_parts_exactly_once_across_crashes() {
+    let db = unique("it_lake_bigtxn");
+    let name = unique("itlakebigtxn");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)"],
+    )
+    .await;
+    // 1 MiB: a part about every 2,000 changes of this table.
+    let cfg = lake_config(&name, &db, &root, "max_batch_bytes = 1048576");
+    let lake = lake_at(&root);
+    // One transaction of 10,000 inserts, crashing after its third part; then the rest.
+    let fp = "run.after_part_commit=3";
+    let armed = start_armed(&cfg, fp);
+    c.query_drop("INSERT INTO t SELECT seq, 0 FROM seq_1_to_10000")
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || crashed_at(armed, fp))
+        .await
+        .unwrap();
+    let p = start("run", &cfg);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    drop(p);
+    // One transaction of 10,000 updates, crashing after its second part; then the rest.
+    let fp = "run.after_part_commit=2";
+    let armed = start_armed(&cfg, fp);
+    c.query_drop("UPDATE t SET v = v + 1").await.unwrap();
+    tokio::task::spawn_blocking(move || crashed_at(armed, fp))
+        .await
+        .unwrap();
+    let p = start("run", &cfg);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    let counts = query(
+        &lake,
+        &format!("SELECT count(*) AS n FROM \"{db}\".\"t__changes\" WHERE __op IN ('c', 'u')"),
+    )
+    .await;
+    assert_eq!(
+        render(&counts, &["n".into()]),
+        vec![vec!["20000".to_string()]]
+    );
+    // (Snapshot rows of chunks read at the same binlog position share positions.)
+    assert_once(
+        &lake,
+        &format!("\"{db}\".\"t__changes\" WHERE __op <> 'r'"),
+        "__binlog_file, __binlog_pos, __binlog_row, __op",
+        "duplicate changes in the change log",
+    )
+    .await;
+    assert_once(
+        &lake,
+        &format!("\"{db}\".\"t__changes\""),
+        "__seq",
+        "two changes share a __seq",
+    )
+    .await;
+    drop(p);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn run_snapshot_under_writes_survives_kill_9_and_reads_each_row_once() {
     let db = unique("it_lake_snapkill");

@@ -152,6 +152,16 @@ impl ChangeEvent {
     pub fn key_row(&self) -> Option<&Row> {
         self.after.as_ref().or(self.before.as_ref())
     }
+
+    /// The bytes this event holds in memory (an estimate for memory bounds: its row
+    /// images; the schema and source strings are shared).
+    pub fn memory_bytes(&self) -> usize {
+        let row = |r: &Option<Row>| {
+            r.as_ref()
+                .map_or(0, |r| r.iter().map(Value::memory_bytes).sum::<usize>())
+        };
+        std::mem::size_of::<ChangeEvent>() + row(&self.before) + row(&self.after)
+    }
 }
 
 /// A statement that changed a schema (CREATE/ALTER/DROP/RENAME/TRUNCATE of tables or

@@ -65,6 +65,21 @@ pub enum Value {
 }
 
 impl Value {
+    /// The bytes this value holds in memory, itself and what it points to (an estimate
+    /// for memory bounds, not an exact allocation size).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Value>()
+            + match self {
+                Value::Decimal(s)
+                | Value::String(s)
+                | Value::Enum(s)
+                | Value::Set(s)
+                | Value::Json(s) => s.capacity(),
+                Value::Bytes(b) | Value::Geometry(b) => b.capacity(),
+                _ => 0,
+            }
+    }
+
     /// True for [`Value::Null`].
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)

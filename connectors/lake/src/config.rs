@@ -65,7 +65,9 @@ pub struct LakeConfig {
     /// A batch is committed when it holds this many changes.
     #[serde(default = "default_max_batch_rows")]
     pub max_batch_rows: usize,
-    /// A batch is committed when its changes hold this many bytes (memory bound).
+    /// A batch is committed when its changes hold this many bytes (memory bound). `run`
+    /// ends a batch at the first source transaction boundary after half of it, and
+    /// commits a transaction that alone fills it in parts.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
     /// Whether change-log rows of updates also carry the before-image, as

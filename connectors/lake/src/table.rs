@@ -99,6 +99,10 @@ pub struct Progress {
     /// recorded with it: a restart that finds the batch here but not in the run
     /// checkpoint takes the table's snapshot progress from here.
     pub snapshot: Option<serde_json::Value>,
+    /// The source commit time the tables are complete to, when the batch is a part of a
+    /// source transaction applied in parts (`binlake run`): the freshness record says this
+    /// time (the transaction before), not the part's, which is only partly applied.
+    pub complete_to_us: Option<i64>,
 }
 
 /// binlake's record in each commit: what the table is current to.
@@ -762,7 +766,7 @@ impl TableSink {
             file: Some(top.file.to_string()),
             pos: top.pos,
             row: top.row,
-            source_ts_us: last.event.source.ts_us,
+            source_ts_us: progress.complete_to_us.unwrap_or(last.event.source.ts_us),
             resume: progress.resume.clone(),
             committed_at_us: 0,
             snapshot: progress.snapshot.clone(),
@@ -2015,6 +2019,7 @@ mod tests {
             file_token: format!("b{n}"),
             resume: None,
             snapshot: None,
+            complete_to_us: None,
         };
         // The change log and one batch as binlake wrote them before `__seq`.
         let full = change_log_schema(&table, false);
