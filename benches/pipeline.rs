@@ -33,6 +33,13 @@
 //!   process start to its exit, peak RSS; the replica's row count is checked.
 //!   `BINLAKE_BENCH_READERS="1 2 4"` repeats both for each number of chunk readers.
 //!
+//! - `run_large_transaction`: `binlake run` on an empty sysbench-shaped table, then one
+//!   `INSERT … SELECT` of N rows (one source transaction) for N = 100,000, 1,000,000 and
+//!   10,000,000 (`BINLAKE_BENCH_TXN_ROWS="…"` to choose): seconds from the INSERT until
+//!   the replica holds every row, and the process's peak RSS. A transaction that fills
+//!   `lake.max_batch_bytes` is committed in parts, so the peak must not grow with N the
+//!   way the transaction does.
+//!
 //! Not criterion: one run takes tens of seconds and needs the services; the harness
 //! prints medians of repeated runs instead.
 
@@ -441,6 +448,71 @@ async fn main() {
     }
     if want("snapshot") {
         snapshot().await;
+    }
+    if want("run_large_transaction") {
+        run_large_transaction().await;
+    }
+}
+
+async fn run_large_transaction() {
+    let sizes = std::env::var("BINLAKE_BENCH_TXN_ROWS")
+        .unwrap_or_else(|_| "100000 1000000 10000000".into());
+    for rows in sizes.split_whitespace().map(|n| n.parse::<u64>().unwrap()) {
+        let db = format!("bench_txn_{}", stamp());
+        let mut c = admin().await;
+        c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+        c.query_drop(format!("USE {db}")).await.unwrap();
+        c.query_drop("CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)")
+            .await
+            .unwrap();
+        let root = std::env::temp_dir().join(format!("bench-txn-lake-{}", stamp()));
+        let name = format!("benchtxn_{}", stamp());
+        let cfg = config(
+            &name,
+            &db,
+            None,
+            &format!("[lake]\nroot = \"{}\"\n", root.display()),
+        );
+        let mut child = start_binlake("run", &cfg);
+        let pid = child.id();
+        // Started when its first checkpoint (the empty table's snapshot) is written.
+        let replica = root.join(&db).join("sbtest1").join("replica");
+        let checkpoint = root
+            .join("_binlake")
+            .join("run")
+            .join(format!("{name}.json"));
+        let t0 = Instant::now();
+        while !checkpoint.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "binlake run did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let t = Instant::now();
+        c.query_drop(format!(
+            "INSERT INTO sbtest1 SELECT seq, seq % 100000, CONCAT(LPAD(seq, 11, '0'), '-', REPEAT('12345678901-', 9)), REPEAT('67847967377-', 5) FROM seq_1_to_{rows}"
+        ))
+        .await
+        .unwrap();
+        let mut peak = 0.0f64;
+        while delta_rows(&replica) < rows {
+            peak = peak.max(peak_rss_mb(pid));
+            assert!(
+                t.elapsed() < Duration::from_secs(1800),
+                "the replica did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        peak = peak.max(peak_rss_mb(pid));
+        let _ = child.kill();
+        let _ = child.wait();
+        println!(
+            "run_large_transaction: one INSERT of {rows} rows in {secs:.1} s (INSERT to every row in the replica), peak RSS {peak:.0} MB"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+        c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
     }
 }
 
