@@ -701,10 +701,21 @@ impl Work {
 
     fn column(&self, def: &ColumnDef) -> Result<Column, String> {
         let charset = def.charset(&self.charset);
-        let ty = def
+        let mut ty = def
             .ty
             .resolve(Some(&charset), self.flavor)
             .map_err(|e| format!("column {}: {e}", def.name))?;
+        if self.flavor == Flavor::MariaDb {
+            // JSON gets `CHECK (json_valid(c))` unless the definition has a CHECK of its
+            // own, which replaces it; a LONGTEXT with that check is what JSON declares.
+            let declared_json = matches!(def.ty.declared, Declared::Json);
+            let json = match def.check {
+                ColumnCheck::JsonValid => true,
+                ColumnCheck::None => declared_json,
+                ColumnCheck::Other => false,
+            };
+            set_json_marker(&mut ty, json);
+        }
         Ok(Column::new(def.name.clone(), ty, def.nullable()))
     }
 
@@ -924,10 +935,12 @@ impl Work {
                 kind,
                 length,
                 charset: old,
+                json,
             } = &c.ty
             else {
                 continue;
             };
+            let json = *json;
             let (mut kind, mut length) = (*kind, *length);
             let new_max = max_bytes_per_char(charset);
             match kind {
@@ -947,7 +960,11 @@ impl Work {
                 }
                 StringKind::Long => {}
             }
-            if let Ok(ty) = (Declared::Text { kind, length }).resolve(Some(charset), self.flavor) {
+            if let Ok(mut ty) =
+                (Declared::Text { kind, length }).resolve(Some(charset), self.flavor)
+            {
+                // MariaDB converts JSON columns too; their check stays.
+                set_json_marker(&mut ty, json);
                 c.ty = ty;
             }
         }
@@ -987,6 +1004,61 @@ impl Work {
             implicit_primary_key,
         })
     }
+}
+
+/// Marks (or unmarks) a LONGTEXT column as MariaDB's JSON; other types stay as they are.
+fn set_json_marker(ty: &mut ColumnType, on: bool) {
+    if let ColumnType::String {
+        kind: StringKind::Long,
+        json,
+        ..
+    } = ty
+    {
+        *json = on;
+    }
+}
+
+/// The column `c` when `expr` is `json_valid(c)`, the check MariaDB gives a JSON column.
+fn json_valid_column(expr: &Expr) -> Option<&str> {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if !object_name_text(&f.name).eq_ignore_ascii_case("json_valid")
+        || list.duplicate_treatment.is_some()
+        || !list.clauses.is_empty()
+    {
+        return None;
+    }
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(id)))] => Some(&id.value),
+        _ => None,
+    }
+}
+
+/// The column `c` when `clause`, a `CHECK_CLAUSE` of `information_schema.CHECK_CONSTRAINTS`,
+/// is `json_valid(c)`.
+fn json_valid_clause_column(clause: &str) -> Option<String> {
+    let mut parser = Parser::new(&DIALECT).try_with_sql(clause).ok()?;
+    let expr = parser.parse_expr().ok()?;
+    if parser.peek_token().token != Token::EOF {
+        return None;
+    }
+    json_valid_column(&expr).map(str::to_string)
+}
+
+/// The column-level CHECK clause of a definition, as far as JSON is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnCheck {
+    /// No CHECK.
+    None,
+    /// `CHECK (json_valid(column))`.
+    JsonValid,
+    /// Any other CHECK.
+    Other,
 }
 
 /// TEXT, BLOB, JSON and spatial columns: a UNIQUE key on them is a MariaDB "long unique"
@@ -1075,6 +1147,7 @@ impl Declared {
                     kind,
                     length,
                     charset: cs.to_string(),
+                    json: false,
                 }),
                 None => Err(format!(
                     "a text type ({}) needs a character set",
@@ -1100,6 +1173,7 @@ impl Declared {
                     kind: StringKind::Long,
                     length: u32::MAX,
                     charset: "utf8mb4".into(),
+                    json: true,
                 },
             }),
         }
@@ -1476,11 +1550,13 @@ fn keeps_values(old: &ColumnType, new: &ColumnType) -> bool {
                 kind: ok,
                 length: ol,
                 charset: oc,
+                ..
             },
             T::String {
                 kind: nk,
                 length: nl,
                 charset: nc,
+                ..
             },
         ) => oc == nc && longer((ok, *ol), (nk, *nl), false),
         (
@@ -1604,6 +1680,8 @@ struct ColumnDef {
     /// a non-NULL `DEFAULT`, `NOT NULL` (the type's implicit default), generated,
     /// `AUTO_INCREMENT`.
     fills: bool,
+    /// The column-level `CHECK`: MariaDB's JSON is a LONGTEXT checked by `json_valid`.
+    check: ColumnCheck,
 }
 
 impl ColumnDef {
@@ -1983,6 +2061,7 @@ impl Sql<'_> {
             primary: false,
             unique: ty.serial,
             fills: ty.serial,
+            check: ColumnCheck::None,
             ty,
         };
         while !self.at_column_end() {
@@ -2058,6 +2137,13 @@ impl Sql<'_> {
                     def.fills = true;
                 }
                 Some(ColumnOption::Default(e)) => def.fills |= !is_null_literal(&e),
+                Some(ColumnOption::Check(c)) => {
+                    def.check = if json_valid_column(&c.expr).is_some_and(|n| same_name(n, &def.name)) {
+                        ColumnCheck::JsonValid
+                    } else {
+                        ColumnCheck::Other
+                    };
+                }
                 Some(ColumnOption::Generated {
                     generation_expr: None,
                     ..
@@ -2830,6 +2916,41 @@ pub async fn load_from_information_schema(
         }
     }
 
+    // MariaDB's JSON columns are LONGTEXT there; their column-level check is
+    // `json_valid(`column`)`, which is what marks them (a table-level check does not: the
+    // history does not follow those through DDL). `LEVEL` is 10.5.10+; before it, a
+    // column-level check is named after its column (until the column is renamed).
+    if flavor == Flavor::MariaDb {
+        const CHECKS: &str = "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE \
+            FROM information_schema.CHECK_CONSTRAINTS \
+            WHERE LEVEL = 'Column' AND CHECK_CLAUSE LIKE 'json\\_valid(%'";
+        const CHECKS_BEFORE_LEVEL: &str = "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE \
+            FROM information_schema.CHECK_CONSTRAINTS WHERE CHECK_CLAUSE LIKE 'json\\_valid(%'";
+        type CheckRow = (String, String, String, String);
+        let (checks, by_level): (Vec<CheckRow>, bool) = match conn.query(CHECKS).await {
+            Ok(rows) => (rows, true),
+            Err(_) => (
+                conn.query(CHECKS_BEFORE_LEVEL)
+                    .await
+                    .map_err(q(CHECKS_BEFORE_LEVEL))?,
+                false,
+            ),
+        };
+        for (db, table, name, clause) in checks {
+            let Some(column) = json_valid_clause_column(&clause) else {
+                continue;
+            };
+            if !by_level && !same_name(&name, &column) {
+                continue;
+            }
+            if let Some(Ok(cols)) = schemas.get_mut(&(db, table))
+                && let Some(c) = cols.iter_mut().find(|c| same_name(&c.name, &column))
+            {
+                set_json_marker(&mut c.ty, true);
+            }
+        }
+    }
+
     // Unique indexes, in the server's key order (the order STATISTICS lists them in).
     const KEYS: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART \
         FROM information_schema.STATISTICS WHERE NON_UNIQUE = 0";
@@ -2938,6 +3059,7 @@ mod tests {
             kind,
             length,
             charset: charset.into(),
+            json: false,
         }
     }
 
@@ -3328,12 +3450,112 @@ mod tests {
         assert_eq!(t[13].1, bytes(StringKind::Char, 16));
         assert_eq!(t[14].1, bytes(StringKind::Char, 4));
 
-        // MariaDB's JSON is LONGTEXT in utf8mb4.
+        // MariaDB's JSON is LONGTEXT in utf8mb4, marked as JSON.
         let mut m = SchemaHistory::with_flavor(Flavor::MariaDb);
         m.apply_ddl("d", "CREATE TABLE j (c json CHECK (json_valid(c)))")
             .unwrap();
+        assert_eq!(types(&m, "d", "j")[0].1, mariadb_json("utf8mb4"));
+    }
+
+    fn mariadb_json(charset: &str) -> ColumnType {
+        ColumnType::String {
+            kind: StringKind::Long,
+            length: u32::MAX,
+            charset: charset.into(),
+            json: true,
+        }
+    }
+
+    /// MariaDB's JSON is a LONGTEXT whose column-level check is `json_valid(column)`: the
+    /// history marks exactly the columns `information_schema` shows that way (declared
+    /// JSON without a CHECK of its own, or LONGTEXT with that check), and follows them
+    /// through MODIFY, CHANGE, RENAME COLUMN and CONVERT TO CHARACTER SET as the server
+    /// does (checked against MariaDB 10.11 in `tests/it/schema_history.rs`).
+    #[test]
+    fn mariadb_json_columns_are_marked() {
+        let mut m = SchemaHistory::with_flavor(Flavor::MariaDb);
+        m.set_server_charset("utf8mb4");
+        apply(
+            &mut m,
+            "CREATE TABLE js (id int PRIMARY KEY, a json, b longtext CHECK (json_valid(`b`)),
+                c json CHECK (json_length(c) > 0), d longtext, e text CHECK (json_valid(e)),
+                f JSON NOT NULL DEFAULT '{}', h longtext CHECK (json_valid(a)),
+                CONSTRAINT tc CHECK (json_valid(d)))",
+        );
+        let json = |m: &SchemaHistory| -> Vec<String> {
+            types(m, "d", "js")
+                .into_iter()
+                .filter(|(_, ty, _)| ty.is_json())
+                .map(|(n, ty, _)| {
+                    assert_eq!(ty.sql_name(), "json");
+                    assert_eq!(ty.storage_sql_name(), "longtext");
+                    n
+                })
+                .collect()
+        };
+        assert_eq!(json(&m), ["a", "b", "f"]);
+        assert_eq!(types(&m, "d", "js")[1].1, mariadb_json("utf8mb4"));
         assert_eq!(
-            types(&m, "d", "j")[0].1,
+            types(&m, "d", "js")[4].1,
+            text(StringKind::Long, u32::MAX, "utf8mb4")
+        );
+
+        let changes = crate::binlog::SchemaLookup::apply_ddl(
+            &mut m,
+            "d",
+            "ALTER TABLE js MODIFY a longtext, CHANGE d d2 json, ADD g json AFTER id, RENAME COLUMN b TO b2",
+        );
+        assert_eq!(json(&m), ["g", "b2", "d2", "f"]);
+        // Same text either way: no row is rewritten.
+        assert!(!changes[0].rewrites_rows, "{changes:?}");
+
+        m.apply_ddl("d", "ALTER TABLE js CONVERT TO CHARACTER SET latin1")
+            .unwrap();
+        assert_eq!(json(&m), ["g", "b2", "d2", "f"]);
+        assert_eq!(types(&m, "d", "js")[1].1, mariadb_json("latin1"));
+
+        // MySQL's JSON is its own type.
+        let mut h = SchemaHistory::new();
+        apply(
+            &mut h,
+            "CREATE TABLE js (a json, b longtext CHECK (json_valid(b)))",
+        );
+        assert_eq!(types(&h, "d", "js")[0].1, ColumnType::Json);
+        assert_eq!(
+            types(&h, "d", "js")[1].1,
+            text(StringKind::Long, u32::MAX, "utf8mb4")
+        );
+
+        for (clause, column) in [
+            ("json_valid(`j`)", Some("j")),
+            ("JSON_VALID(`a b`)", Some("a b")),
+            ("json_valid(`j`) and `j` <> '[]'", None),
+            ("json_length(`n`) > 0", None),
+            ("json_valid(`j`, 1)", None),
+            ("json_valid(", None),
+        ] {
+            assert_eq!(
+                json_valid_clause_column(clause).as_deref(),
+                column,
+                "{clause}"
+            );
+        }
+    }
+
+    /// Histories recorded before the JSON marker existed load, unmarked; marked ones
+    /// round-trip.
+    #[test]
+    fn histories_without_the_json_marker_load() {
+        let mut h = SchemaHistory::with_flavor(Flavor::MariaDb);
+        h.set_server_charset("utf8mb4");
+        apply(&mut h, "CREATE TABLE t (id int PRIMARY KEY, j json)");
+        let json = h.to_json();
+        assert!(json.contains(r#""json":true"#), "{json}");
+        let back = SchemaHistory::from_json(&json).unwrap();
+        assert_eq!(back, h);
+        let old = SchemaHistory::from_json(&json.replace(r#","json":true"#, "")).unwrap();
+        assert_eq!(
+            old.get("d", "t").unwrap().columns[1].ty,
             text(StringKind::Long, u32::MAX, "utf8mb4")
         );
     }
