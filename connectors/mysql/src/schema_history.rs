@@ -136,6 +136,9 @@ pub struct SchemaHistory {
     /// renamed another table to (see `TableChange`); set by each `apply_ddl`.
     rewritten: Vec<(String, String)>,
     replaced: Vec<(String, String)>,
+    /// Whether MariaDB's JSON columns carry the JSON marker: false for a history recorded
+    /// by a binlake from before the marker (see [`SchemaHistory::adopt_json_markers`]).
+    marks_json: bool,
 }
 
 impl Default for SchemaHistory {
@@ -153,6 +156,9 @@ struct Snapshot {
     lower_case_table_names: bool,
     databases: BTreeMap<String, String>,
     tables: Vec<Entry>,
+    /// Absent (false) in histories recorded before MariaDB's JSON marker existed.
+    #[serde(default)]
+    marks_json: bool,
 }
 
 const SNAPSHOT_VERSION: u32 = 1;
@@ -175,6 +181,7 @@ impl SchemaHistory {
             lower_case_table_names: false,
             rewritten: Vec::new(),
             replaced: Vec::new(),
+            marks_json: true,
         }
     }
 
@@ -275,6 +282,52 @@ impl SchemaHistory {
         })
     }
 
+    /// Whether MariaDB's JSON columns carry the JSON marker in this history. False for one
+    /// recorded by a binlake from before the marker: its JSON columns read as LONGTEXT
+    /// until [`adopt_json_markers`](Self::adopt_json_markers).
+    pub fn marks_json(&self) -> bool {
+        self.marks_json
+    }
+
+    /// Marks, in a history recorded before the JSON marker existed, the LONGTEXT columns
+    /// that `today` (loaded from `information_schema`) marks as JSON: same table, same
+    /// column name, LONGTEXT in both. Columns are never unmarked (the binlog's DDL does
+    /// that from then on). Returns how many columns it marked; the history marks JSON from
+    /// then on.
+    pub fn adopt_json_markers(&mut self, today: &SchemaHistory) -> usize {
+        let mut marked = 0;
+        for (key, entry) in &mut self.tables {
+            let Some(now) = today.tables.get(key) else {
+                continue;
+            };
+            for c in &mut entry.schema.columns {
+                let json_today = now.schema.columns.iter().any(|n| {
+                    same_name(&n.name, &c.name)
+                        && matches!(
+                            n.ty,
+                            ColumnType::String {
+                                kind: StringKind::Long,
+                                json: true,
+                                ..
+                            }
+                        )
+                });
+                if let ColumnType::String {
+                    kind: StringKind::Long,
+                    json: json @ false,
+                    ..
+                } = &mut c.ty
+                    && json_today
+                {
+                    *json = true;
+                    marked += 1;
+                }
+            }
+        }
+        self.marks_json = true;
+        marked
+    }
+
     /// A JSON snapshot of the whole history, for persistence.
     pub fn to_json(&self) -> String {
         let snapshot = Snapshot {
@@ -284,6 +337,7 @@ impl SchemaHistory {
             lower_case_table_names: self.lower_case_table_names,
             databases: self.databases.clone(),
             tables: self.tables.values().cloned().collect(),
+            marks_json: self.marks_json,
         };
         // Plain data with string keys only: serialization cannot fail.
         serde_json::to_string(&snapshot).expect("a schema history serializes to JSON")
@@ -303,6 +357,7 @@ impl SchemaHistory {
         history.server_charset = snapshot.server_charset;
         history.lower_case_table_names = snapshot.lower_case_table_names;
         history.databases = snapshot.databases;
+        history.marks_json = snapshot.marks_json;
         for entry in snapshot.tables {
             let key = (entry.schema.database.clone(), entry.schema.table.clone());
             history.tables.insert(key, entry);
@@ -3553,11 +3608,24 @@ mod tests {
         assert!(json.contains(r#""json":true"#), "{json}");
         let back = SchemaHistory::from_json(&json).unwrap();
         assert_eq!(back, h);
-        let old = SchemaHistory::from_json(&json.replace(r#","json":true"#, "")).unwrap();
+        assert!(back.marks_json());
+        let recorded_before = json
+            .replace(r#","json":true"#, "")
+            .replace(r#","marks_json":true"#, "");
+        assert!(
+            !recorded_before.contains("json\":true"),
+            "{recorded_before}"
+        );
+        let mut old = SchemaHistory::from_json(&recorded_before).unwrap();
+        assert!(!old.marks_json());
         assert_eq!(
             old.get("d", "t").unwrap().columns[1].ty,
             text(StringKind::Long, u32::MAX, "utf8mb4")
         );
+        // The markers of today's schemas (information_schema) are taken over once.
+        assert_eq!(old.adopt_json_markers(&h), 1);
+        assert_eq!(old, h);
+        assert_eq!(old.adopt_json_markers(&h), 0);
     }
 
     #[test]
