@@ -367,11 +367,26 @@ async fn run_once<F: SinkFactory>(
             }
         });
     let history = match restored {
-        Some(h) => {
+        Some(mut h) => {
             tracing::info!(
                 tables = h.len(),
                 "schema history restored as of the resume position"
             );
+            if flavor == Flavor::MariaDb && !h.marks_json() {
+                // Recorded before binlake marked MariaDB's JSON columns: take the markers
+                // from today's schemas, so that streamed rows say what snapshots say.
+                let filter = cfg.source.filter();
+                let today = binlake_mysql::schema_history::load_from_information_schema(
+                    &mut conn,
+                    &|db, t| filter.table_included(db, t),
+                )
+                .await?;
+                let marked = h.adopt_json_markers(&today);
+                tracing::info!(
+                    columns = marked,
+                    "schema history from before JSON markers: MariaDB JSON columns marked from information_schema"
+                );
+            }
             h
         }
         None => {

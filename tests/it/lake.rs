@@ -723,6 +723,140 @@ async fn run_reads_a_table_again_after_a_ddl_that_changes_its_rows() {
     drop(p);
 }
 
+/// The fields of the Delta table in `dir` as its log's last `metaData` action describes
+/// them (what every Delta reader reads): name → field metadata.
+fn delta_fields(dir: &Path) -> Vec<(String, serde_json::Value)> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir.join("_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    logs.sort();
+    let schema = logs
+        .iter()
+        .flat_map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines()
+                .filter_map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["metaData"]["schemaString"].as_str().map(str::to_string)
+                })
+                .collect::<Vec<_>>()
+        })
+        .next_back()
+        .unwrap_or_else(|| panic!("no metaData in {}", dir.display()));
+    let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["metadata"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// MariaDB's JSON columns are LONGTEXT on the server and in its table maps; in the lake
+/// their fields say `json` (`binlake.mysql_type`, and the Delta column comment), in the
+/// replica and the change log, for a table snapshotted (schema from `information_schema`),
+/// then streamed (table maps), and for a JSON column added by a DDL. The values stay the
+/// JSON text.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_marks_mariadb_json_columns_as_json_in_the_lake() {
+    let db = unique("it_lake_json");
+    let name = unique("itlakejson");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE docs (id INT PRIMARY KEY, doc JSON, note LONGTEXT, checked LONGTEXT CHECK (json_valid(checked)))"],
+    )
+    .await;
+    c.query_drop(
+        r#"INSERT INTO docs VALUES (1, '{"a": [1, 2.50, "x"]}', 'not json', '[]'), (2, NULL, NULL, 'null')"#,
+    )
+    .await
+    .unwrap();
+    // (Inside the config's [lake] section.)
+    let cfg = lake_config(&name, &db, &root, "before_images = true\n");
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "docs", "id", Duration::from_secs(60)).await;
+    c.query_drop(
+        r#"INSERT INTO docs VALUES (3, '{"b": {"c": true}}', '{"looks": "like json"}', '{}')"#,
+    )
+    .await
+    .unwrap();
+    c.query_drop(r#"UPDATE docs SET doc = JSON_SET(doc, '$.a', 'y') WHERE id = 1"#)
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "docs", "id", Duration::from_secs(60)).await;
+    c.query_drop("ALTER TABLE docs ADD COLUMN extra JSON")
+        .await
+        .unwrap();
+    c.query_drop(r#"INSERT INTO docs VALUES (4, '1', 'x', '2', '{"added": 1}')"#)
+        .await
+        .unwrap();
+    wait_equal(&lake, &db, "docs", "id", Duration::from_secs(60)).await;
+    drop(p);
+
+    let ops = query(
+        &lake,
+        &format!("SELECT __op AS op, count(*) AS n FROM \"{db}\".\"docs__changes\" GROUP BY __op ORDER BY __op"),
+    )
+    .await;
+    assert_eq!(
+        render(&ops, &["op".into(), "n".into()]),
+        [["c", "2"], ["r", "2"], ["u", "1"]]
+            .iter()
+            .map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
+    let doc = query(
+        &lake,
+        &format!("SELECT doc, __before_doc AS b FROM \"{db}\".\"docs__changes\" WHERE __op = 'u'"),
+    )
+    .await;
+    assert_eq!(
+        render(&doc, &["doc".into(), "b".into()]),
+        [[r#"{"a": "y"}"#, r#"{"a": [1, 2.50, "x"]}"#]]
+            .iter()
+            .map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    );
+
+    let json = serde_json::json!({"binlake.mysql_type": "json", "comment": "json"});
+    let longtext = serde_json::json!({"binlake.mysql_type": "longtext"});
+    for kind in ["replica", "changes"] {
+        let fields: std::collections::HashMap<_, _> =
+            delta_fields(&root.join(&db).join("docs").join(kind))
+                .into_iter()
+                .collect();
+        let mut want = vec![
+            ("doc", &json),
+            ("checked", &json),
+            ("extra", &json),
+            ("note", &longtext),
+        ];
+        if kind == "changes" {
+            want.extend([
+                ("__before_doc", &json),
+                ("__before_extra", &json),
+                ("__before_note", &longtext),
+            ]);
+        }
+        for (field, meta) in want {
+            assert_eq!(
+                fields.get(field),
+                Some(meta),
+                "{kind}: {field}: {fields:#?}"
+            );
+        }
+    }
+}
+
 /// A DDL that changes the primary key (a key column dropped, the key redefined) re-keys
 /// the replica: it holds each row once, under its new key, never beside its old one.
 #[tokio::test(flavor = "multi_thread")]

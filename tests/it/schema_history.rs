@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use binlake_core::{Flavor, Op, TableSchema};
-use binlake_mysql::binlog::{BinlogItem, BinlogReader, Filter, NoLookup, StartFrom};
+use binlake_mysql::binlog::{BinlogItem, BinlogReader, Filter, StartFrom};
 use binlake_mysql::schema_history::{SchemaHistory, load_from_information_schema};
 use mysql_async::prelude::Queryable;
 
@@ -64,6 +64,14 @@ const STATEMENTS: &[&str] = &[
     "ALTER TABLE ints_copy RENAME TO ints_copy2, ADD COLUMN IF NOT EXISTS z int, ENGINE=InnoDB, ALGORITHM=COPY",
     "DROP TABLE bins",
     "TRUNCATE TABLE nums",
+    // MariaDB's JSON: a LONGTEXT with the column check `json_valid(c)` (which JSON gets
+    // unless it has a CHECK of its own), marked as JSON whatever the schema comes from.
+    "CREATE TABLE js (id int PRIMARY KEY, a json, b longtext CHECK (json_valid(b)),
+        c json CHECK (json_length(c) > 0), d longtext, e text CHECK (json_valid(e)),
+        f json NOT NULL DEFAULT '{}', CONSTRAINT tc CHECK (json_valid(d)))",
+    "ALTER TABLE js MODIFY a longtext, CHANGE d d2 json, ADD g json AFTER id",
+    "ALTER TABLE js RENAME COLUMN b TO b2",
+    "ALTER TABLE js CONVERT TO CHARACTER SET utf8mb4",
 ];
 
 fn columns(s: &TableSchema) -> Vec<String> {
@@ -84,23 +92,22 @@ fn columns(s: &TableSchema) -> Vec<String> {
 async fn ddl_history_matches_table_maps_and_information_schema() {
     let db = unique("it_schema_history");
     let filter = Filter::new(&[format!("{db}.*")], &[], &[]).unwrap();
-    let mut reader = match BinlogReader::open(
-        &capture_source(),
-        StartFrom::End,
-        filter,
-        Box::new(NoLookup),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => crate::services::unavailable("MariaDB", e),
-    };
     let mut c = admin_conn().await;
     let server_charset: String = c
         .query_first("SELECT @@character_set_server")
         .await
         .unwrap()
         .unwrap();
+    // The reader keeps its own history from the binlog's DDL, as capture does: FULL
+    // table maps describe everything but which LONGTEXT is JSON.
+    let mut lookup = SchemaHistory::with_flavor(Flavor::MariaDb);
+    lookup.set_server_charset(&server_charset);
+    let mut reader =
+        match BinlogReader::open(&capture_source(), StartFrom::End, filter, Box::new(lookup)).await
+        {
+            Ok(r) => r,
+            Err(e) => crate::services::unavailable("MariaDB", e),
+        };
     let create_db = format!("CREATE DATABASE {db} CHARACTER SET latin1");
     c.query_drop(&create_db).await.unwrap();
     c.query_drop(format!("USE {db}")).await.unwrap();
@@ -201,6 +208,15 @@ async fn ddl_history_matches_table_maps_and_information_schema() {
         &loaded.get(&db, "MixedCase").unwrap().columns.last().unwrap().ty,
         binlake_core::ColumnType::String { charset, .. } if charset == "latin1"
     ));
+    let json: Vec<_> = loaded
+        .get(&db, "js")
+        .unwrap()
+        .columns
+        .iter()
+        .filter(|c| c.ty.is_json())
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(json, ["g", "b2", "d2", "f"]);
 
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

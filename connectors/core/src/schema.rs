@@ -95,6 +95,13 @@ pub enum ColumnType {
         length: u32,
         /// Character set name as the server reports it (`utf8mb4`, `latin1`, …).
         charset: String,
+        /// MariaDB's JSON: a LONGTEXT whose column-level check is `json_valid(column)`
+        /// (what `JSON` declares there). The values are text as for any LONGTEXT; the
+        /// marker only says what the text holds (the lake's field metadata names the
+        /// type `json`). Left out of the serialized form when false, so schemas without
+        /// it serialize, and fingerprint, as they did before it existed.
+        #[serde(default, skip_serializing_if = "is_false")]
+        json: bool,
     },
     /// BINARY, VARBINARY, TINYBLOB … LONGBLOB.
     Bytes {
@@ -113,8 +120,8 @@ pub enum ColumnType {
         /// The members in definition order (bit 0 is the first).
         members: Vec<String>,
     },
-    /// JSON (MySQL's binary JSON; MariaDB's JSON is LONGTEXT with a JSON check and is
-    /// reported as JSON when the server says so).
+    /// MySQL's JSON (binary JSON in the binlog). MariaDB's JSON is a LONGTEXT with a
+    /// `json_valid` check: a [`ColumnType::String`] with `json` set.
     Json,
     /// GEOMETRY, POINT, LINESTRING, POLYGON, MULTI…, GEOMETRYCOLLECTION.
     Geometry {
@@ -125,7 +132,8 @@ pub enum ColumnType {
 
 impl ColumnType {
     /// The type as MySQL would write it in a column definition, e.g. `decimal(65,30)`,
-    /// `bigint unsigned`, `enum('a','b')`.
+    /// `bigint unsigned`, `enum('a','b')`; `json` for MySQL's JSON and for MariaDB's
+    /// (a LONGTEXT marked `json`, see [`ColumnType::storage_sql_name`]).
     pub fn sql_name(&self) -> String {
         fn quoted(members: &[String]) -> String {
             members
@@ -155,6 +163,7 @@ impl ColumnType {
             ColumnType::DateTime { fsp } => with_fsp("datetime", *fsp),
             ColumnType::Timestamp { fsp } => with_fsp("timestamp", *fsp),
             ColumnType::Year => "year".into(),
+            ColumnType::String { json: true, .. } => "json".into(),
             ColumnType::String { kind, length, .. } => match kind {
                 StringKind::Char => format!("char({length})"),
                 StringKind::VarChar => format!("varchar({length})"),
@@ -177,6 +186,42 @@ impl ColumnType {
             ColumnType::Geometry { kind } => kind.clone(),
         }
     }
+}
+
+impl ColumnType {
+    /// Whether the column holds JSON documents: MySQL's JSON or MariaDB's (LONGTEXT marked
+    /// `json`).
+    pub fn is_json(&self) -> bool {
+        matches!(
+            self,
+            ColumnType::Json | ColumnType::String { json: true, .. }
+        )
+    }
+
+    /// The type as the server reports it in `information_schema.COLUMNS.COLUMN_TYPE`:
+    /// [`ColumnType::sql_name`], except `longtext` for MariaDB's JSON (what Debezium's
+    /// MariaDB connector reads from the server, too).
+    pub fn storage_sql_name(&self) -> String {
+        match self {
+            ColumnType::String {
+                kind,
+                length,
+                charset,
+                json: true,
+            } => ColumnType::String {
+                kind: *kind,
+                length: *length,
+                charset: charset.clone(),
+                json: false,
+            }
+            .sql_name(),
+            other => other.sql_name(),
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn with_fsp(name: &str, fsp: u8) -> String {
@@ -260,5 +305,39 @@ impl TableSchema {
         self.primary_key
             .iter()
             .any(|&i| before.get(i) != after.get(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn longtext(json: bool) -> ColumnType {
+        ColumnType::String {
+            kind: StringKind::Long,
+            length: u32::MAX,
+            charset: "utf8mb4".into(),
+            json,
+        }
+    }
+
+    /// Schemas recorded before the `json` marker existed (schema histories, the
+    /// `<name>.schemas` topic) read back unmarked, and unmarked schemas serialize, and so
+    /// fingerprint, exactly as before.
+    #[test]
+    fn json_marker_is_optional_in_the_serialized_form() {
+        let old = r#"{"name":"doc","type":"string","kind":"long","length":4294967295,"charset":"utf8mb4","nullable":true}"#;
+        let c: Column = serde_json::from_str(old).unwrap();
+        assert_eq!(c, Column::new("doc", longtext(false), true));
+        assert_eq!(serde_json::to_string(&c).unwrap(), old);
+        let marked = serde_json::to_string(&Column::new("doc", longtext(true), true)).unwrap();
+        assert!(marked.contains(r#""json":true"#), "{marked}");
+        let back: Column = serde_json::from_str(&marked).unwrap();
+        assert_eq!(back.ty, longtext(true));
+        assert!(back.ty.is_json() && ColumnType::Json.is_json() && !longtext(false).is_json());
+        assert_eq!(back.ty.sql_name(), "json");
+        assert_eq!(back.ty.storage_sql_name(), "longtext");
     }
 }

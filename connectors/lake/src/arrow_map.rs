@@ -25,7 +25,13 @@
 //! TIME type (so TIME is microseconds). Zero and invalid dates (`0000-00-00`,
 //! `2024-02-30` with `ALLOW_INVALID_DATES`) and the zero TIMESTAMP have no Arrow form and
 //! become NULL, the same rule as Debezium's for nullable columns. Every column is nullable in Arrow: a dropped column stays, NULL
-//! from then on. Each field's metadata holds the MySQL type (`binlake.mysql_type`).
+//! from then on. Each field's metadata holds the MySQL type (`binlake.mysql_type`): `json`
+//! for MySQL's JSON and for MariaDB's (a LONGTEXT checked by `json_valid`, whose values are
+//! the same text either way), whose fields also carry the Delta column comment `json`
+//! (metadata key `comment`, what Spark's `DESCRIBE` shows). A table written before a
+//! column's type name changed without changing its Arrow type (`longtext` becoming `json`,
+//! `varchar(10)` becoming `varchar(20)`) gets the new metadata in a metadata-only commit
+//! ([`relabeled`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,12 +80,32 @@ pub fn arrow_type(ty: &ColumnType) -> DataType {
     }
 }
 
-/// The Arrow field of a column (always nullable), with its MySQL type in the metadata.
+/// Field-metadata key of a column's MySQL type.
+pub const MYSQL_TYPE_KEY: &str = "binlake.mysql_type";
+/// Field-metadata key that Delta readers show as the column's comment.
+pub const COMMENT_KEY: &str = "comment";
+/// The comment of JSON columns.
+pub const JSON_COMMENT: &str = "json";
+
+/// The Arrow field of a column (always nullable), with its MySQL type in the metadata
+/// (and the comment `json` on JSON columns).
 pub fn arrow_field(name: &str, ty: &ColumnType) -> Field {
-    Field::new(name, arrow_type(ty), true).with_metadata(HashMap::from([(
-        "binlake.mysql_type".to_string(),
-        ty.sql_name(),
-    )]))
+    Field::new(name, arrow_type(ty), true).with_metadata(relabeled(&HashMap::new(), ty))
+}
+
+/// `metadata` of a field with binlake's entries made those of `ty`: the MySQL type, and
+/// the comment `json` on JSON columns (removed when a column stops being JSON; a comment
+/// binlake did not write is left alone). Other entries are kept.
+pub fn relabeled(metadata: &HashMap<String, String>, ty: &ColumnType) -> HashMap<String, String> {
+    let mut m = metadata.clone();
+    m.insert(MYSQL_TYPE_KEY.to_string(), ty.sql_name());
+    if ty.is_json() {
+        m.entry(COMMENT_KEY.to_string())
+            .or_insert_with(|| JSON_COMMENT.to_string());
+    } else if m.get(COMMENT_KEY).map(String::as_str) == Some(JSON_COMMENT) {
+        m.remove(COMMENT_KEY);
+    }
+    m
 }
 
 /// The replica's schema: the table's columns, in table order.

@@ -46,7 +46,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use crate::arrow_map::{ColumnBuilder, arrow_field, replica_schema};
+use crate::arrow_map::{ColumnBuilder, arrow_field, relabeled, replica_schema};
 use crate::store::{Lake, TableKind};
 use crate::{Error, Result};
 
@@ -483,8 +483,11 @@ impl TableSink {
     }
 
     /// Brings both tables' schemas to `table`'s: new columns are added (NULL in older
-    /// rows); dropped columns stay (NULL from now on); a column whose Arrow type changed
-    /// is an [`Error::IncompatibleSchema`].
+    /// rows); dropped columns stay (NULL from now on); a column whose Arrow type widened is
+    /// rewritten; a column whose Arrow type changed otherwise is an
+    /// [`Error::IncompatibleSchema`]. A column whose MySQL type changed without changing
+    /// its Arrow type (MariaDB's `longtext` known as `json`, a longer VARCHAR) only gets
+    /// the new field metadata, in a metadata-only commit.
     pub async fn evolve(&mut self, table: &TableSchema) -> Result<()> {
         let mut added_replica = Vec::new();
         let mut widened: Vec<(String, DataType)> = Vec::new();
@@ -528,9 +531,25 @@ impl TableSink {
             tracing::info!(table = %self.name, columns = ?widened.iter().map(|w| &w.0).collect::<Vec<_>>(), "schema evolved: columns widened (files rewritten)");
             self.refresh_schemas()?;
         }
-        if added_replica.is_empty() {
-            return Ok(());
+        if !added_replica.is_empty() {
+            self.add_columns(added_replica).await?;
         }
+        let mut relabeled = false;
+        let schemas = [self.changes_schema.clone(), self.replica_schema.clone()];
+        for (t, schema) in [&mut self.changes, &mut self.replica]
+            .into_iter()
+            .zip(schemas)
+        {
+            relabeled |= relabel(t, &schema, table).await?;
+        }
+        if relabeled {
+            tracing::info!(table = %self.name, "schema evolved: column types renamed (field metadata only)");
+            self.refresh_schemas()?;
+        }
+        Ok(())
+    }
+
+    async fn add_columns(&mut self, added_replica: Vec<Field>) -> Result<()> {
         let mut added_changes = added_replica.clone();
         if self.before_images {
             added_changes.extend(added_replica.iter().map(|f| {
@@ -1530,6 +1549,56 @@ fn widens(from: &DataType, to: &DataType) -> bool {
     }
 }
 
+/// Gives the fields of `t` (whose schema is `current`) that hold `table`'s columns (and
+/// their `__before_` images) the metadata of the columns' types ([`relabeled`]): one
+/// metadata-only commit, none when nothing differs. Returns whether it committed.
+async fn relabel(t: &mut DeltaTable, current: &Schema, table: &TableSchema) -> Result<bool> {
+    use deltalake::kernel::MetadataExt;
+    let wanted = |f: &Field| {
+        let column = table.column_index(f.name()).or_else(|| {
+            f.name()
+                .strip_prefix("__before_")
+                .and_then(|n| table.column_index(n))
+        })?;
+        let metadata = relabeled(f.metadata(), &table.columns[column].ty);
+        (&metadata != f.metadata()).then_some(metadata)
+    };
+    if !current.fields().iter().any(|f| wanted(f).is_some()) {
+        return Ok(false);
+    }
+    let fields: Vec<Field> = current
+        .fields()
+        .iter()
+        .map(|f| match wanted(f) {
+            Some(metadata) => f.as_ref().clone().with_metadata(metadata),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let url = t.table_url().to_string();
+    let schema = arrow_to_delta(&Schema::new(fields))?;
+    let snapshot = t
+        .snapshot()
+        .map_err(|e| Error::delta(&url, "snapshot", e, true))?;
+    let metadata = snapshot
+        .metadata()
+        .clone()
+        .with_schema(&schema)
+        .map_err(|e| Error::delta(&url, "new schema", e, false))?;
+    let op = DeltaOperation::UpdateFieldMetadata {
+        fields: schema.fields().cloned().collect(),
+    };
+    let done = CommitBuilder::default()
+        .with_actions(vec![Action::Metadata(metadata)])
+        .with_max_retries(0)
+        .build(Some(snapshot), t.log_store(), op)
+        .await
+        .map_err(|e| Error::delta(&url, "update field metadata", e, true))?;
+    t.update_incremental(Some(done.version()))
+        .await
+        .map_err(|e| Error::delta(&url, "reload", e, true))?;
+    Ok(true)
+}
+
 /// Rewrites every file of `t` with `columns` cast to their new types, and commits the new
 /// schema with the files (a metadata-only change for readers: no data changes).
 async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> Result<()> {
@@ -2077,6 +2146,125 @@ mod tests {
                 "row {id} with __seq {seq:?}:\n{text}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    /// A LONGTEXT that becomes known as MariaDB's JSON (a schema recorded before the
+    /// marker existed, then one with it) is the same Utf8 column: no error and no rewrite,
+    /// only its field metadata changes, in one metadata-only commit per table, and back.
+    #[tokio::test]
+    async fn a_longtext_that_becomes_json_gets_new_field_metadata_only() -> Result<()> {
+        use binlake_core::{Column, ColumnType, Value, schema::StringKind};
+        let dir = std::env::temp_dir().join(format!("binlake-json-{}", uuid::Uuid::new_v4()));
+        let lake = Lake::open(&crate::LakeConfig {
+            root: dir.display().to_string(),
+            before_images: true,
+            ..Default::default()
+        })?;
+        let schema = |json: bool| {
+            Arc::new(TableSchema {
+                database: "d".into(),
+                table: "t".into(),
+                columns: vec![
+                    Column::new(
+                        "id",
+                        ColumnType::Integer {
+                            bits: 32,
+                            unsigned: false,
+                        },
+                        false,
+                    ),
+                    Column::new(
+                        "doc",
+                        ColumnType::String {
+                            kind: StringKind::Long,
+                            length: u32::MAX,
+                            charset: "utf8mb4".into(),
+                            json,
+                        },
+                        true,
+                    ),
+                ],
+                primary_key: vec![0],
+            })
+        };
+        let progress = |n: i64| Progress {
+            txns: vec![("test".into(), n)],
+            file_token: format!("b{n}"),
+            resume: None,
+            snapshot: None,
+        };
+        let row = |table: &Arc<TableSchema>, id: i64, doc: &str| {
+            let mut c = insert(table, id, id as u64 * 100);
+            c.event.after = Some(vec![Value::Int(id), Value::String(doc.into())]);
+            c
+        };
+        let labels = |sink: &TableSink| -> Vec<(String, Option<String>, Option<String>)> {
+            [
+                &sink.replica_schema,
+                &sink.changes_schema,
+                &sink.changes_schema,
+            ]
+            .iter()
+            .zip(["doc", "doc", "__before_doc"])
+            .map(|(s, f)| {
+                let m = s
+                    .field_with_name(f)
+                    .map(|f| f.metadata().clone())
+                    .unwrap_or_default();
+                (
+                    f.to_string(),
+                    m.get(crate::arrow_map::MYSQL_TYPE_KEY).cloned(),
+                    m.get(crate::arrow_map::COMMENT_KEY).cloned(),
+                )
+            })
+            .collect()
+        };
+        let expect = |ty: &str, comment: Option<&str>| {
+            ["doc", "doc", "__before_doc"]
+                .map(|f| {
+                    (
+                        f.to_string(),
+                        Some(ty.to_string()),
+                        comment.map(str::to_string),
+                    )
+                })
+                .to_vec()
+        };
+        let versions = |sink: &TableSink| (sink.changes.version(), sink.replica.version());
+
+        let plain = schema(false);
+        let mut sink = TableSink::open(&lake, &plain).await?;
+        sink.apply(&[row(&plain, 1, r#"{"a": 1}"#)], &progress(1), true, true)
+            .await?;
+        assert_eq!(labels(&sink), expect("longtext", None));
+        let before = versions(&sink);
+
+        let json = schema(true);
+        let mut sink = TableSink::open(&lake, &json).await?;
+        assert_eq!(labels(&sink), expect("json", Some("json")));
+        let after = versions(&sink);
+        assert_eq!(
+            (after.0.map(|v| v - 1), after.1.map(|v| v - 1)),
+            before,
+            "one metadata commit per table"
+        );
+        sink.apply(&[row(&json, 2, "[true]")], &progress(2), true, true)
+            .await?;
+        let again = TableSink::open(&lake, &json).await?;
+        assert_eq!(versions(&again), versions(&sink), "nothing left to relabel");
+        let ctx = crate::query::session(&lake, None).await?;
+        let rows = crate::query::run(&ctx, "SELECT id, doc FROM d.t ORDER BY id").await?;
+        let text = arrow::util::pretty::pretty_format_batches(&rows)
+            .map_err(|e| Error::storage("format", e))?
+            .to_string();
+        assert!(text.contains(r#"| 1  | {"a": 1} |"#), "{text}");
+        assert!(text.contains(r#"| 2  | [true]   |"#), "{text}");
+
+        // A JSON column made a plain LONGTEXT again loses the comment binlake gave it.
+        let sink = TableSink::open(&lake, &plain).await?;
+        assert_eq!(labels(&sink), expect("longtext", None));
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

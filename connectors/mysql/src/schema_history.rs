@@ -136,6 +136,9 @@ pub struct SchemaHistory {
     /// renamed another table to (see `TableChange`); set by each `apply_ddl`.
     rewritten: Vec<(String, String)>,
     replaced: Vec<(String, String)>,
+    /// Whether MariaDB's JSON columns carry the JSON marker: false for a history recorded
+    /// by a binlake from before the marker (see [`SchemaHistory::adopt_json_markers`]).
+    marks_json: bool,
 }
 
 impl Default for SchemaHistory {
@@ -153,6 +156,9 @@ struct Snapshot {
     lower_case_table_names: bool,
     databases: BTreeMap<String, String>,
     tables: Vec<Entry>,
+    /// Absent (false) in histories recorded before MariaDB's JSON marker existed.
+    #[serde(default)]
+    marks_json: bool,
 }
 
 const SNAPSHOT_VERSION: u32 = 1;
@@ -175,6 +181,7 @@ impl SchemaHistory {
             lower_case_table_names: false,
             rewritten: Vec::new(),
             replaced: Vec::new(),
+            marks_json: true,
         }
     }
 
@@ -275,6 +282,52 @@ impl SchemaHistory {
         })
     }
 
+    /// Whether MariaDB's JSON columns carry the JSON marker in this history. False for one
+    /// recorded by a binlake from before the marker: its JSON columns read as LONGTEXT
+    /// until [`adopt_json_markers`](Self::adopt_json_markers).
+    pub fn marks_json(&self) -> bool {
+        self.marks_json
+    }
+
+    /// Marks, in a history recorded before the JSON marker existed, the LONGTEXT columns
+    /// that `today` (loaded from `information_schema`) marks as JSON: same table, same
+    /// column name, LONGTEXT in both. Columns are never unmarked (the binlog's DDL does
+    /// that from then on). Returns how many columns it marked; the history marks JSON from
+    /// then on.
+    pub fn adopt_json_markers(&mut self, today: &SchemaHistory) -> usize {
+        let mut marked = 0;
+        for (key, entry) in &mut self.tables {
+            let Some(now) = today.tables.get(key) else {
+                continue;
+            };
+            for c in &mut entry.schema.columns {
+                let json_today = now.schema.columns.iter().any(|n| {
+                    same_name(&n.name, &c.name)
+                        && matches!(
+                            n.ty,
+                            ColumnType::String {
+                                kind: StringKind::Long,
+                                json: true,
+                                ..
+                            }
+                        )
+                });
+                if let ColumnType::String {
+                    kind: StringKind::Long,
+                    json: json @ false,
+                    ..
+                } = &mut c.ty
+                    && json_today
+                {
+                    *json = true;
+                    marked += 1;
+                }
+            }
+        }
+        self.marks_json = true;
+        marked
+    }
+
     /// A JSON snapshot of the whole history, for persistence.
     pub fn to_json(&self) -> String {
         let snapshot = Snapshot {
@@ -284,6 +337,7 @@ impl SchemaHistory {
             lower_case_table_names: self.lower_case_table_names,
             databases: self.databases.clone(),
             tables: self.tables.values().cloned().collect(),
+            marks_json: self.marks_json,
         };
         // Plain data with string keys only: serialization cannot fail.
         serde_json::to_string(&snapshot).expect("a schema history serializes to JSON")
@@ -303,6 +357,7 @@ impl SchemaHistory {
         history.server_charset = snapshot.server_charset;
         history.lower_case_table_names = snapshot.lower_case_table_names;
         history.databases = snapshot.databases;
+        history.marks_json = snapshot.marks_json;
         for entry in snapshot.tables {
             let key = (entry.schema.database.clone(), entry.schema.table.clone());
             history.tables.insert(key, entry);
@@ -701,10 +756,21 @@ impl Work {
 
     fn column(&self, def: &ColumnDef) -> Result<Column, String> {
         let charset = def.charset(&self.charset);
-        let ty = def
+        let mut ty = def
             .ty
             .resolve(Some(&charset), self.flavor)
             .map_err(|e| format!("column {}: {e}", def.name))?;
+        if self.flavor == Flavor::MariaDb {
+            // JSON gets `CHECK (json_valid(c))` unless the definition has a CHECK of its
+            // own, which replaces it; a LONGTEXT with that check is what JSON declares.
+            let declared_json = matches!(def.ty.declared, Declared::Json);
+            let json = match def.check {
+                ColumnCheck::JsonValid => true,
+                ColumnCheck::None => declared_json,
+                ColumnCheck::Other => false,
+            };
+            set_json_marker(&mut ty, json);
+        }
         Ok(Column::new(def.name.clone(), ty, def.nullable()))
     }
 
@@ -924,10 +990,12 @@ impl Work {
                 kind,
                 length,
                 charset: old,
+                json,
             } = &c.ty
             else {
                 continue;
             };
+            let json = *json;
             let (mut kind, mut length) = (*kind, *length);
             let new_max = max_bytes_per_char(charset);
             match kind {
@@ -947,7 +1015,11 @@ impl Work {
                 }
                 StringKind::Long => {}
             }
-            if let Ok(ty) = (Declared::Text { kind, length }).resolve(Some(charset), self.flavor) {
+            if let Ok(mut ty) =
+                (Declared::Text { kind, length }).resolve(Some(charset), self.flavor)
+            {
+                // MariaDB converts JSON columns too; their check stays.
+                set_json_marker(&mut ty, json);
                 c.ty = ty;
             }
         }
@@ -987,6 +1059,61 @@ impl Work {
             implicit_primary_key,
         })
     }
+}
+
+/// Marks (or unmarks) a LONGTEXT column as MariaDB's JSON; other types stay as they are.
+fn set_json_marker(ty: &mut ColumnType, on: bool) {
+    if let ColumnType::String {
+        kind: StringKind::Long,
+        json,
+        ..
+    } = ty
+    {
+        *json = on;
+    }
+}
+
+/// The column `c` when `expr` is `json_valid(c)`, the check MariaDB gives a JSON column.
+fn json_valid_column(expr: &Expr) -> Option<&str> {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if !object_name_text(&f.name).eq_ignore_ascii_case("json_valid")
+        || list.duplicate_treatment.is_some()
+        || !list.clauses.is_empty()
+    {
+        return None;
+    }
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(id)))] => Some(&id.value),
+        _ => None,
+    }
+}
+
+/// The column `c` when `clause`, a `CHECK_CLAUSE` of `information_schema.CHECK_CONSTRAINTS`,
+/// is `json_valid(c)`.
+fn json_valid_clause_column(clause: &str) -> Option<String> {
+    let mut parser = Parser::new(&DIALECT).try_with_sql(clause).ok()?;
+    let expr = parser.parse_expr().ok()?;
+    if parser.peek_token().token != Token::EOF {
+        return None;
+    }
+    json_valid_column(&expr).map(str::to_string)
+}
+
+/// The column-level CHECK clause of a definition, as far as JSON is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnCheck {
+    /// No CHECK.
+    None,
+    /// `CHECK (json_valid(column))`.
+    JsonValid,
+    /// Any other CHECK.
+    Other,
 }
 
 /// TEXT, BLOB, JSON and spatial columns: a UNIQUE key on them is a MariaDB "long unique"
@@ -1075,6 +1202,7 @@ impl Declared {
                     kind,
                     length,
                     charset: cs.to_string(),
+                    json: false,
                 }),
                 None => Err(format!(
                     "a text type ({}) needs a character set",
@@ -1100,6 +1228,7 @@ impl Declared {
                     kind: StringKind::Long,
                     length: u32::MAX,
                     charset: "utf8mb4".into(),
+                    json: true,
                 },
             }),
         }
@@ -1476,11 +1605,13 @@ fn keeps_values(old: &ColumnType, new: &ColumnType) -> bool {
                 kind: ok,
                 length: ol,
                 charset: oc,
+                ..
             },
             T::String {
                 kind: nk,
                 length: nl,
                 charset: nc,
+                ..
             },
         ) => oc == nc && longer((ok, *ol), (nk, *nl), false),
         (
@@ -1604,6 +1735,8 @@ struct ColumnDef {
     /// a non-NULL `DEFAULT`, `NOT NULL` (the type's implicit default), generated,
     /// `AUTO_INCREMENT`.
     fills: bool,
+    /// The column-level `CHECK`: MariaDB's JSON is a LONGTEXT checked by `json_valid`.
+    check: ColumnCheck,
 }
 
 impl ColumnDef {
@@ -1983,6 +2116,7 @@ impl Sql<'_> {
             primary: false,
             unique: ty.serial,
             fills: ty.serial,
+            check: ColumnCheck::None,
             ty,
         };
         while !self.at_column_end() {
@@ -2058,6 +2192,13 @@ impl Sql<'_> {
                     def.fills = true;
                 }
                 Some(ColumnOption::Default(e)) => def.fills |= !is_null_literal(&e),
+                Some(ColumnOption::Check(c)) => {
+                    def.check = if json_valid_column(&c.expr).is_some_and(|n| same_name(n, &def.name)) {
+                        ColumnCheck::JsonValid
+                    } else {
+                        ColumnCheck::Other
+                    };
+                }
                 Some(ColumnOption::Generated {
                     generation_expr: None,
                     ..
@@ -2830,6 +2971,41 @@ pub async fn load_from_information_schema(
         }
     }
 
+    // MariaDB's JSON columns are LONGTEXT there; their column-level check is
+    // `json_valid(`column`)`, which is what marks them (a table-level check does not: the
+    // history does not follow those through DDL). `LEVEL` is 10.5.10+; before it, a
+    // column-level check is named after its column (until the column is renamed).
+    if flavor == Flavor::MariaDb {
+        const CHECKS: &str = "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE \
+            FROM information_schema.CHECK_CONSTRAINTS \
+            WHERE LEVEL = 'Column' AND CHECK_CLAUSE LIKE 'json\\_valid(%'";
+        const CHECKS_BEFORE_LEVEL: &str = "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE \
+            FROM information_schema.CHECK_CONSTRAINTS WHERE CHECK_CLAUSE LIKE 'json\\_valid(%'";
+        type CheckRow = (String, String, String, String);
+        let (checks, by_level): (Vec<CheckRow>, bool) = match conn.query(CHECKS).await {
+            Ok(rows) => (rows, true),
+            Err(_) => (
+                conn.query(CHECKS_BEFORE_LEVEL)
+                    .await
+                    .map_err(q(CHECKS_BEFORE_LEVEL))?,
+                false,
+            ),
+        };
+        for (db, table, name, clause) in checks {
+            let Some(column) = json_valid_clause_column(&clause) else {
+                continue;
+            };
+            if !by_level && !same_name(&name, &column) {
+                continue;
+            }
+            if let Some(Ok(cols)) = schemas.get_mut(&(db, table))
+                && let Some(c) = cols.iter_mut().find(|c| same_name(&c.name, &column))
+            {
+                set_json_marker(&mut c.ty, true);
+            }
+        }
+    }
+
     // Unique indexes, in the server's key order (the order STATISTICS lists them in).
     const KEYS: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART \
         FROM information_schema.STATISTICS WHERE NON_UNIQUE = 0";
@@ -2938,6 +3114,7 @@ mod tests {
             kind,
             length,
             charset: charset.into(),
+            json: false,
         }
     }
 
@@ -3328,14 +3505,127 @@ mod tests {
         assert_eq!(t[13].1, bytes(StringKind::Char, 16));
         assert_eq!(t[14].1, bytes(StringKind::Char, 4));
 
-        // MariaDB's JSON is LONGTEXT in utf8mb4.
+        // MariaDB's JSON is LONGTEXT in utf8mb4, marked as JSON.
         let mut m = SchemaHistory::with_flavor(Flavor::MariaDb);
         m.apply_ddl("d", "CREATE TABLE j (c json CHECK (json_valid(c)))")
             .unwrap();
+        assert_eq!(types(&m, "d", "j")[0].1, mariadb_json("utf8mb4"));
+    }
+
+    fn mariadb_json(charset: &str) -> ColumnType {
+        ColumnType::String {
+            kind: StringKind::Long,
+            length: u32::MAX,
+            charset: charset.into(),
+            json: true,
+        }
+    }
+
+    /// MariaDB's JSON is a LONGTEXT whose column-level check is `json_valid(column)`: the
+    /// history marks exactly the columns `information_schema` shows that way (declared
+    /// JSON without a CHECK of its own, or LONGTEXT with that check), and follows them
+    /// through MODIFY, CHANGE, RENAME COLUMN and CONVERT TO CHARACTER SET as the server
+    /// does (checked against MariaDB 10.11 in `tests/it/schema_history.rs`).
+    #[test]
+    fn mariadb_json_columns_are_marked() {
+        let mut m = SchemaHistory::with_flavor(Flavor::MariaDb);
+        m.set_server_charset("utf8mb4");
+        apply(
+            &mut m,
+            "CREATE TABLE js (id int PRIMARY KEY, a json, b longtext CHECK (json_valid(`b`)),
+                c json CHECK (json_length(c) > 0), d longtext, e text CHECK (json_valid(e)),
+                f JSON NOT NULL DEFAULT '{}', h longtext CHECK (json_valid(a)),
+                CONSTRAINT tc CHECK (json_valid(d)))",
+        );
+        let json = |m: &SchemaHistory| -> Vec<String> {
+            types(m, "d", "js")
+                .into_iter()
+                .filter(|(_, ty, _)| ty.is_json())
+                .map(|(n, ty, _)| {
+                    assert_eq!(ty.sql_name(), "json");
+                    assert_eq!(ty.storage_sql_name(), "longtext");
+                    n
+                })
+                .collect()
+        };
+        assert_eq!(json(&m), ["a", "b", "f"]);
+        assert_eq!(types(&m, "d", "js")[1].1, mariadb_json("utf8mb4"));
         assert_eq!(
-            types(&m, "d", "j")[0].1,
+            types(&m, "d", "js")[4].1,
             text(StringKind::Long, u32::MAX, "utf8mb4")
         );
+
+        let changes = crate::binlog::SchemaLookup::apply_ddl(
+            &mut m,
+            "d",
+            "ALTER TABLE js MODIFY a longtext, CHANGE d d2 json, ADD g json AFTER id, RENAME COLUMN b TO b2",
+        );
+        assert_eq!(json(&m), ["g", "b2", "d2", "f"]);
+        // Same text either way: no row is rewritten.
+        assert!(!changes[0].rewrites_rows, "{changes:?}");
+
+        m.apply_ddl("d", "ALTER TABLE js CONVERT TO CHARACTER SET latin1")
+            .unwrap();
+        assert_eq!(json(&m), ["g", "b2", "d2", "f"]);
+        assert_eq!(types(&m, "d", "js")[1].1, mariadb_json("latin1"));
+
+        // MySQL's JSON is its own type.
+        let mut h = SchemaHistory::new();
+        apply(
+            &mut h,
+            "CREATE TABLE js (a json, b longtext CHECK (json_valid(b)))",
+        );
+        assert_eq!(types(&h, "d", "js")[0].1, ColumnType::Json);
+        assert_eq!(
+            types(&h, "d", "js")[1].1,
+            text(StringKind::Long, u32::MAX, "utf8mb4")
+        );
+
+        for (clause, column) in [
+            ("json_valid(`j`)", Some("j")),
+            ("JSON_VALID(`a b`)", Some("a b")),
+            ("json_valid(`j`) and `j` <> '[]'", None),
+            ("json_length(`n`) > 0", None),
+            ("json_valid(`j`, 1)", None),
+            ("json_valid(", None),
+        ] {
+            assert_eq!(
+                json_valid_clause_column(clause).as_deref(),
+                column,
+                "{clause}"
+            );
+        }
+    }
+
+    /// Histories recorded before the JSON marker existed load, unmarked; marked ones
+    /// round-trip.
+    #[test]
+    fn histories_without_the_json_marker_load() {
+        let mut h = SchemaHistory::with_flavor(Flavor::MariaDb);
+        h.set_server_charset("utf8mb4");
+        apply(&mut h, "CREATE TABLE t (id int PRIMARY KEY, j json)");
+        let json = h.to_json();
+        assert!(json.contains(r#""json":true"#), "{json}");
+        let back = SchemaHistory::from_json(&json).unwrap();
+        assert_eq!(back, h);
+        assert!(back.marks_json());
+        let recorded_before = json
+            .replace(r#","json":true"#, "")
+            .replace(r#","marks_json":true"#, "");
+        assert!(
+            !recorded_before.contains("json\":true"),
+            "{recorded_before}"
+        );
+        let mut old = SchemaHistory::from_json(&recorded_before).unwrap();
+        assert!(!old.marks_json());
+        assert_eq!(
+            old.get("d", "t").unwrap().columns[1].ty,
+            text(StringKind::Long, u32::MAX, "utf8mb4")
+        );
+        // The markers of today's schemas (information_schema) are taken over once.
+        assert_eq!(old.adopt_json_markers(&h), 1);
+        assert_eq!(old, h);
+        assert_eq!(old.adopt_json_markers(&h), 0);
     }
 
     #[test]

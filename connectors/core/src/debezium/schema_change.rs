@@ -86,9 +86,10 @@ fn table(s: &TableSchema, charset: Option<&str>) -> Json {
 }
 
 /// The upper-case type name without its parameters, as Debezium's DDL parser reports it
-/// (`INT UNSIGNED`, `VARCHAR`, `DECIMAL`, `ENUM`).
+/// (`INT UNSIGNED`, `VARCHAR`, `DECIMAL`, `ENUM`). MariaDB's JSON is `LONGTEXT`, the type
+/// Debezium's MariaDB connector reads from the server's table definition.
 fn type_name(ty: &ColumnType) -> String {
-    let sql = ty.sql_name().to_ascii_uppercase();
+    let sql = ty.storage_sql_name().to_ascii_uppercase();
     let unsigned = sql.ends_with(" UNSIGNED");
     let base = sql
         .split('(')
@@ -209,6 +210,7 @@ mod tests {
                         kind: StringKind::VarChar,
                         length: 40,
                         charset: "latin1".into(),
+                        json: false,
                     },
                     true,
                 ),

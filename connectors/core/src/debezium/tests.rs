@@ -32,6 +32,7 @@ fn utf8(kind: StringKind, length: u32) -> ColumnType {
         kind,
         length,
         charset: "utf8mb4".into(),
+        json: false,
     }
 }
 
@@ -89,6 +90,7 @@ pub(crate) fn type_matrix() -> Arc<TableSchema> {
                 kind: StringKind::VarChar,
                 length: 20,
                 charset: "latin1".into(),
+                json: false,
             },
             true,
         ),
@@ -485,6 +487,64 @@ fn zero_timestamps_follow_debeziums_rule() {
     );
 }
 
+/// MariaDB's JSON (LONGTEXT marked `json`) is in messages what Debezium's MariaDB
+/// connector makes of a LONGTEXT: a plain string, no `io.debezium.data.Json` name; the
+/// marker survives a decode through the schema, not through the message.
+#[test]
+fn mariadb_json_is_a_plain_string_in_messages() {
+    let longtext = |json: bool| ColumnType::String {
+        kind: StringKind::Long,
+        length: u32::MAX,
+        charset: "utf8mb4".into(),
+        json,
+    };
+    let table = |json: bool| {
+        Arc::new(TableSchema {
+            database: "shop".into(),
+            table: "docs".into(),
+            columns: vec![
+                Column::new("id", int(32, false), false),
+                Column::new("doc", longtext(json), true),
+            ],
+            primary_key: vec![0],
+        })
+    };
+    let row = vec![Value::Int(1), Value::String(r#"{"a": [1, 2]}"#.into())];
+    let mut out = Vec::new();
+    for json in [false, true] {
+        let e = ChangeEvent {
+            table: table(json),
+            ..event(Op::Create, None, Some(row.clone()))
+        };
+        let opts = DebeziumOptions {
+            schemas: true,
+            ..opts()
+        };
+        let codec = TableCodec::new(table(json), Arc::new(opts));
+        let (_, value) = encode(&codec, &e);
+        let mut v = Vec::new();
+        codec.encode_value(&e, TS, &mut v).unwrap();
+        assert_eq!(
+            codec.decode_value(&v).unwrap().event.after,
+            Some(row.clone())
+        );
+        out.push(value);
+    }
+    assert_eq!(
+        out[0], out[1],
+        "the json marker changes nothing in the message"
+    );
+    assert_eq!(out[1]["payload"]["after"]["doc"], r#"{"a": [1, 2]}"#);
+    let after = &out[1]["schema"]["fields"][1]["fields"];
+    assert_eq!(
+        after[1],
+        serde_json::json!({"type": "string", "optional": true, "field": "doc"}),
+        "{after}"
+    );
+    assert_eq!(table(true).columns[1].ty.sql_name(), "json");
+    assert_eq!(table(true).columns[1].ty.storage_sql_name(), "longtext");
+}
+
 #[test]
 fn mismatched_values_are_errors_that_name_the_column() {
     let codec = TableCodec::new(type_matrix(), Arc::new(opts()));
@@ -601,6 +661,12 @@ fn arb_type() -> impl Strategy<Value = ColumnType> {
             .prop_map(|members| ColumnType::Enum { members }),
         members.prop_map(|members| ColumnType::Set { members }),
         Just(ColumnType::Json),
+        Just(ColumnType::String {
+            kind: StringKind::Long,
+            length: u32::MAX,
+            charset: "utf8mb4".into(),
+            json: true,
+        }),
         Just(ColumnType::Geometry {
             kind: "geometry".into()
         }),

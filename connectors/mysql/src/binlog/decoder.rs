@@ -806,13 +806,15 @@ impl Decoder {
                 Ok(mysql_common::binlog::events::OptionalMetadataField::ColumnName(_))
             )
         });
-        let fallback = if has_names {
+        // Without names the table map needs the known schema; MariaDB's table maps need
+        // it for one more thing, which LONGTEXT columns are JSON.
+        let known = if has_names && self.flavor == Flavor::Mysql {
             None
         } else {
             self.lookup.lookup(&db, &table)
         };
         let filter = &self.filter;
-        let mut def = table_def(self.flavor, tme, fallback.as_ref(), &|col| {
+        let mut def = table_def(self.flavor, tme, known.as_ref(), &|col| {
             filter.column_excluded(&db, &table, col) && !filter.is_key_column(&db, &table, col)
         })
         .map_err(|e| self.err(start, Some(&format!("{db}.{table}")), e))?;

@@ -76,13 +76,15 @@ pub fn in_charset_list(flavor: Flavor, ty: MyType) -> bool {
     }
 }
 
-/// Builds the definition of the table in `tme`, written by a `flavor` server. `fallback`
-/// supplies what the table map lacks without full metadata; `excluded` says which column
-/// names to drop.
+/// Builds the definition of the table in `tme`, written by a `flavor` server. `known` is
+/// the schema binlake knows for the table (its schema history): it supplies what the table
+/// map lacks without full metadata, and, with or without it, which LONGTEXT columns are
+/// MariaDB's JSON (no table map says so: JSON is a LONGTEXT with a check there). `excluded`
+/// says which column names to drop.
 pub fn table_def(
     flavor: Flavor,
     tme: &TableMapEvent<'_>,
-    fallback: Option<&TableSchema>,
+    known: Option<&TableSchema>,
     excluded: &dyn Fn(&str) -> bool,
 ) -> Result<TableDef, String> {
     let n = tme.columns_count() as usize;
@@ -98,7 +100,7 @@ pub fn table_def(
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{qualified}: invalid column names in table map: {e}"))?;
     let full_metadata = names.len() == n;
-    let fallback = match (full_metadata, fallback) {
+    let fallback = match (full_metadata, known) {
         (true, _) => None,
         (false, Some(f)) if f.columns.len() == n => Some(f),
         (false, Some(f)) => {
@@ -256,6 +258,28 @@ pub fn table_def(
             &mut || geometry.next(),
         )
         .map_err(|e| format!("{qualified}.{}: {e}", name))?;
+        let mut ty = ty;
+        if let (
+            Some(k),
+            ColumnType::String {
+                kind: StringKind::Long,
+                json,
+                ..
+            },
+        ) = (known, &mut ty)
+        {
+            *json = k.columns.iter().any(|c| {
+                c.name.eq_ignore_ascii_case(name)
+                    && matches!(
+                        c.ty,
+                        ColumnType::String {
+                            kind: StringKind::Long,
+                            json: true,
+                            ..
+                        }
+                    )
+            });
+        }
         let is_null = nullable.get(i).map(|b| *b).unwrap_or(true);
         columns.push(Column::new(name.clone(), ty, is_null));
         decoders.push(dec);
@@ -332,6 +356,7 @@ fn column(
                             kind,
                             length,
                             charset: cs.to_string(),
+                            json: false,
                         },
                         ColumnDecoder::Text {
                             len_bytes,
@@ -553,6 +578,117 @@ mod tests {
             out.extend(maps.into_iter().map(|t| (name.clone(), flavor, t)));
         }
         out
+    }
+
+    /// A MariaDB table map with full metadata of `(id INT PRIMARY KEY, doc LONGTEXT,
+    /// notes TEXT)` in utf8mb4, as the server writes one for `doc JSON`.
+    fn longtext_table_map() -> TableMapEvent<'static> {
+        use mysql_common::binlog::events::FormatDescriptionEvent;
+        use mysql_common::proto::MySerialize;
+        fn event(out: &mut Vec<u8>, ty: u8, body: &[u8]) {
+            let size = 19 + body.len() as u32;
+            let log_pos = out.len() as u32 + size;
+            out.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+            out.push(ty);
+            out.extend_from_slice(&1u32.to_le_bytes());
+            out.extend_from_slice(&size.to_le_bytes());
+            out.extend_from_slice(&log_pos.to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(body);
+        }
+        let mut fde = Vec::new();
+        FormatDescriptionEvent::new(BinlogVersion::Version4)
+            .with_server_version(b"10.11.6-MariaDB-log".to_vec())
+            .serialize(&mut fde);
+        fde.push(0); // checksum algorithm: off
+        fde.extend_from_slice(&[0; 4]);
+        let mut tm = Vec::new();
+        tm.extend_from_slice(&42u64.to_le_bytes()[..6]);
+        tm.extend_from_slice(&1u16.to_le_bytes());
+        for name in ["shop", "docs"] {
+            tm.push(name.len() as u8);
+            tm.extend_from_slice(name.as_bytes());
+            tm.push(0);
+        }
+        tm.push(3);
+        tm.extend_from_slice(&[3, 252, 252]); // LONG, BLOB, BLOB
+        tm.push(2);
+        tm.extend_from_slice(&[4, 2]); // LONGTEXT, TEXT
+        tm.push(0b110);
+        let mut field = |ty: u8, value: &[u8]| {
+            tm.push(ty);
+            tm.push(value.len() as u8);
+            tm.extend_from_slice(value);
+        };
+        field(1, &[0]); // signedness
+        field(2, &[45]); // default charset utf8mb4_general_ci, no exceptions
+        field(4, b"\x02id\x03doc\x05notes"); // column names
+        field(8, &[0]); // primary key
+        let mut file = Vec::new();
+        event(&mut file, 15, &fde);
+        event(&mut file, 19, &tm);
+        let mut input = &file[..];
+        let mut reader = EventStreamReader::new(BinlogVersion::Version4);
+        loop {
+            let ev = reader.read(&mut input).unwrap().expect("a table map");
+            if let Some(EventData::TableMapEvent(t)) = ev.read_data().unwrap() {
+                return t.into_owned();
+            }
+        }
+    }
+
+    /// No table map says which LONGTEXT is MariaDB's JSON: the known schema (the
+    /// history) does, with full metadata too, by column name (case-insensitive); only a
+    /// LONGTEXT takes the marker, and a known schema without it takes it away.
+    #[test]
+    fn json_marker_comes_from_the_known_schema() {
+        let tme = longtext_table_map();
+        let plain = table_def(Flavor::MariaDb, &tme, None, &|_| false).unwrap();
+        assert!(plain.full_metadata);
+        let names: Vec<_> = plain
+            .schema
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["id", "doc", "notes"]);
+        assert_eq!(plain.schema.columns[1].ty.sql_name(), "longtext");
+        assert_eq!(plain.schema.columns[2].ty.sql_name(), "text");
+        assert!(!plain.schema.columns.iter().any(|c| c.ty.is_json()));
+
+        let mut known = (*plain.schema).clone();
+        for c in &mut known.columns {
+            c.name = c.name.to_uppercase();
+            if let ColumnType::String { json, .. } = &mut c.ty {
+                *json = true;
+            }
+        }
+        let marked = table_def(Flavor::MariaDb, &tme, Some(&known), &|_| false).unwrap();
+        let json: Vec<_> = marked
+            .schema
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.ty.sql_name()))
+            .collect();
+        assert_eq!(
+            json,
+            [
+                ("id", "int".into()),
+                ("doc", "json".into()),
+                ("notes", "text".into())
+            ]
+        );
+        assert_eq!(
+            marked.schema.columns[1].ty,
+            ColumnType::String {
+                kind: StringKind::Long,
+                length: u32::MAX,
+                charset: "utf8mb4".into(),
+                json: true,
+            }
+        );
+        let unmarked = table_def(Flavor::MariaDb, &tme, Some(&plain.schema), &|_| false).unwrap();
+        assert_eq!(unmarked.schema, plain.schema);
     }
 
     /// The servers' own table maps list exactly the columns [`in_charset_list`] names:
