@@ -2192,8 +2192,7 @@ mod tests {
         let progress = |n: i64| Progress {
             txns: vec![("test".into(), n)],
             file_token: format!("b{n}"),
-            resume: None,
-            snapshot: None,
+            ..Progress::default()
         };
         let row = |table: &Arc<TableSchema>, id: i64, doc: &str| {
             let mut c = insert(table, id, id as u64 * 100);
