@@ -370,7 +370,13 @@ impl Decoder {
                 *n += 1;
                 return Ok(());
             }
-            Err(e) => return Err(self.err(start, None, format!("{:?}: {e}", h.event_type()))),
+            Err(e) => {
+                return Err(self.err(
+                    start,
+                    None,
+                    unparsable(h.event_type_raw(), event.data().len(), &e),
+                ));
+            }
         };
         match data {
             EventData::FormatDescriptionEvent(fde) => {
@@ -1205,6 +1211,22 @@ pub(super) fn split_qualified(name: &str) -> (Option<&str>, &str) {
         }
     }
     (None, name)
+}
+
+/// What is wrong with an event body mysql_common could not parse, for people: the event
+/// type by its protocol name, its size, and the parser's complaint in plain words.
+fn unparsable(ty: u8, len: usize, e: &std::io::Error) -> String {
+    let name = match mysql_common::binlog::consts::EventType::try_from(ty) {
+        Ok(t) => format!("{t:?}"),
+        Err(_) => format!("type {ty}"),
+    };
+    let what = e.to_string();
+    let why = if what.contains("enough data") {
+        "it ends before the fields it declares (truncated or corrupt)".to_string()
+    } else {
+        what.trim_start_matches("can't parse: ").to_string()
+    };
+    format!("the {name} event ({len} bytes) cannot be parsed: {why}")
 }
 
 #[cfg(test)]
