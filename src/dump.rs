@@ -28,6 +28,72 @@ pub struct DumpArgs {
     /// Also print transaction boundaries and schema changes, as `{"binlake": …}` lines.
     #[arg(long)]
     verbose: bool,
+    /// SQL files of the tables' `CREATE TABLE` statements (e.g. `mysqldump --no-data`),
+    /// applied before the files' events: for binlogs without binlog_row_metadata=FULL
+    /// whose tables were created before them. Repeatable; `USE db` sets the database.
+    #[arg(long = "schema", value_name = "FILE.sql")]
+    schema: Vec<PathBuf>,
+    /// Take the tables' current schemas from the server of this config's `[source]`
+    /// (`information_schema`), before the `--schema` files.
+    #[arg(long = "source", value_name = "CONFIG")]
+    source: Option<PathBuf>,
+}
+
+/// What to add to an error about a table without a known schema.
+const SCHEMA_HINT: &str = "give its CREATE TABLE statement with `--schema FILE.sql` (e.g. from `mysqldump --no-data`), or read the current schemas from the server with `--source CONFIG`";
+
+/// The schemas to start from: the server's (`--source`), then the `--schema` files.
+fn known_schemas(
+    args: &DumpArgs,
+) -> anyhow::Result<Option<binlake_mysql::schema_history::SchemaHistory>> {
+    let mut history = match &args.source {
+        None => None,
+        Some(path) => {
+            let cfg = crate::config::Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            let history = rt.block_on(async {
+                let mut conn = binlake_mysql::connect(&cfg.source).await?;
+                let h = binlake_mysql::schema_history::load_from_information_schema(
+                    &mut conn,
+                    &|_, _| true,
+                )
+                .await;
+                let _ = conn.disconnect().await;
+                h
+            })?;
+            Some(history)
+        }
+    };
+    for path in &args.schema {
+        let sql = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let h = history.get_or_insert_with(|| {
+            binlake_mysql::schema_history::SchemaHistory::with_flavor(flavor_of_files(args))
+        });
+        h.apply_script("", &sql)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    Ok(history)
+}
+
+/// The flavour of the server that wrote the first file (its format description names it).
+fn flavor_of_files(args: &DumpArgs) -> Flavor {
+    args.files.first().map_or(Flavor::Mysql, |p| flavor_of(p))
+}
+
+fn flavor_of(path: &std::path::Path) -> Flavor {
+    let mut head = Vec::with_capacity(256);
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(f, 256), &mut head);
+    }
+    if head.windows(7).any(|w| w == b"MariaDB") {
+        Flavor::MariaDb
+    } else {
+        Flavor::Mysql
+    }
 }
 
 /// Runs the command.
@@ -45,27 +111,23 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
     let mut write_err: Option<std::io::Error> = None;
+    let known = known_schemas(args)?;
     for path in &args.files {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         // The server version is in the format description at the start of the file.
-        let mut head = Vec::with_capacity(256);
-        if let Ok(f) = std::fs::File::open(path) {
-            let _ = std::io::Read::read_to_end(&mut std::io::Read::take(f, 256), &mut head);
-        }
-        let flavor = if head.windows(7).any(|w| w == b"MariaDB") {
-            Flavor::MariaDb
-        } else {
-            Flavor::Mysql
-        };
+        let flavor = flavor_of(path);
         let opts = Arc::new(DebeziumOptions {
             schemas: args.schemas,
             ..DebeziumOptions::new(args.name.clone(), flavor)
         });
-        // Without binlog_row_metadata=FULL, schemas come from the DDL in the files.
-        let history = binlake_mysql::schema_history::SchemaHistory::with_flavor(flavor);
+        // Without binlog_row_metadata=FULL, schemas come from `--source`, `--schema` and
+        // the DDL in the files.
+        let history = known
+            .clone()
+            .unwrap_or_else(|| binlake_mysql::schema_history::SchemaHistory::with_flavor(flavor));
         let mut decoder = Decoder::new(flavor, filter.clone(), Box::new(history), &name, None);
         let verbose = args.verbose;
         read_file(path, &mut decoder, &mut |item| {
@@ -102,7 +164,14 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
             }
             Ok(())
         })
-        .with_context(|| format!("decoding {}", path.display()))?;
+        .map_err(|e| {
+            let hint = e.reason.contains("no schema is known");
+            anyhow::Error::new(e).context(format!(
+                "decoding {}{}",
+                path.display(),
+                if hint { format!(" ({SCHEMA_HINT})") } else { String::new() }
+            ))
+        })?;
         for (ty, n) in decoder.unknown_events() {
             eprintln!(
                 "note: {n} event(s) of unknown type {ty} skipped in {}",

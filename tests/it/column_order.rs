@@ -236,3 +236,79 @@ async fn binlog_dump_decodes_text_after_a_geometry_column() {
     std::fs::remove_dir_all(&dir).unwrap();
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
+
+/// A binlog without `binlog_row_metadata=FULL` whose tables were created before it (a
+/// file copied from a server): `binlog dump` says how to give the schemas, and decodes
+/// the rows with `--schema FILE.sql` (a `mysqldump --no-data`-like file) or with
+/// `--source CONFIG` (the server's `information_schema`).
+#[tokio::test]
+async fn binlog_dump_takes_schemas_from_a_ddl_file_or_the_server() {
+    let alt = tokio::task::spawn_blocking(|| {
+        crate::alt_mariadb::AltMariaDb::start("dumpschema", 13319, "binlog_row_metadata = MINIMAL")
+    })
+    .await
+    .unwrap();
+    let mut c = alt.admin().await;
+    let db = unique("it_dump_schema");
+    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    c.query_drop(format!("USE {db}")).await.unwrap();
+    let ddl = "CREATE TABLE t (id INT NOT NULL, note VARCHAR(20) DEFAULT 'a;b', PRIMARY KEY (id))";
+    c.query_drop(ddl).await.unwrap();
+    // The next file holds only the rows.
+    c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let status: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
+    let first: String = status.get(0).unwrap();
+    c.query_drop("INSERT INTO t VALUES (1, 'one'), (2, 'two')")
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(unique("binlake-it-dump-schema"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = copy_binlogs(&mut c, &first, &dir).await;
+    let dump = |extra: &[String]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(["binlog", "dump", "--include", &format!("{db}.*")])
+            .args(extra)
+            .args(&files)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = dump(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--schema FILE.sql") && err.contains("--source CONFIG"),
+        "{err}"
+    );
+    let notes = |out: &str| -> Vec<String> {
+        out.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["after"]["note"].as_str().unwrap_or_default().to_string()
+            })
+            .collect()
+    };
+    // A dump-like file: comments, executable comments, USE, a `;` inside a string.
+    let sql = dir.join("schema.sql");
+    std::fs::write(
+        &sql,
+        format!("-- schema\n/*!40101 SET NAMES utf8mb4 */;\nUSE `{db}`;\n{ddl};\n"),
+    )
+    .unwrap();
+    let (code, out, err) = dump(&["--schema".into(), sql.display().to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(notes(&out), ["one", "two"]);
+    let cfg = dir.join("source.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"dumpschema\"\n[source]\nhost = \"127.0.0.1\"\nport = 13319\nuser = \"binlake\"\npassword = \"binlake\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = dump(&["--source".into(), cfg.display().to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(notes(&out), ["one", "two"]);
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}

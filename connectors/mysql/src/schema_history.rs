@@ -247,6 +247,52 @@ impl SchemaHistory {
         self.tables.is_empty()
     }
 
+    /// Applies a script of statements separated by `;` (a `mysqldump --no-data` file, a
+    /// file of `CREATE TABLE` statements), starting with default database `default_db`;
+    /// `USE db` changes it. Comments (also MySQL's `/*!… */`) and statements that do not
+    /// define tables are passed over. The first statement that cannot be applied is an
+    /// error naming its line.
+    pub fn apply_script(&mut self, default_db: &str, sql: &str) -> Result<(), String> {
+        let tokens = Tokenizer::new(&MySqlDialect {}, sql)
+            .tokenize_with_location()
+            .map_err(|e| format!("cannot read the SQL: {e}"))?;
+        let mut db = default_db.to_string();
+        let mut stmt = String::new();
+        let mut line = 0;
+        let mut flush = |stmt: &mut String, line: u64, db: &mut String| -> Result<(), String> {
+            let text = stmt.trim();
+            if !text.is_empty() {
+                let mut words = text.split_whitespace();
+                if words.next().is_some_and(|w| w.eq_ignore_ascii_case("USE"))
+                    && let Some(name) = words.next()
+                {
+                    *db = name.trim_matches('`').to_string();
+                } else {
+                    self.apply_ddl(db, text)
+                        .map_err(|e| format!("line {line}: {e}"))?;
+                }
+            }
+            stmt.clear();
+            Ok(())
+        };
+        for t in tokens {
+            match &t.token {
+                Token::SemiColon => flush(&mut stmt, line, &mut db)?,
+                // Comments go; MySQL's executable comments too (version-gated settings).
+                Token::Whitespace(
+                    Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_),
+                ) => stmt.push(' '),
+                other => {
+                    if stmt.trim().is_empty() && !matches!(other, Token::Whitespace(_)) {
+                        line = t.span.start.line;
+                    }
+                    stmt.push_str(&other.to_string());
+                }
+            }
+        }
+        flush(&mut stmt, line, &mut db)
+    }
+
     /// Applies one statement run with default database `default_db`. Returns the tables
     /// whose schema changed (or were dropped). Statements that do not touch table schemas
     /// (DML, GRANT, CREATE USER, …) are `Ok(vec![])`. A DDL it cannot parse or apply is an
@@ -3152,6 +3198,31 @@ mod tests {
 
     fn key(db: &str, t: &str) -> (String, String) {
         (db.into(), t.into())
+    }
+
+    #[test]
+    fn a_script_of_ddl_defines_its_tables() {
+        let mut h = SchemaHistory::with_flavor(Flavor::MariaDb);
+        let script = "-- a mysqldump --no-data file\n\
+            /*!40101 SET @saved_cs_client = @@character_set_client */;\n\
+            CREATE DATABASE /*!32312 IF NOT EXISTS*/ `shop`;\n\
+            USE `shop`;\n\
+            DROP TABLE IF EXISTS `orders`;\n\
+            CREATE TABLE `orders` (\n  `id` int(11) NOT NULL,\n  `note` varchar(20) DEFAULT 'a;b',\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n\
+            CREATE TABLE other.t (k BIGINT PRIMARY KEY); # trailing comment\n";
+        h.apply_script("", script).unwrap();
+        let orders = h.get("shop", "orders").expect("shop.orders");
+        let names: Vec<&str> = orders.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "note"]);
+        assert_eq!(orders.primary_key, vec![0]);
+        assert!(h.get("other", "t").is_some());
+        let err = h
+            .apply_script(
+                "shop",
+                "CREATE TABLE a (id INT PRIMARY KEY);\nCREATE TABLE b (id FROB);",
+            )
+            .unwrap_err();
+        assert!(err.starts_with("line 2: "), "{err}");
     }
 
     #[test]
