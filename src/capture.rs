@@ -956,8 +956,9 @@ async fn next_chunk(s: &mut Option<SnapshotRun>) -> Result<(), CaptureError> {
 }
 
 /// Emits the chunks whose high watermark the stream has reached into the batch, with the
-/// progress they leave; commits when the batch holds the sink's chunks per commit or
-/// `max_rows` rows (else at the batch's linger, as streamed rows). True when that
+/// progress they leave; commits when the batch holds the sink's chunks per commit,
+/// `max_rows` rows or all the memory the sink keeps (else at the batch's linger, as
+/// streamed rows). True when that
 /// completed the snapshot (then always committed).
 async fn flush_chunks<S: Sink>(
     snapshot: &mut Option<SnapshotRun>,
@@ -996,6 +997,7 @@ async fn flush_chunks<S: Sink>(
         batch.started.get_or_insert_with(Instant::now);
         if batch.chunks >= writer.snapshot_chunks_per_commit()
             || batch.rows >= max_rows
+            || writer.batch_full()
             || progress.is_done()
         {
             commit(writer, pending, last).await?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use binlake_core::Flavor;
 use binlake_core::debezium::{DebeziumOptions, TableCodec};
-use binlake_mysql::binlog::{BinlogItem, Decoder, Filter, file::read_file};
+use binlake_mysql::binlog::{BinlogItem, Decoder, Filter, file::read_file_skipping};
 
 /// Arguments of `binlake binlog dump`.
 #[derive(Debug, clap::Args)]
@@ -37,6 +37,10 @@ pub struct DumpArgs {
     /// (`information_schema`), before the `--schema` files.
     #[arg(long = "source", value_name = "CONFIG")]
     source: Option<PathBuf>,
+    /// Go on after an event that does not decode, printing each one skipped on stderr
+    /// (the changes it held are missing from the output; exit code 1 at the end).
+    #[arg(long)]
+    skip_errors: bool,
 }
 
 /// What to add to an error about a table without a known schema.
@@ -111,6 +115,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
     let mut write_err: Option<std::io::Error> = None;
+    let mut skipped = 0u64;
     let known = known_schemas(args)?;
     for path in &args.files {
         let name = path
@@ -130,7 +135,16 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| binlake_mysql::schema_history::SchemaHistory::with_flavor(flavor));
         let mut decoder = Decoder::new(flavor, filter.clone(), Box::new(history), &name, None);
         let verbose = args.verbose;
-        read_file(path, &mut decoder, &mut |item| {
+        let mut skip = |e: binlake_mysql::binlog::DecodeError| {
+            skipped += 1;
+            eprintln!("skipped: {e}");
+        };
+        let skip: Option<&mut dyn FnMut(binlake_mysql::binlog::DecodeError)> =
+            match args.skip_errors {
+                true => Some(&mut skip),
+                false => None,
+            };
+        read_file_skipping(path, &mut decoder, &mut |item| {
             buf.clear();
             match item {
                 BinlogItem::Change(e) => {
@@ -163,7 +177,7 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
                 write_err.get_or_insert(e);
             }
             Ok(())
-        })
+        }, skip)
         .map_err(|e| {
             let hint = e.reason.contains("no schema is known");
             anyhow::Error::new(e).context(format!(
@@ -186,5 +200,8 @@ pub fn run(args: &DumpArgs) -> anyhow::Result<()> {
         }
     }
     let _ = out.flush();
+    if skipped > 0 {
+        anyhow::bail!("{skipped} event(s) could not be decoded and were skipped (listed above)");
+    }
     Ok(())
 }

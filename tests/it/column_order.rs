@@ -261,6 +261,13 @@ async fn binlog_dump_takes_schemas_from_a_ddl_file_or_the_server() {
     c.query_drop("INSERT INTO t VALUES (1, 'one'), (2, 'two')")
         .await
         .unwrap();
+    // A table created in the file: its DDL is there.
+    c.query_drop("CREATE TABLE u (id INT PRIMARY KEY, note VARCHAR(5))")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO u VALUES (3, 'three')")
+        .await
+        .unwrap();
     let dir = std::env::temp_dir().join(unique("binlake-it-dump-schema"));
     std::fs::create_dir_all(&dir).unwrap();
     let files = copy_binlogs(&mut c, &first, &dir).await;
@@ -283,14 +290,21 @@ async fn binlog_dump_takes_schemas_from_a_ddl_file_or_the_server() {
         err.contains("--schema FILE.sql") && err.contains("--source CONFIG"),
         "{err}"
     );
+    // The inserts (a CREATE TABLE is also an `op = t` for the table it replaces).
     let notes = |out: &str| -> Vec<String> {
         out.lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["after"]["note"].as_str().unwrap_or_default().to_string()
-            })
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["op"] == "c")
+            .map(|v| v["after"]["note"].as_str().unwrap_or_default().to_string())
             .collect()
     };
+    // --skip-errors: the events of `t` (its table map, then its rows) are skipped, each
+    // said; those of `u` come out.
+    let (code, out, err) = dump(&["--skip-errors".into()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(notes(&out), ["three"]);
+    assert_eq!(err.matches("skipped: ").count(), 2, "{err}");
+    assert!(err.contains("2 event(s) could not be decoded"), "{err}");
     // A dump-like file: comments, executable comments, USE, a `;` inside a string.
     let sql = dir.join("schema.sql");
     std::fs::write(
@@ -300,7 +314,7 @@ async fn binlog_dump_takes_schemas_from_a_ddl_file_or_the_server() {
     .unwrap();
     let (code, out, err) = dump(&["--schema".into(), sql.display().to_string()]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(notes(&out), ["one", "two"]);
+    assert_eq!(notes(&out), ["one", "two", "three"]);
     let cfg = dir.join("source.toml");
     std::fs::write(
         &cfg,
@@ -309,6 +323,6 @@ async fn binlog_dump_takes_schemas_from_a_ddl_file_or_the_server() {
     .unwrap();
     let (code, out, err) = dump(&["--source".into(), cfg.display().to_string()]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(notes(&out), ["one", "two"]);
+    assert_eq!(notes(&out), ["one", "two", "three"]);
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }

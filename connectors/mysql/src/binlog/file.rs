@@ -146,6 +146,18 @@ pub fn read_file(
     decoder: &mut Decoder,
     sink: &mut dyn FnMut(BinlogItem) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
+    read_file_skipping(path, decoder, sink, None)
+}
+
+/// [`read_file`], going on after an event that does not decode when `skipped` is given
+/// (it is told each such event's error). A file whose framing is broken (an event cut
+/// short, an impossible size) still ends there: no next event can be found.
+pub fn read_file_skipping(
+    path: &Path,
+    decoder: &mut Decoder,
+    sink: &mut dyn FnMut(BinlogItem) -> Result<(), DecodeError>,
+    skipped: Option<&mut dyn FnMut(DecodeError)>,
+) -> Result<(), DecodeError> {
     let shown = path.display().to_string();
     let file = File::open(path).map_err(|e| DecodeError {
         position: format!("{shown}:0"),
@@ -153,23 +165,36 @@ pub fn read_file(
         reason: format!("cannot open: {e}"),
     })?;
     let len = file.metadata().ok().map(|m| m.len());
-    read_binlog(
+    read_binlog_skipping(
         BufReader::with_capacity(1 << 20, file),
         len,
         &shown,
         decoder,
         sink,
+        skipped,
     )
 }
 
 /// Feeds every event of the binlog in `input` (a whole file: magic header, then events)
 /// to `decoder`; `len` is the input's length when known, `shown` names it in errors.
 pub fn read_binlog(
+    input: impl BufRead,
+    len: Option<u64>,
+    shown: &str,
+    decoder: &mut Decoder,
+    sink: &mut dyn FnMut(BinlogItem) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    read_binlog_skipping(input, len, shown, decoder, sink, None)
+}
+
+/// [`read_binlog`], with [`read_file_skipping`]'s `skipped`.
+fn read_binlog_skipping(
     mut input: impl BufRead,
     len: Option<u64>,
     shown: &str,
     decoder: &mut Decoder,
     sink: &mut dyn FnMut(BinlogItem) -> Result<(), DecodeError>,
+    mut skipped: Option<&mut dyn FnMut(DecodeError)>,
 ) -> Result<(), DecodeError> {
     let fail = |pos: u64, reason: String| DecodeError {
         position: format!("{shown}:{pos}"),
@@ -186,10 +211,15 @@ pub fn read_binlog(
             Ok(Some(event)) => {
                 // Named by where the event is in this file: a corrupt event's own
                 // position fields (or a rotation's name) may say anything.
-                decoder.feed(&event, sink).map_err(|e| DecodeError {
+                let fed = decoder.feed(&event, sink).map_err(|e| DecodeError {
                     position: format!("{shown}:{offset}"),
                     ..e
-                })?;
+                });
+                match (fed, skipped.as_mut()) {
+                    (Ok(()), _) => {}
+                    (Err(e), Some(skip)) => skip(e),
+                    (Err(e), None) => return Err(e),
+                }
                 offset += u64::from(event.header().event_size());
             }
             Ok(None) => return Ok(()),
