@@ -26,6 +26,7 @@ mod progress;
 mod query;
 mod run;
 mod telemetry;
+mod wait;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -105,6 +106,9 @@ enum Command {
     },
     /// Runs SQL over the replicas (`db.table`) and change logs (`db.table__changes`).
     Query(query::QueryArgs),
+    /// Waits until `binlake run` has applied a source GTID to every replica
+    /// (read-your-writes): exit 0 once it has, 1 at the timeout.
+    Wait(wait::WaitArgs),
     /// Offline tools for binlog files.
     Binlog {
         #[command(subcommand)]
@@ -156,6 +160,26 @@ fn main() -> ExitCode {
             let config = args.config.clone();
             with_config(&config, |cfg| async move {
                 report("query", query::query(&cfg, &args).await)
+            })
+        }
+        Command::Wait(args) => {
+            let config = args.config.clone();
+            with_config(&config, |cfg| async move {
+                if let Err(e) = wait::check_tables(&cfg, &args) {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+                match wait::wait(&cfg, &args).await {
+                    Ok(wait::Waited::Covered) => ExitCode::SUCCESS,
+                    Ok(wait::Waited::TimedOut(now)) => {
+                        eprintln!(
+                            "timed out after {}: {now}",
+                            humantime::format_duration(args.timeout)
+                        );
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => report("wait", Err(e)),
+                }
             })
         }
         Command::Binlog {

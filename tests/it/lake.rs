@@ -458,6 +458,67 @@ fn crashed_at(p: CaptureProcess, failpoint: &str) {
     );
 }
 
+/// `binlake wait --gtid`: returns once the replicas hold the GTID of a commit (the row is
+/// then in the replica), times out with exit 1 on a GTID not reached, and refuses a table
+/// the config does not capture (exit 2).
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_returns_once_the_replica_holds_a_commit() {
+    let db = unique("it_lake_wait");
+    let name = unique("itlakewait");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY, v INT)"]).await;
+    let cfg = lake_config(&name, &db, &root, "");
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
+    let wait = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(["wait", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for i in 1..=3 {
+        c.query_drop(format!("INSERT INTO t VALUES ({i}, {i})"))
+            .await
+            .unwrap();
+        let gtid: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
+        let table = format!("{db}.t");
+        let (code, err) = wait(&["--gtid", &gtid, "--table", &table, "--timeout", "30s"]);
+        assert_eq!(code, Some(0), "{err}");
+        // Read-your-writes: the row is there when wait returns.
+        let rows = render(
+            &query(
+                &lake,
+                &format!("SELECT id FROM \"{db}\".\"t\" WHERE id = {i}"),
+            )
+            .await,
+            &["id".into()],
+        );
+        assert_eq!(rows, vec![vec![i.to_string()]], "after {gtid}");
+    }
+    let gtid: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
+    let (domain, rest) = gtid.split_once('-').unwrap();
+    let (server, seq) = rest.split_once('-').unwrap();
+    let ahead = format!("{domain}-{server}-{}", seq.parse::<u64>().unwrap() + 1000);
+    let (code, err) = wait(&["--gtid", &ahead, "--timeout", "1s"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("timed out after 1s: the replicas are at"),
+        "{err}"
+    );
+    let (code, err) = wait(&["--gtid", &gtid, "--table", "other.t"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = wait(&["--gtid", "soon"]);
+    assert_eq!(code, Some(2), "{err}");
+    drop(p);
+}
+
 /// MariaDB's INVISIBLE columns (left out of `SELECT *`, but in the binlog's rows): the
 /// snapshot reads them by name and the stream decodes them, so the replica holds them.
 #[tokio::test(flavor = "multi_thread")]
