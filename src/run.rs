@@ -103,6 +103,7 @@ pub async fn request_snapshot(
 
 /// Runs capture into the lake until `shutdown` turns true.
 pub async fn run(cfg: &Config, shutdown: watch::Receiver<bool>) -> Result<(), CaptureError> {
+    crate::wait::serve_waiters();
     let batching = Batching {
         max_rows: cfg.lake.max_batch_rows,
         linger: cfg.lake.flush_interval,
@@ -552,6 +553,7 @@ impl Sink for LakeSink {
         let v = serde_json::to_value(&self.checkpoint)
             .map_err(|e| CaptureError::Config(format!("encode the checkpoint: {e}")))?;
         self.lake.put_json(&self.path, &v).await?;
+        crate::wait::published(&self.checkpoint);
         binlake_core::failpoint::hit("run.after_checkpoint");
         self.open = false;
         self.idle = false;

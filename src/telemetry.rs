@@ -550,8 +550,13 @@ pub async fn serve(listen: &str, status: StatusFn) -> std::io::Result<()> {
                     }
                 }
                 let head = String::from_utf8_lossy(&buf[..n]);
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let (code, ctype, body) = match path.as_str() {
+                let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
+                let (code, ctype, body) = match path {
+                    "/wait" => {
+                        let (code, body) = crate::wait::http_wait(query).await;
+                        (code, "application/json", format!("{body}\n"))
+                    }
                     "/metrics" => (200, "text/plain; version=0.0.4", render_metrics()),
                     "/healthz" => (200, "text/plain", "ok\n".to_string()),
                     "/readyz" if READY.load(Ordering::Relaxed) => {
@@ -563,6 +568,8 @@ pub async fn serve(listen: &str, status: StatusFn) -> std::io::Result<()> {
                 };
                 let reason = match code {
                     200 => "OK",
+                    400 => "Bad Request",
+                    408 => "Request Timeout",
                     503 => "Service Unavailable",
                     _ => "Not Found",
                 };

@@ -13,6 +13,11 @@
 //! newer, so `wait` says it does not apply there (see the issue notes).
 //!
 //! The checkpoint is read every 50 ms until covered or the timeout.
+//!
+//! `binlake run`'s HTTP endpoint answers the same question without reading storage:
+//! `GET /wait?gtid=G[&tables=db.t,…][&timeout=10s]` is 200 once the run's checkpoint
+//! covers `G` (each checkpoint written wakes the waiters, [`published`]), 408 at the
+//! timeout, 400 for a malformed request; other commands answer 404.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -80,12 +85,70 @@ fn covers(resume: &str, target: &Target) -> Result<bool, String> {
     }
 }
 
+/// What the last run checkpoint covers: its resume position and the tables still being
+/// snapshotted.
+#[derive(Debug, Clone, Default)]
+pub struct Covered {
+    resume: String,
+    pending: Vec<String>,
+}
+
+impl Covered {
+    fn of(cp: &Checkpoint) -> Covered {
+        Covered {
+            resume: cp.resume.clone().unwrap_or_default(),
+            pending: cp
+                .state
+                .as_ref()
+                .and_then(|s| s.get("tables"))
+                .and_then(serde_json::Value::as_array)
+                .map(|ts| {
+                    ts.iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether this holds `target` and none of `tables` is still being snapshotted.
+    fn holds(&self, target: &Target, tables: &[String]) -> Result<bool, String> {
+        if self.resume.is_empty() || tables.iter().any(|t| self.pending.contains(t)) {
+            return Ok(false);
+        }
+        covers(&self.resume, target)
+    }
+
+    /// Where the replicas are, for a timeout's message.
+    fn said(&self, tables: &[String]) -> String {
+        let mut said = format!(
+            "the replicas are at {}",
+            match self.resume.is_empty() {
+                true => "no position yet",
+                false => self.resume.as_str(),
+            }
+        );
+        let pending: Vec<&str> = tables
+            .iter()
+            .filter(|t| self.pending.contains(t))
+            .map(String::as_str)
+            .collect();
+        if !pending.is_empty() {
+            said.push_str(&format!(
+                "; still being snapshotted: {}",
+                pending.join(", ")
+            ));
+        }
+        said
+    }
+}
+
 /// Outcome of `binlake wait`.
 #[derive(Debug)]
 pub enum Waited {
     /// Every replica (and named table) holds the position.
     Covered,
-    /// The timeout passed first; what the checkpoint held then.
+    /// The timeout passed first; where the replicas were then.
     TimedOut(String),
 }
 
@@ -125,40 +188,125 @@ pub async fn wait(cfg: &Config, args: &WaitArgs) -> anyhow::Result<Waited> {
                 lake.root()
             );
         };
-        let pending: Vec<&String> = cp
-            .state
-            .as_ref()
-            .and_then(|s| s.get("tables"))
-            .and_then(serde_json::Value::as_array)
-            .map(|pending| {
-                args.tables
-                    .iter()
-                    .filter(|t| pending.iter().any(|p| p.as_str() == Some(t.as_str())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let at = cp.resume.clone().unwrap_or_default();
-        if !at.is_empty()
-            && pending.is_empty()
-            && covers(&at, &args.gtid).map_err(anyhow::Error::msg)?
+        let now = Covered::of(&cp);
+        if now
+            .holds(&args.gtid, &args.tables)
+            .map_err(anyhow::Error::msg)?
         {
             return Ok(Waited::Covered);
         }
         if Instant::now() >= deadline {
-            let mut now = format!(
-                "the replicas are at {}",
-                if at.is_empty() {
-                    "no position yet"
-                } else {
-                    at.as_str()
-                }
-            );
-            if !pending.is_empty() {
-                let names: Vec<&str> = pending.iter().map(|t| t.as_str()).collect();
-                now.push_str(&format!("; still being snapshotted: {}", names.join(", ")));
-            }
-            return Ok(Waited::TimedOut(now));
+            return Ok(Waited::TimedOut(now.said(&args.tables)));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The run's checkpoints, for `/wait` (set when `binlake run` starts).
+static CHECKPOINTS: std::sync::OnceLock<tokio::sync::watch::Sender<Covered>> =
+    std::sync::OnceLock::new();
+
+/// Makes `/wait` answer in this process (`binlake run`).
+pub fn serve_waiters() {
+    CHECKPOINTS.get_or_init(|| tokio::sync::watch::channel(Covered::default()).0);
+}
+
+/// Tells the waiters what the checkpoint just written covers.
+pub fn published(cp: &Checkpoint) {
+    if let Some(tx) = CHECKPOINTS.get() {
+        tx.send_replace(Covered::of(cp));
+    }
+}
+
+/// Answers `GET /wait?…` (`query`: the part after `?`): (HTTP status, JSON body).
+pub async fn http_wait(query: &str) -> (u16, String) {
+    let Some(tx) = CHECKPOINTS.get() else {
+        return (
+            404,
+            r#"{"error":"only binlake run answers /wait"}"#.to_string(),
+        );
+    };
+    let mut gtid = None;
+    let mut tables = Vec::new();
+    let mut timeout = Duration::from_secs(10);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match k {
+            "gtid" => gtid = Some(v),
+            "tables" => tables.extend(v.split(',').filter(|t| !t.is_empty()).map(str::to_string)),
+            "timeout" => match humantime::parse_duration(&v) {
+                Ok(d) if d <= Duration::from_secs(300) => timeout = d,
+                _ => return bad(&format!("timeout {v:?}: a duration up to 5m, like 10s")),
+            },
+            _ => return bad(&format!("unknown parameter {k:?}")),
+        }
+    }
+    let Some(gtid) = gtid else {
+        return bad("gtid is required");
+    };
+    let target = match parse_target(&gtid) {
+        Ok(t) => t,
+        Err(e) => return bad(&format!("gtid {gtid:?}: {e}")),
+    };
+    let mut rx = tx.subscribe();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let now = rx.borrow_and_update().clone();
+        match now.holds(&target, &tables) {
+            Ok(true) => {
+                let body = serde_json::json!({"covered": true, "position": now.resume});
+                return (200, body.to_string());
+            }
+            Ok(false) => {}
+            Err(e) => return bad(&e),
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            let body = serde_json::json!({"covered": false, "at": now.said(&tables)});
+            return (408, body.to_string());
+        }
+    }
+}
+
+fn bad(reason: &str) -> (u16, String) {
+    (400, serde_json::json!({ "error": reason }).to_string())
+}
+
+/// A URL query value: `%XX` escapes and `+` decoded.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            (b'+', _) => out.push(b' '),
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(percent_decode("0-1-5%2C1-2-3"), "0-1-5,1-2-3");
+        assert_eq!(percent_decode("uuid%3a1-5"), "uuid:1-5");
+        assert_eq!(percent_decode("a+b%"), "a b%");
+        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

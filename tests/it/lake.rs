@@ -458,16 +458,37 @@ fn crashed_at(p: CaptureProcess, failpoint: &str) {
     );
 }
 
-/// `binlake wait --gtid`: returns once the replicas hold the GTID of a commit (the row is
-/// then in the replica), times out with exit 1 on a GTID not reached, and refuses a table
-/// the config does not capture (exit 2).
+/// HTTP GET of `path` on `addr`: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// `binlake wait --gtid` and `GET /wait?gtid=`: return once the replicas hold the GTID of
+/// a commit (the row is then in the replica), time out (exit 1, 408) on a GTID not
+/// reached, and refuse a table the config does not capture or a malformed GTID (exit 2,
+/// 400).
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_returns_once_the_replica_holds_a_commit() {
     let db = unique("it_lake_wait");
     let name = unique("itlakewait");
     let root = std::env::temp_dir().join(unique("binlake-lake"));
     let mut c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY, v INT)"]).await;
-    let cfg = lake_config(&name, &db, &root, "");
+    let addr = format!("127.0.0.1:{}", 19500 + std::process::id() % 400);
+    let cfg = lake_config(&name, &db, &root, &format!("[http]\nlisten = \"{addr}\""));
     let p = start("run", &cfg);
     let lake = lake_at(&root);
     let wait = |args: &[&str]| {
@@ -483,15 +504,26 @@ async fn wait_returns_once_the_replica_holds_a_commit() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    for i in 1..=3 {
+    let get = |path: String| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || http_get(&addr, &path))
+    };
+    let table = format!("{db}.t");
+    for i in 1..=6 {
         c.query_drop(format!("INSERT INTO t VALUES ({i}, {i})"))
             .await
             .unwrap();
         let gtid: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
-        let table = format!("{db}.t");
-        let (code, err) = wait(&["--gtid", &gtid, "--table", &table, "--timeout", "30s"]);
-        assert_eq!(code, Some(0), "{err}");
-        // Read-your-writes: the row is there when wait returns.
+        if i <= 3 {
+            let (code, err) = wait(&["--gtid", &gtid, "--table", &table, "--timeout", "30s"]);
+            assert_eq!(code, Some(0), "{err}");
+        } else {
+            // Over HTTP, woken by the run's checkpoints.
+            let path = format!("/wait?gtid={gtid}&tables={table}&timeout=30s");
+            let (code, body) = get(path).await.unwrap();
+            assert_eq!(code, 200, "{body}");
+        }
+        // Read-your-writes: the row is there when the wait returns.
         let rows = render(
             &query(
                 &lake,
@@ -512,10 +544,14 @@ async fn wait_returns_once_the_replica_holds_a_commit() {
         err.contains("timed out after 1s: the replicas are at"),
         "{err}"
     );
+    let (code, body) = get(format!("/wait?gtid={ahead}&timeout=1s")).await.unwrap();
+    assert_eq!(code, 408, "{body}");
     let (code, err) = wait(&["--gtid", &gtid, "--table", "other.t"]);
     assert_eq!(code, Some(2), "{err}");
     let (code, err) = wait(&["--gtid", "soon"]);
     assert_eq!(code, Some(2), "{err}");
+    let (code, body) = get("/wait?gtid=soon".into()).await.unwrap();
+    assert_eq!(code, 400, "{body}");
     drop(p);
 }
 
