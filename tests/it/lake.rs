@@ -535,6 +535,20 @@ async fn wait_returns_once_the_replica_holds_a_commit() {
         assert_eq!(rows, vec![vec![i.to_string()]], "after {gtid}");
     }
     let gtid: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
+    // `status --json` names the position each replica holds everything up to.
+    let st = status_json(&cfg);
+    let through = st["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == table.as_str())
+        .and_then(|t| t["applied_through"].as_str())
+        .unwrap_or_else(|| panic!("no applied_through: {st}"))
+        .to_string();
+    assert!(through.starts_with("mariadb-gtid:"), "{through}");
+    let held = through.trim_start_matches("mariadb-gtid:");
+    let (code, err) = wait(&["--gtid", held, "--timeout", "1s"]);
+    assert_eq!(code, Some(0), "{held}: {err}");
     let (domain, rest) = gtid.split_once('-').unwrap();
     let (server, seq) = rest.split_once('-').unwrap();
     let ahead = format!("{domain}-{server}-{}", seq.parse::<u64>().unwrap() + 1000);

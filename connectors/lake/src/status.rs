@@ -66,6 +66,11 @@ pub struct TableStatus {
     pub current_to: Option<String>,
     /// Seconds between now and `current_to`; `None` when unknown.
     pub lag_seconds: Option<f64>,
+    /// The source position (GTIDs, as `binlake wait --gtid` takes them) the replica holds
+    /// every transaction up to: the pipeline's checkpoint when it covers the table, else
+    /// the table's own last batch (`binlake run`; `None` for `materialize`, whose records
+    /// name binlog positions only).
+    pub applied_through: Option<String>,
     /// A snapshot of the table is being read (the first one, one requested, or one after a
     /// DDL that changed its rows): the replica is incomplete, so it is current to no time
     /// (`current_to` and `lag_seconds` are `None`) until the snapshot is done.
@@ -85,6 +90,7 @@ impl TableStatus {
         self.excluded = true;
         self.current_to = None;
         self.lag_seconds = None;
+        self.applied_through = None;
     }
 }
 
@@ -149,6 +155,11 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
         if snapshot_pending {
             current = 0;
         }
+        let applied_through = match checkpoint.filter(|_| !behind_checkpoint && !snapshot_pending) {
+            Some(cp) => cp.resume.clone().or(f.resume.clone()),
+            None if snapshot_pending => None,
+            None => f.resume.clone(),
+        };
         out.push(TableStatus {
             table: name,
             rows: row_count(&replica),
@@ -159,6 +170,7 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
                 .flatten(),
             current_to: (current > 0).then(|| rfc3339(current)).flatten(),
             lag_seconds: (current > 0).then(|| ((now - current).max(0) as f64) / 1e6),
+            applied_through,
             snapshot_pending,
             behind_checkpoint,
             excluded: false,
