@@ -519,7 +519,6 @@ impl Applier {
                 file_token: file_token(&last),
                 resume: None,
                 snapshot: None,
-                complete_to_us: None,
             };
             let stats = match (held(sink.applied_changes()), held(sink.applied_replica())) {
                 (None, None) => sink.apply(&changes, &progress, true, true).await?,

@@ -47,13 +47,12 @@
 //! `lake.max_batch_rows` changes or half of `lake.max_batch_bytes` (estimated memory),
 //! so one transaction larger than that would be held whole (a million-row `UPDATE` took
 //! 730 MB). When the open batch holds `max_batch_bytes` (so the transaction alone holds
-//! at least half), its changes are committed to their tables as a *part* of the batch
-//! (failpoint `run.after_part_commit`), and the batch goes on; the checkpoint still moves
-//! only at the transaction's end. Exactly once holds as after a crash between table
-//! commits: a restart replays the transaction and each table skips what it holds, by
-//! position. The cost is atomicity: until the transaction's end, readers may see part of
-//! it; the part's freshness record says the time of the transaction before (what the
-//! tables are complete to), so `status` does not call them current to it.
+//! at least half), its changes are written to their tables as a *part* of the batch
+//! ([`TableSink::stage`]: files written, nothing committed; failpoint
+//! `run.after_part_staged`), and the batch goes on; its commit at the transaction's end
+//! makes every part visible at once, one Delta commit per table as for any batch. A crash
+//! before leaves only files outside both tables (vacuum deletes them): the restart reads
+//! the transaction again as if no part had been written.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -344,16 +343,25 @@ impl LakeSink {
         Ok(self.tables.get_mut(&name))
     }
 
-    /// Applies the buffered changes to their tables as batch `batch` (or a part of it),
-    /// recording `resume` and, for a part, `complete_to_us` (see [`Progress`]).
+    /// Applies the buffered changes to their tables as batch `batch`, recording `resume`;
+    /// with `stage`, writes them as a part of the batch that its commit makes visible
+    /// (see "Large transactions" in the module docs).
     async fn apply_buffer(
         &mut self,
         batch: i64,
         resume: Option<String>,
-        complete_to_us: Option<i64>,
+        stage: bool,
     ) -> Result<(), CaptureError> {
-        let buffer = std::mem::take(&mut self.buffer);
+        let mut buffer = std::mem::take(&mut self.buffer);
         self.buffered_bytes = 0;
+        if !stage {
+            // Tables with staged parts commit them even when the rest brings nothing.
+            for (name, state) in &self.tables {
+                if state.sink.has_staged() {
+                    buffer.entry(name.clone()).or_default();
+                }
+            }
+        }
         let snapshot: Option<SnapshotProgress> = self
             .snapshot
             .as_ref()
@@ -411,9 +419,13 @@ impl LakeSink {
                     },
                 })
                 .ok(),
-                complete_to_us,
             };
-
+            if stage {
+                state.sink.stage(for_r, &progress, false, true).await?;
+                state.sink.stage(for_c, &progress, true, false).await?;
+                continue;
+            }
+            let staged = state.sink.has_staged();
             let stats = if for_c.len() == for_r.len() {
                 state.sink.apply(for_c, &progress, true, true).await?
             } else {
@@ -423,7 +435,7 @@ impl LakeSink {
                 r.merge(c)
             };
             crate::telemetry::applied(&name, &stats);
-            if !for_r.is_empty() {
+            if !for_r.is_empty() || staged {
                 self.checkpoint.tables.insert(name.clone(), batch);
             }
             binlake_core::failpoint::hit("run.after_table_commit");
@@ -464,12 +476,10 @@ impl Sink for LakeSink {
             tracing::debug!(
                 batch,
                 bytes = self.buffered_bytes,
-                "a large source transaction: committing a part of it"
+                "a large source transaction: writing a part of it"
             );
-            let resume = self.checkpoint.resume.clone();
-            let complete_to = Some(self.checkpoint.source_ts_us);
-            self.apply_buffer(batch, resume, complete_to).await?;
-            binlake_core::failpoint::hit("run.after_part_commit");
+            self.apply_buffer(batch, None, true).await?;
+            binlake_core::failpoint::hit("run.after_part_staged");
         }
         Ok(())
     }
@@ -509,7 +519,7 @@ impl Sink for LakeSink {
         ts_us: i64,
     ) -> Result<(), CaptureError> {
         let batch = self.checkpoint.batch + 1;
-        self.apply_buffer(batch, Some(position.to_string()), None)
+        self.apply_buffer(batch, Some(position.to_string()), false)
             .await?;
         // Once the stream is past what a table held, nothing more of it can be replayed.
         if let Some(top) = &self.batch_streamed {
@@ -576,6 +586,9 @@ impl Sink for LakeSink {
     async fn abort(&mut self) {
         self.buffer.clear();
         self.buffered_bytes = 0;
+        for state in self.tables.values_mut() {
+            state.sink.discard_staged();
+        }
         self.batch_streamed = None;
         self.open = false;
         self.signals_seen = self.checkpoint.signals_done.clone();

@@ -620,8 +620,9 @@ async fn run_keeps_invisible_columns() {
     drop(p);
 }
 
-/// A source transaction larger than the batch's memory (`max_batch_bytes`) is committed
-/// to the lake in parts, and crashes between the parts lose and repeat nothing.
+/// A source transaction larger than the batch's memory (`max_batch_bytes`) is written to
+/// the lake in parts and committed at its end: a crash between the parts leaves none of
+/// it visible, and the restart loses and repeats nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn run_commits_a_large_transaction_in_parts_exactly_once_across_crashes() {
     let db = unique("it_lake_bigtxn");
@@ -635,8 +636,15 @@ async fn run_commits_a_large_transaction_in_parts_exactly_once_across_crashes() 
     // 1 MiB: a part about every 2,000 changes of this table.
     let cfg = lake_config(&name, &db, &root, "max_batch_bytes = 1048576");
     let lake = lake_at(&root);
+    let count = |sql: String| {
+        let lake = &lake;
+        async move {
+            let rows = query_rows_or_empty(lake, &sql, &["n"]).await;
+            rows.first().map_or(0, |r| r[0].parse::<u64>().unwrap())
+        }
+    };
     // One transaction of 10,000 inserts, crashing after its third part; then the rest.
-    let fp = "run.after_part_commit=3";
+    let fp = "run.after_part_staged=3";
     let armed = start_armed(&cfg, fp);
     c.query_drop("INSERT INTO t SELECT seq, 0 FROM seq_1_to_10000")
         .await
@@ -644,16 +652,35 @@ async fn run_commits_a_large_transaction_in_parts_exactly_once_across_crashes() 
     tokio::task::spawn_blocking(move || crashed_at(armed, fp))
         .await
         .unwrap();
+    // Three parts were written, none is visible.
+    let visible = count(format!("SELECT count(*) AS n FROM \"{db}\".\"t\"")).await;
+    assert_eq!(
+        visible, 0,
+        "rows of an uncommitted transaction in the replica"
+    );
+    let logged = count(format!(
+        "SELECT count(*) AS n FROM \"{db}\".\"t__changes\" WHERE __op = 'c'"
+    ))
+    .await;
+    assert_eq!(
+        logged, 0,
+        "changes of an uncommitted transaction in the change log"
+    );
     let p = start("run", &cfg);
     wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
     drop(p);
     // One transaction of 10,000 updates, crashing after its second part; then the rest.
-    let fp = "run.after_part_commit=2";
+    let fp = "run.after_part_staged=2";
     let armed = start_armed(&cfg, fp);
     c.query_drop("UPDATE t SET v = v + 1").await.unwrap();
     tokio::task::spawn_blocking(move || crashed_at(armed, fp))
         .await
         .unwrap();
+    let updated = count(format!(
+        "SELECT count(*) AS n FROM \"{db}\".\"t\" WHERE v <> 0"
+    ))
+    .await;
+    assert_eq!(updated, 0, "part of an uncommitted update in the replica");
     let p = start("run", &cfg);
     wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
     let counts = query(

@@ -32,7 +32,7 @@
 //! | `run.after_schema_history` | the schema-history file and the run checkpoint naming it |
 //! | `run.before_checkpoint` | all tables' commits of a batch and the run checkpoint |
 //! | `run.after_checkpoint` | the run checkpoint and the next batch |
-//! | `run.after_part_commit` | a part of a large source transaction committed to its tables and the rest of it |
+//! | `run.after_part_staged` | a part of a large source transaction written (not committed) and the rest of it |
 //! | `kafka.before_commit` | a capture batch produced (rows and position record) and its Kafka commit |
 //! | `kafka.after_commit` | a Kafka transaction committed and the next batch |
 //! | `materialize.after_table_commit` | one table's commits of a materialize batch and the next table's |

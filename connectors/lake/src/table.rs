@@ -31,7 +31,7 @@ use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::row::{RowConverter, SortField};
-use binlake_core::{ChangeEvent, Op, TableSchema, Value};
+use binlake_core::{ChangeEvent, EventPosition, Op, TableSchema, Value};
 use bytes::Bytes;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -99,10 +99,6 @@ pub struct Progress {
     /// recorded with it: a restart that finds the batch here but not in the run
     /// checkpoint takes the table's snapshot progress from here.
     pub snapshot: Option<serde_json::Value>,
-    /// The source commit time the tables are complete to, when the batch is a part of a
-    /// source transaction applied in parts (`binlake run`): the freshness record says this
-    /// time (the transaction before), not the part's, which is only partly applied.
-    pub complete_to_us: Option<i64>,
 }
 
 /// binlake's record in each commit: what the table is current to.
@@ -210,6 +206,58 @@ pub struct TableSink {
     applied_changes: Applied,
     applied_replica: Applied,
     key_bound: KeyBound,
+    staged: Staged,
+}
+
+/// The parts of a source transaction written to storage but not committed yet
+/// ([`TableSink::stage`]): a transaction too large to hold in memory is written in parts
+/// and committed in one Delta commit per table at its end ([`TableSink::apply`]), so
+/// readers never see part of it. Files of parts that are never committed (a crash) are
+/// not in either table; vacuum deletes them.
+#[derive(Debug, Default)]
+struct Staged {
+    changes: StagedChanges,
+    replica: StagedReplica,
+    /// Highest position, highest streamed position and last source time of the parts.
+    top: Option<EventPosition>,
+    streamed_top: Option<EventPosition>,
+    last_ts: i64,
+}
+
+/// The change-log half of [`Staged`].
+#[derive(Debug, Default)]
+struct StagedChanges {
+    /// Files of the parts.
+    adds: Vec<Action>,
+    /// Changes the parts numbered (the next part's first `__seq` index).
+    seq_next: i64,
+}
+
+/// The replica half of [`Staged`].
+#[derive(Debug, Default)]
+struct StagedReplica {
+    /// Files by bucket as the parts left them, over the committed ones.
+    buckets: HashMap<u32, Vec<(String, i64)>>,
+    /// Committed files the parts replaced.
+    removed: Vec<(String, i64)>,
+    /// Files the parts wrote that are still current: path → (size, rows).
+    added: HashMap<String, (i64, usize)>,
+}
+
+impl StagedReplica {
+    fn is_empty(&self) -> bool {
+        self.buckets.is_empty() && self.removed.is_empty() && self.added.is_empty()
+    }
+}
+
+impl Staged {
+    fn has_changes(&self) -> bool {
+        !self.changes.adds.is_empty()
+    }
+
+    fn has_replica(&self) -> bool {
+        !self.replica.is_empty()
+    }
 }
 
 /// An upper bound of the replica's primary keys (in Arrow's order-preserving row
@@ -392,6 +440,7 @@ impl TableSink {
             applied_changes: Applied::default(),
             applied_replica: Applied::default(),
             key_bound: KeyBound::Unknown,
+            staged: Staged::default(),
         };
         sink.refresh_schemas()?;
         if sink.changes_schema.field_with_name(SEQ).is_err() {
@@ -754,10 +803,51 @@ impl TableSink {
         to_changes: bool,
         to_replica: bool,
     ) -> Result<ApplyStats> {
+        self.write_batch(batch, progress, to_changes, to_replica, false)
+            .await
+    }
+
+    /// Writes `batch` like [`TableSink::apply`] as a part of a source transaction, without
+    /// committing it: the next `apply` commits it with its own changes in one Delta commit
+    /// per table (see [`Staged`]).
+    pub async fn stage(
+        &mut self,
+        batch: &[Change],
+        progress: &Progress,
+        to_changes: bool,
+        to_replica: bool,
+    ) -> Result<ApplyStats> {
+        self.write_batch(batch, progress, to_changes, to_replica, true)
+            .await
+    }
+
+    /// Whether parts are staged and not committed yet.
+    pub fn has_staged(&self) -> bool {
+        self.staged.has_changes() || self.staged.has_replica()
+    }
+
+    /// Forgets what was staged and not committed (the transaction is read again).
+    pub fn discard_staged(&mut self) {
+        if self.staged.has_changes() || self.staged.has_replica() {
+            self.staged = Staged::default();
+            self.key_bound = KeyBound::Unknown;
+        }
+    }
+
+    async fn write_batch(
+        &mut self,
+        batch: &[Change],
+        progress: &Progress,
+        to_changes: bool,
+        to_replica: bool,
+        stage: bool,
+    ) -> Result<ApplyStats> {
         let stats = ApplyStats::default();
-        let Some(last) = batch.last() else {
+        let pending =
+            (to_changes && self.staged.has_changes()) || (to_replica && self.staged.has_replica());
+        if batch.is_empty() && (stage || !pending) {
             return Ok(stats);
-        };
+        }
         // An update that moves the primary key is a delete of the old key and a create
         // of the new one (as Debezium writes it), so that each key's history in the
         // change log is complete.
@@ -769,23 +859,36 @@ impl TableSink {
             batch
         };
         // The highest position, not the last change's: snapshot rows are placed at their
-        // chunk's high watermark, which may be below streamed changes before them.
-        let top = batch
+        // chunk's high watermark, which may be below streamed changes before them. Parts
+        // staged before count.
+        let staged_top = self.staged.top.clone();
+        let staged_streamed = self.staged.streamed_top.clone();
+        let Some(top) = batch
             .iter()
             .map(|c| &c.event.source.position)
+            .chain(staged_top.as_ref())
             .max()
-            .unwrap_or(&last.event.source.position);
+            .cloned()
+        else {
+            return Ok(stats);
+        };
         let streamed_top = batch
             .iter()
             .filter(|c| c.event.op != Op::Read)
             .map(|c| &c.event.source.position)
-            .max();
+            .chain(staged_streamed.as_ref())
+            .max()
+            .cloned();
+        let last_ts = batch
+            .last()
+            .map_or(self.staged.last_ts, |c| c.event.source.ts_us);
+        let streamed_top = streamed_top.as_ref();
         let freshness = Freshness {
             position: Some(top.to_string()),
             file: Some(top.file.to_string()),
             pos: top.pos,
             row: top.row,
-            source_ts_us: progress.complete_to_us.unwrap_or(last.event.source.ts_us),
+            source_ts_us: last_ts,
             resume: progress.resume.clone(),
             committed_at_us: 0,
             snapshot: progress.snapshot.clone(),
@@ -806,6 +909,11 @@ impl TableSink {
         };
         let changes_freshness = with_streamed(&self.applied_changes);
         let replica_freshness = with_streamed(&self.applied_replica);
+        if stage {
+            self.staged.top = Some(top.clone());
+            self.staged.streamed_top = streamed_top.cloned();
+            self.staged.last_ts = last_ts;
+        }
         // Evolve before writing rows of a newer schema (checked once per schema).
         let mut seen: Option<&Arc<TableSchema>> = None;
         for c in batch {
@@ -819,7 +927,7 @@ impl TableSink {
         // holding a batch means the replica holds it too (`run` relies on it: snapshot rows
         // read again after a crash may go to the replica twice, an upsert, but never to
         // the change log).
-        let (replica_done, replica_committed) = match to_changes && to_replica {
+        let (replica_done, replica_committed) = match to_changes && to_replica && !stage {
             true => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 (Some(tx), Some(rx))
@@ -838,7 +946,13 @@ impl TableSink {
             applied_changes,
             applied_replica,
             key_bound,
+            staged,
         } = self;
+        let Staged {
+            changes: staged_changes,
+            replica: staged_replica,
+            ..
+        } = staged;
         let mut cv = ChangesView {
             name,
             table: changes,
@@ -867,6 +981,7 @@ impl TableSink {
                             &changes_freshness,
                             &mut sc,
                             replica_committed,
+                            (staged_changes, stage),
                         )
                         .await
                     }
@@ -879,8 +994,15 @@ impl TableSink {
                 let t = std::time::Instant::now();
                 let r = match to_replica {
                     true => {
-                        rv.write(batch, progress, &replica_freshness, &mut sr, replica_done)
-                            .await
+                        rv.write(
+                            batch,
+                            progress,
+                            &replica_freshness,
+                            &mut sr,
+                            replica_done,
+                            (staged_replica, stage),
+                        )
+                        .await
                     }
                     false => Ok(()),
                 };
@@ -891,6 +1013,9 @@ impl TableSink {
         // The replica's error first: the change log's may only say it waited in vain.
         b?;
         a?;
+        if !self.staged.has_changes() && !self.staged.has_replica() {
+            self.staged = Staged::default();
+        }
         Ok(stats.merge(sc).merge(sr))
     }
 }
@@ -912,9 +1037,11 @@ impl ChangesView<'_> {
         freshness: &Freshness,
         stats: &mut ApplyStats,
         after: Option<tokio::sync::oneshot::Receiver<()>>,
+        (staged, stage): (&mut StagedChanges, bool),
     ) -> Result<()> {
         let file_schema = without_columns(self.schema, &[COMMIT_DATE.to_string()]);
         // The commit lands at exactly this version or fails (no retries): see [`SEQ`].
+        // Staged parts come first in it.
         let version = self.table.version().map_or(0, |v| v + 1);
         let seq_base = i64::try_from(version)
             .ok()
@@ -932,7 +1059,7 @@ impl ChangesView<'_> {
             by_date
                 .entry(day)
                 .or_default()
-                .push((seq_base + i as i64, c));
+                .push((seq_base + staged.seq_next + i as i64, c));
         }
         let mut actions = Vec::new();
         let store = self.table.log_store().object_store(None);
@@ -964,8 +1091,13 @@ impl ChangesView<'_> {
                 [(COMMIT_DATE, Some(date))],
             )));
         }
-        stats.commits += 1;
         stats.changes += batch.len() as u64;
+        if stage {
+            staged.adds.extend(actions);
+            staged.seq_next += batch.len() as i64;
+            return Ok(());
+        }
+        stats.commits += 1;
         if let Some(after) = after {
             after.await.map_err(|_| {
                 Error::storage(
@@ -974,7 +1106,10 @@ impl ChangesView<'_> {
                 )
             })?;
         }
-        commit(self.table, actions, progress, freshness, "append changes").await?;
+        let mut all = std::mem::take(&mut staged.adds);
+        all.extend(actions);
+        commit(self.table, all, progress, freshness, "append changes").await?;
+        staged.seq_next = 0;
         apply_progress(self.applied, progress, freshness);
         Ok(())
     }
@@ -1101,6 +1236,7 @@ impl ReplicaView<'_> {
         freshness: &Freshness,
         stats: &mut ApplyStats,
         committed: Option<tokio::sync::oneshot::Sender<()>>,
+        (staged, stage): (&mut StagedReplica, bool),
     ) -> Result<()> {
         let schema = self.schema.clone();
         let key_idx: Vec<usize> = self
@@ -1205,12 +1341,21 @@ impl ReplicaView<'_> {
         // Only new keys, all above what the replica holds: the rows go into new files,
         // nothing is read or rewritten (see `KeyBound`).
         let inserts_only = !truncated && ops.iter().all(|(_, _, upsert)| upsert.is_some());
+        // The files of each bucket: the committed ones, with what staged parts left.
+        let mut files = files_by(self.table, bucket_of)?;
+        for (b, fs) in &staged.buckets {
+            files.insert(*b, fs.clone());
+        }
         if inserts_only && matches!(self.key_bound, KeyBound::Unknown) {
             let types: Vec<DataType> = key_idx
                 .iter()
                 .map(|&i| schema.field(i).data_type().clone())
                 .collect();
-            *self.key_bound = self.scan_key_bound(&key_fields, types).await?;
+            let paths = match staged.is_empty() {
+                true => None,
+                false => Some(files.values().flatten().map(|(p, _)| p.clone()).collect()),
+            };
+            *self.key_bound = self.scan_key_bound(&key_fields, types, paths).await?;
         }
         let append = inserts_only
             && match &*self.key_bound {
@@ -1218,7 +1363,6 @@ impl ReplicaView<'_> {
                 KeyBound::Max(m) => last.values().all(|&i| keys.row(i) > m.row()),
                 KeyBound::Unknown => false,
             };
-        let mut files = files_by(self.table, bucket_of)?;
         let touched: Vec<u32> = if truncated {
             let mut all: HashSet<u32> = files.keys().copied().collect();
             all.extend(per_bucket.keys().copied());
@@ -1229,10 +1373,18 @@ impl ReplicaView<'_> {
         let store = self.table.log_store().object_store(None);
         let version = self.table.version().unwrap_or(0) + 1;
         let mut jobs = Vec::new();
+        // Each touched bucket's files after this write, but for the one it adds.
+        let mut kept: HashMap<u32, Vec<(String, i64)>> = HashMap::new();
         for b in touched {
             let old = match append {
-                true => Vec::new(),
-                false => files.remove(&b).unwrap_or_default(),
+                true => {
+                    kept.insert(b, files.remove(&b).unwrap_or_default());
+                    Vec::new()
+                }
+                false => {
+                    kept.insert(b, Vec::new());
+                    files.remove(&b).unwrap_or_default()
+                }
             };
             let mut changed: Vec<usize> = per_bucket.remove(&b).unwrap_or_default();
             changed.sort_unstable();
@@ -1282,22 +1434,53 @@ impl ReplicaView<'_> {
             .buffer_unordered(2)
             .try_collect()
             .await?;
-        let now = now_us() / 1000;
-        let mut actions = Vec::new();
+        // Into the staged state: a staged file replaced again was never committed (it
+        // stays out of the table); a committed one is removed at the commit.
         for r in results {
-            if let Some((_, size, rows)) = &r.added {
-                stats.bytes_written += *size as u64;
-                stats.rows_rewritten += *rows as u64;
+            for (path, size) in r.removed {
+                if staged.added.remove(&path).is_none() {
+                    staged.removed.push((path, size));
+                }
             }
-            actions.extend(r.actions(true, now));
+            let mut now = kept.remove(&r.bucket).unwrap_or_default();
+            if let Some((path, size, rows)) = r.added {
+                stats.bytes_written += size as u64;
+                stats.rows_rewritten += rows as u64;
+                staged.added.insert(path.clone(), (size, rows));
+                now.push((path, size));
+            }
+            staged.buckets.insert(r.bucket, now);
         }
-        stats.commits += 1;
-        commit(self.table, actions, progress, freshness, "apply changes").await?;
-        binlake_core::failpoint::hit("lake.after_replica_commit");
-        if let Some(c) = committed {
-            let _ = c.send(());
+        for (b, now) in kept {
+            staged.buckets.insert(b, now);
         }
-        apply_progress(self.applied, progress, freshness);
+        if !stage {
+            let now = now_us() / 1000;
+            let mut actions: Vec<Action> = std::mem::take(&mut staged.removed)
+                .into_iter()
+                .map(|(path, size)| {
+                    Action::Remove(remove(path, size, Some(HashMap::new()), true, now))
+                })
+                .collect();
+            for (path, (size, rows)) in std::mem::take(&mut staged.added) {
+                actions.push(Action::Add(add(
+                    path,
+                    size,
+                    rows,
+                    std::iter::empty::<(&str, Option<String>)>(),
+                )));
+            }
+            staged.buckets.clear();
+            stats.commits += 1;
+            commit(self.table, actions, progress, freshness, "apply changes").await?;
+        }
+        if !stage {
+            binlake_core::failpoint::hit("lake.after_replica_commit");
+            if let Some(c) = committed {
+                let _ = c.send(());
+            }
+            apply_progress(self.applied, progress, freshness);
+        }
         if truncated {
             *self.key_bound = KeyBound::Unknown;
         } else {
@@ -1315,16 +1498,19 @@ impl ReplicaView<'_> {
         &self,
         key_fields: &[SortField],
         key_types: Vec<DataType>,
+        paths: Option<Vec<String>>,
     ) -> Result<KeyBound> {
-        let snapshot = self
-            .table
-            .snapshot()
-            .map_err(|e| Error::delta(self.table.table_url().as_str(), "snapshot", e, true))?;
-        let paths: Vec<String> = snapshot
-            .log_data()
-            .iter()
-            .map(|f| f.path().to_string())
-            .collect();
+        let paths: Vec<String> = match paths {
+            Some(p) => p,
+            None => self
+                .table
+                .snapshot()
+                .map_err(|e| Error::delta(self.table.table_url().as_str(), "snapshot", e, true))?
+                .log_data()
+                .iter()
+                .map(|f| f.path().to_string())
+                .collect(),
+        };
         let store = self.table.log_store().object_store(None);
         let mut bound = KeyBound::Empty;
         for p in paths {
@@ -1412,6 +1598,7 @@ struct BucketJob {
 }
 
 struct BucketResult {
+    bucket: u32,
     removed: Vec<(String, i64)>,
     added: Option<(String, i64, usize)>,
 }
@@ -1522,6 +1709,7 @@ impl BucketJob {
             None => None,
         };
         Ok(BucketResult {
+            bucket,
             removed: old,
             added,
         })
@@ -2088,7 +2276,6 @@ mod tests {
             file_token: format!("b{n}"),
             resume: None,
             snapshot: None,
-            complete_to_us: None,
         };
         // The change log and one batch as binlake wrote them before `__seq`.
         let full = change_log_schema(&table, false);
@@ -2116,6 +2303,7 @@ mod tests {
             &Freshness::default(),
             &mut ApplyStats::default(),
             None,
+            (&mut StagedChanges::default(), false),
         )
         .await?;
         let mut sink = TableSink::open(&lake, &table).await?;
