@@ -421,8 +421,9 @@ impl LakeSink {
                 .ok(),
             };
             if stage {
-                state.sink.stage(for_r, &progress, false, true).await?;
-                state.sink.stage(for_c, &progress, true, false).await?;
+                let r = state.sink.stage(for_r, &progress, false, true).await?;
+                let c = state.sink.stage(for_c, &progress, true, false).await?;
+                crate::telemetry::applied(&name, &r.merge(c));
                 continue;
             }
             let staged = state.sink.has_staged();
