@@ -487,7 +487,13 @@ async fn wait_returns_once_the_replica_holds_a_commit() {
     let name = unique("itlakewait");
     let root = std::env::temp_dir().join(unique("binlake-lake"));
     let mut c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY, v INT)"]).await;
-    let addr = format!("127.0.0.1:{}", 19500 + std::process::id() % 400);
+    // A free port (the other HTTP tests take theirs the same way or from 19300–19799).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
     let cfg = lake_config(&name, &db, &root, &format!("[http]\nlisten = \"{addr}\""));
     let p = start("run", &cfg);
     let lake = lake_at(&root);
