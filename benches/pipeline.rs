@@ -126,6 +126,19 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The sysbench-shaped table of the benchmarks: creates database `db` with an empty
+/// `sbtest1` and makes it `c`'s current database.
+async fn create_sbtest(c: &mut mysql_async::Conn, db: &str) {
+    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    c.query_drop(format!("USE {db}")).await.unwrap();
+    c.query_drop("CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)")
+        .await
+        .unwrap();
+}
+
+/// Fills `sbtest1` with sysbench-shaped rows; completed with `FROM seq_<lo>_to_<hi>`.
+const SBTEST_FILL: &str = "INSERT INTO sbtest1 SELECT seq, seq % 100000, CONCAT(LPAD(seq, 11, '0'), '-', REPEAT('12345678901-', 9)), REPEAT('67847967377-', 5)";
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -142,11 +155,7 @@ async fn admin() -> mysql_async::Conn {
 /// `deletes`); returns (start file:pos, end GTID position, binlog bytes).
 async fn write_workload(db: &str, deletes: bool) -> (String, String, u64) {
     let mut c = admin().await;
-    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
-    c.query_drop(format!("USE {db}")).await.unwrap();
-    c.query_drop("CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)")
-        .await
-        .unwrap();
+    create_sbtest(&mut c, db).await;
     let (file, pos): (String, u64) = c
         .query_first("SHOW MASTER STATUS")
         .await
@@ -155,12 +164,9 @@ async fn write_workload(db: &str, deletes: bool) -> (String, String, u64) {
         .unwrap();
     for chunk in 0..1000u64 {
         let lo = chunk * 1000 + 1;
-        c.query_drop(format!(
-            "INSERT INTO sbtest1 SELECT seq, seq % 100000, CONCAT(LPAD(seq, 11, '0'), '-', REPEAT('12345678901-', 9)), REPEAT('67847967377-', 5) FROM seq_{lo}_to_{}",
-            lo + 999
-        ))
-        .await
-        .unwrap();
+        c.query_drop(format!("{SBTEST_FILL} FROM seq_{lo}_to_{}", lo + 999))
+            .await
+            .unwrap();
     }
     for chunk in 0..1000u64 {
         let lo = chunk * 1000 + 1;
@@ -317,11 +323,7 @@ async fn latency() {
     let db = format!("bench_lat_{}", stamp());
     let name = format!("benchlat_{}", stamp());
     let mut c = admin().await;
-    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
-    c.query_drop(format!("USE {db}")).await.unwrap();
-    c.query_drop("CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)")
-        .await
-        .unwrap();
+    create_sbtest(&mut c, &db).await;
     let extra = std::env::var("BINLAKE_BENCH_EXTRA").unwrap_or_default();
     let cfg = config(&name, &db, None, &extra);
     let mut child = start_capture(&cfg);
@@ -460,11 +462,7 @@ async fn run_large_transaction() {
     for rows in sizes.split_whitespace().map(|n| n.parse::<u64>().unwrap()) {
         let db = format!("bench_txn_{}", stamp());
         let mut c = admin().await;
-        c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
-        c.query_drop(format!("USE {db}")).await.unwrap();
-        c.query_drop("CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)")
-            .await
-            .unwrap();
+        create_sbtest(&mut c, &db).await;
         let root = std::env::temp_dir().join(format!("bench-txn-lake-{}", stamp()));
         let name = format!("benchtxn_{}", stamp());
         let cfg = config(
@@ -490,11 +488,9 @@ async fn run_large_transaction() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let t = Instant::now();
-        c.query_drop(format!(
-            "INSERT INTO sbtest1 SELECT seq, seq % 100000, CONCAT(LPAD(seq, 11, '0'), '-', REPEAT('12345678901-', 9)), REPEAT('67847967377-', 5) FROM seq_1_to_{rows}"
-        ))
-        .await
-        .unwrap();
+        c.query_drop(format!("{SBTEST_FILL} FROM seq_1_to_{rows}"))
+            .await
+            .unwrap();
         let mut peak = 0.0f64;
         while delta_rows(&replica) < rows {
             peak = peak.max(peak_rss_mb(pid));
@@ -851,21 +847,14 @@ async fn snapshot() {
     const ROWS: u64 = 5_000_000;
     let db = format!("bench_snap_{}", stamp());
     let mut c = admin().await;
-    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
-    c.query_drop(format!("USE {db}")).await.unwrap();
-    c.query_drop("CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, k INT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)")
-        .await
-        .unwrap();
+    create_sbtest(&mut c, &db).await;
     eprintln!("filling {db}.sbtest1 with {ROWS} rows ...");
     let t = Instant::now();
     for chunk in 0..ROWS / 100_000 {
         let lo = chunk * 100_000 + 1;
-        c.query_drop(format!(
-            "INSERT INTO sbtest1 SELECT seq, seq % 100000, CONCAT(LPAD(seq, 11, '0'), '-', REPEAT('12345678901-', 9)), REPEAT('67847967377-', 5) FROM seq_{lo}_to_{}",
-            lo + 99_999
-        ))
-        .await
-        .unwrap();
+        c.query_drop(format!("{SBTEST_FILL} FROM seq_{lo}_to_{}", lo + 99_999))
+            .await
+            .unwrap();
     }
     eprintln!("  filled in {:.1} s", t.elapsed().as_secs_f64());
     // BINLAKE_BENCH_READERS="1 2 4" measures each number of chunk readers on the same

@@ -134,32 +134,32 @@ fn main() -> ExitCode {
                 return code;
             }
             let shutdown = shutdown_signal();
-            report("capture", capture::run(&cfg, shutdown).await)
+            report_stopped("capture", capture::run(&cfg, shutdown).await)
         }),
         Command::Run { config } => with_config(&config, |cfg| async move {
             if let Err(code) = serve_http(&cfg, true).await {
                 return code;
             }
             let shutdown = shutdown_signal();
-            report("run", run::run(&cfg, shutdown).await)
+            report_stopped("run", run::run(&cfg, shutdown).await)
         }),
         Command::Materialize { config } => with_config(&config, |cfg| async move {
             if let Err(code) = serve_http(&cfg, true).await {
                 return code;
             }
             let shutdown = shutdown_signal();
-            report("materialize", materialize::run(&cfg, shutdown).await)
+            report_stopped("materialize", materialize::run(&cfg, shutdown).await)
         }),
         Command::Snapshot { config, tables } => with_config(&config, |cfg| async move {
-            report("snapshot", request_snapshot(&cfg, &tables).await)
+            report(request_snapshot(&cfg, &tables).await)
         }),
         Command::Status { config, json } => with_config(&config, |cfg| async move {
-            report("status", query::status(&cfg, json).await)
+            report(query::status(&cfg, json).await)
         }),
         Command::Query(args) => {
             let config = args.config.clone();
             with_config(&config, |cfg| async move {
-                report("query", query::query(&cfg, &args).await)
+                report(query::query(&cfg, &args).await)
             })
         }
         Command::Wait(args) => {
@@ -178,7 +178,7 @@ fn main() -> ExitCode {
                         );
                         ExitCode::FAILURE
                     }
-                    Err(e) => report("wait", Err(e)),
+                    Err(e) => report(Err(e)),
                 }
             })
         }
@@ -324,19 +324,24 @@ async fn request_snapshot(cfg: &Config, tables: &[String]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Exit code 0, or 1 with the error printed (and, for the long-running commands, whose
-/// logs go to log collectors, logged first).
-fn report<E: std::fmt::Display>(what: &str, r: Result<(), E>) -> ExitCode {
+/// Exit code 0, or 1 with the error printed.
+fn report<E: std::fmt::Display>(r: Result<(), E>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if matches!(what, "capture" | "run" | "materialize") {
-                tracing::error!(error = %e, "{what} stopped");
-            }
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// [`report`] for the long-running commands, whose logs go to log collectors: the error
+/// is logged first.
+fn report_stopped<E: std::fmt::Display>(what: &str, r: Result<(), E>) -> ExitCode {
+    if let Err(e) = &r {
+        tracing::error!(error = %e, "{what} stopped");
+    }
+    report(r)
 }
 
 fn validate(path: &std::path::Path) -> ExitCode {

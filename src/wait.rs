@@ -97,17 +97,7 @@ impl Covered {
     fn of(cp: &Checkpoint) -> Covered {
         Covered {
             resume: cp.resume.clone().unwrap_or_default(),
-            pending: cp
-                .state
-                .as_ref()
-                .and_then(|s| s.get("tables"))
-                .and_then(serde_json::Value::as_array)
-                .map(|ts| {
-                    ts.iter()
-                        .filter_map(|t| t.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            pending: cp.snapshot_pending(),
         }
     }
 

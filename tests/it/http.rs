@@ -14,7 +14,8 @@ use crate::alt_mariadb::AltMariaDb;
 use crate::capture::CaptureProcess;
 use crate::services::unique;
 
-fn get(addr: &str, path: &str) -> (u16, String) {
+/// HTTP GET of `path` on `addr`: (status, body); (0, "") when nothing listens.
+pub(crate) fn get(addr: &str, path: &str) -> (u16, String) {
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return (0, String::new());
     };

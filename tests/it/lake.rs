@@ -458,25 +458,6 @@ fn crashed_at(p: CaptureProcess, failpoint: &str) {
     );
 }
 
-/// HTTP GET of `path` on `addr`: (status, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
 /// `binlake wait --gtid` and `GET /wait?gtid=`: return once the replicas hold the GTID of
 /// a commit (the row is then in the replica), time out (exit 1, 408) on a GTID not
 /// reached, and refuse a table the config does not capture or a malformed GTID (exit 2,
@@ -512,7 +493,7 @@ async fn wait_returns_once_the_replica_holds_a_commit() {
     };
     let get = |path: String| {
         let addr = addr.clone();
-        tokio::task::spawn_blocking(move || http_get(&addr, &path))
+        tokio::task::spawn_blocking(move || crate::http::get(&addr, &path))
     };
     let table = format!("{db}.t");
     for i in 1..=6 {

@@ -49,6 +49,23 @@ pub struct Checkpoint {
     pub tables: BTreeMap<String, i64>,
 }
 
+impl Checkpoint {
+    /// The tables (`db.table`) the snapshot in progress has left to read: incomplete, so
+    /// current to no time.
+    pub fn snapshot_pending(&self) -> Vec<String> {
+        self.state
+            .as_ref()
+            .and_then(|s| s.get("tables"))
+            .and_then(serde_json::Value::as_array)
+            .map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// One table's freshness.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableStatus {
@@ -130,12 +147,7 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
         // its changes, so a last chunk with no rows would leave it pending for good); the
         // table's own last commit without a checkpoint.
         let snapshot_pending = match checkpoint {
-            Some(cp) => cp
-                .state
-                .as_ref()
-                .and_then(|s| s.get("tables"))
-                .and_then(serde_json::Value::as_array)
-                .is_some_and(|ts| ts.iter().any(|t| t.as_str() == Some(name.as_str()))),
+            Some(cp) => cp.snapshot_pending().contains(&name),
             None => f
                 .snapshot
                 .as_ref()
