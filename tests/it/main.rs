@@ -18,6 +18,7 @@ mod kafka;
 mod kafka_compat;
 mod lake;
 mod mariadb;
+mod row_images;
 mod schema_history;
 mod services;
 mod snapshot;

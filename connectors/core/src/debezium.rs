@@ -204,6 +204,8 @@ pub struct TableCodec {
     /// The Connect schemas, serialized, used when `opts.schemas`.
     key_schema: String,
     value_schema: String,
+    /// The envelope's schema for events with absent columns (see "Absent columns").
+    partial_value_schema: String,
     /// `,"db":"…","table":"…"` pre-escaped, and the static start of `source`.
     source_head: Vec<u8>,
     source_tail: Vec<u8>,
@@ -229,7 +231,10 @@ impl TableCodec {
             .collect();
         let names = SchemaNames::new(&opts.server_name, &table);
         let key_schema = key_connect_schema(&table, &reprs, &names).to_string();
-        let value_schema = envelope_connect_schema(&table, &reprs, &names, &opts).to_string();
+        let value_schema =
+            envelope_connect_schema(&table, &reprs, &names, &opts, false).to_string();
+        let partial_value_schema =
+            envelope_connect_schema(&table, &reprs, &names, &opts, true).to_string();
         let mut source_head = Vec::new();
         source_head.extend_from_slice(b"\"source\":{\"version\":");
         source_head.extend(json_string(&opts.version));
@@ -250,6 +255,7 @@ impl TableCodec {
             field_prefixes,
             key_schema,
             value_schema,
+            partial_value_schema,
             source_head,
             source_tail,
             qualified,
@@ -292,6 +298,12 @@ impl TableCodec {
             if n > 0 {
                 buf.push(b',');
             }
+            if row[i].is_absent() {
+                return Err(self.invalid_event(&format!(
+                    "primary-key column {} is not in the row image",
+                    self.table.columns[i].name
+                )));
+            }
             buf.extend_from_slice(&self.field_prefixes[i]);
             self.write_value(i, &row[i], buf)?;
         }
@@ -305,9 +317,15 @@ impl TableCodec {
     /// Appends the envelope of `event` to `buf`; `ts_us` is the processing time (the
     /// envelope's `ts_ms`/`ts_us`/`ts_ns`).
     pub fn encode_value(&self, event: &ChangeEvent, ts_us: i64, buf: &mut Vec<u8>) -> Result<()> {
+        let absent =
+            |r: &Option<Vec<Value>>| r.as_ref().is_some_and(|r| r.iter().any(Value::is_absent));
+        let partial = absent(&event.before) || absent(&event.after);
         if self.opts.schemas {
             buf.extend_from_slice(b"{\"schema\":");
-            buf.extend_from_slice(self.value_schema.as_bytes());
+            buf.extend_from_slice(match partial {
+                false => self.value_schema.as_bytes(),
+                true => self.partial_value_schema.as_bytes(),
+            });
             buf.extend_from_slice(b",\"payload\":");
         }
         buf.extend_from_slice(b"{\"before\":");
@@ -332,6 +350,13 @@ impl TableCodec {
                     t.total_order, t.data_collection_order
                 );
             }
+        }
+        if partial {
+            buf.extend_from_slice(b",\"absent\":{\"before\":");
+            self.write_absent(event.before.as_ref(), buf);
+            buf.extend_from_slice(b",\"after\":");
+            self.write_absent(event.after.as_ref(), buf);
+            buf.push(b'}');
         }
         buf.push(b'}');
         if self.opts.schemas {
@@ -373,6 +398,7 @@ impl TableCodec {
         buf.push(b'}');
     }
 
+    /// Writes a row image; absent columns are left out (and named in `absent`).
     fn write_row(&self, row: Option<&Vec<Value>>, buf: &mut Vec<u8>) -> Result<()> {
         let Some(row) = row else {
             buf.extend_from_slice(b"null");
@@ -380,15 +406,38 @@ impl TableCodec {
         };
         self.check_row(row)?;
         buf.push(b'{');
+        let mut first = true;
         for (i, v) in row.iter().enumerate() {
-            if i > 0 {
+            if v.is_absent() {
+                continue;
+            }
+            if !first {
                 buf.push(b',');
             }
+            first = false;
             buf.extend_from_slice(&self.field_prefixes[i]);
             self.write_value(i, v, buf)?;
         }
         buf.push(b'}');
         Ok(())
+    }
+
+    /// The names of a row image's absent columns as a JSON array (`null` without an image).
+    fn write_absent(&self, row: Option<&Vec<Value>>, buf: &mut Vec<u8>) {
+        let Some(row) = row else {
+            buf.extend_from_slice(b"null");
+            return;
+        };
+        buf.push(b'[');
+        let mut first = true;
+        for (i, _) in row.iter().enumerate().filter(|(_, v)| v.is_absent()) {
+            if !first {
+                buf.push(b',');
+            }
+            first = false;
+            buf.extend(json_string(&self.table.columns[i].name));
+        }
+        buf.push(b']');
     }
 
     fn check_row(&self, row: &[Value]) -> Result<()> {
@@ -789,12 +838,29 @@ fn key_connect_schema(t: &TableSchema, reprs: &[Repr], names: &SchemaNames) -> J
     json!({"type": "struct", "fields": fields, "optional": false, "name": names.name("Key")})
 }
 
-fn row_connect_schema(t: &TableSchema, reprs: &[Repr], names: &SchemaNames, field: &str) -> Json {
+/// A row image's schema; with `partial`, every field is optional (absent columns are left
+/// out of the image).
+fn row_connect_schema(
+    t: &TableSchema,
+    reprs: &[Repr],
+    names: &SchemaNames,
+    field: &str,
+    partial: bool,
+) -> Json {
     let fields: Vec<Json> = t
         .columns
         .iter()
         .zip(reprs)
-        .map(|(c, r)| field_schema(c, *r))
+        .map(|(c, r)| match partial {
+            false => field_schema(c, *r),
+            true => field_schema(
+                &Column {
+                    nullable: true,
+                    ..c.clone()
+                },
+                *r,
+            ),
+        })
         .collect();
     json!({"type": "struct", "fields": fields, "optional": true, "name": names.name("Value"), "field": field})
 }
@@ -833,17 +899,20 @@ fn source_connect_schema(opts: &DebeziumOptions) -> Json {
     })
 }
 
+/// The envelope's schema; `partial` for events with absent columns: every row field is
+/// optional and the `absent` block follows `transaction`.
 fn envelope_connect_schema(
     t: &TableSchema,
     reprs: &[Repr],
     names: &SchemaNames,
     opts: &DebeziumOptions,
+    partial: bool,
 ) -> Json {
-    json!({
+    let mut schema = json!({
         "type": "struct",
         "fields": [
-            row_connect_schema(t, reprs, names, "before"),
-            row_connect_schema(t, reprs, names, "after"),
+            row_connect_schema(t, reprs, names, "before", partial),
+            row_connect_schema(t, reprs, names, "after", partial),
             source_connect_schema(opts),
             {"type": "string", "optional": false, "field": "op"},
             {"type": "int64", "optional": true, "field": "ts_ms"},
@@ -862,7 +931,16 @@ fn envelope_connect_schema(
         "optional": false,
         "name": names.name("Envelope"),
         "version": 2
-    })
+    });
+    if partial && let Some(Json::Array(fields)) = schema.get_mut("fields") {
+        let names = |f: &str| json!({"type": "array", "items": {"type": "string", "optional": false}, "optional": true, "field": f});
+        fields.push(json!({
+            "type": "struct",
+            "fields": [names("before"), names("after")],
+            "optional": true, "name": "binlake.absent", "version": 1, "field": "absent"
+        }));
+    }
+    schema
 }
 
 mod decode;

@@ -22,6 +22,9 @@ use crate::temporal::{Date, DateTime};
 /// | ENUM / SET | [`Value::Enum`] / [`Value::Set`]: the member string(s), as `SELECT` shows them |
 /// | JSON | [`Value::Json`]: JSON text |
 /// | GEOMETRY and its subtypes | [`Value::Geometry`]: MySQL's internal form, 4-byte SRID (LE) + WKB |
+///
+/// Any column may also be [`Value::Absent`]: the server did not write it into the row
+/// image (`binlog_row_image = MINIMAL` or `NOBLOB`), which is not the same as NULL.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// SQL NULL.
@@ -62,6 +65,11 @@ pub enum Value {
     Json(String),
     /// GEOMETRY: MySQL's internal form, the SRID as 4 little-endian bytes, then WKB.
     Geometry(Vec<u8>),
+    /// Not in the row image: the server left the column out (`binlog_row_image = MINIMAL`
+    /// or `NOBLOB`), so its value is not known from this event. In an update's after-image
+    /// it means "unchanged" (taken from the before-image when that has it); in an insert,
+    /// the column's default when the schema does not tell it.
+    Absent,
 }
 
 impl Value {
@@ -85,6 +93,11 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// True for [`Value::Absent`].
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Value::Absent)
+    }
+
     /// The variant's name, for error messages.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -106,6 +119,7 @@ impl Value {
             Value::Set(_) => "set",
             Value::Json(_) => "json",
             Value::Geometry(_) => "geometry",
+            Value::Absent => "absent",
         }
     }
 }

@@ -203,7 +203,9 @@ impl ColumnBuilder {
             T::try_from(i).map_err(|_| format!("{i} out of range"))
         }
         match (self, v) {
-            (b, Value::Null) => b.append_null(),
+            // An absent value is written as null: the change log marks it in `__absent`, and
+            // the replica merges it from the row it replaces before writing.
+            (b, Value::Null | Value::Absent) => b.append_null(),
             (ColumnBuilder::I8(b), Value::Int(i)) => b.append_value(int(*i)?),
             (ColumnBuilder::I16(b), Value::Int(i)) => b.append_value(int(*i)?),
             (ColumnBuilder::I16(b), Value::UInt(u)) => b.append_value(int(*u as i64)?),

@@ -59,8 +59,13 @@ pub const COMMIT_DATE: &str = "__commit_date";
 /// commit version times 2^32 plus the change's index in the commit: commits land at
 /// exactly the version they were built for (no commit retries), one writer per table.
 pub const SEQ: &str = "__seq";
+/// The change log's list of the columns a change's row image left out
+/// (`binlog_row_image = MINIMAL` or `NOBLOB`): their names (`__before_<name>` for the
+/// before-image columns), NULL when the image is whole. A column listed here is NULL in
+/// the row because its value is not known, not because it is NULL.
+pub const ABSENT: &str = "__absent";
 /// The change log's columns before the table's own, in order.
-const CHANGE_LOG_META: [&str; 9] = [
+const CHANGE_LOG_META: [&str; 10] = [
     "__op",
     "__commit_ts",
     "__binlog_file",
@@ -70,6 +75,7 @@ const CHANGE_LOG_META: [&str; 9] = [
     "__kafka_partition",
     "__kafka_offset",
     SEQ,
+    ABSENT,
 ];
 /// Commit-info key of binlake's freshness record.
 pub const FRESHNESS_KEY: &str = "binlake";
@@ -207,6 +213,8 @@ pub struct TableSink {
     applied_replica: Applied,
     key_bound: KeyBound,
     staged: Staged,
+    /// Whether values left NULL for want of their absent columns were reported.
+    warned_absent: bool,
 }
 
 /// The parts of a source transaction written to storage but not committed yet
@@ -304,6 +312,10 @@ pub struct ApplyStats {
     pub buckets: u64,
     /// Delta commits made.
     pub commits: u64,
+    /// Replica values left NULL because the row images left their columns out and
+    /// nothing told them: an INSERT's columns without a known default, or an update of a
+    /// key whose earlier row is gone (see [`ReplicaView::write`]).
+    pub absent_unknown: u64,
 }
 
 impl ApplyStats {
@@ -316,6 +328,7 @@ impl ApplyStats {
             rows_rewritten: self.rows_rewritten + o.rows_rewritten,
             buckets: self.buckets + o.buckets,
             commits: self.commits + o.commits,
+            absent_unknown: self.absent_unknown + o.absent_unknown,
         }
     }
 }
@@ -336,6 +349,7 @@ fn change_log_schema(table: &TableSchema, before_images: bool) -> Schema {
         Field::new("__kafka_offset", DataType::Int64, true),
         // Nullable only because change logs written before it was added have none.
         Field::new(SEQ, DataType::Int64, true),
+        absent_field(),
     ];
     debug_assert!(fields.iter().map(|f| f.name().as_str()).eq(CHANGE_LOG_META));
     for c in &table.columns {
@@ -348,6 +362,14 @@ fn change_log_schema(table: &TableSchema, before_images: bool) -> Schema {
     }
     fields.push(Field::new(COMMIT_DATE, DataType::Date32, false));
     Schema::new(fields)
+}
+
+fn absent_field() -> Field {
+    Field::new(
+        ABSENT,
+        DataType::List(Arc::new(Field::new("element", DataType::Utf8, true))),
+        true,
+    )
 }
 
 /// FNV-1a, 64 bits: stable across versions and platforms (the bucket layout depends on it).
@@ -441,21 +463,34 @@ impl TableSink {
             applied_replica: Applied::default(),
             key_bound: KeyBound::Unknown,
             staged: Staged::default(),
+            warned_absent: false,
         };
         sink.refresh_schemas()?;
-        if sink.changes_schema.field_with_name(SEQ).is_err() {
-            // A change log written before `__seq` existed: its older rows have none.
+        // A change log written before `__seq` or `__absent` existed: its older rows have
+        // none (NULL).
+        let missing: Vec<Field> = [Field::new(SEQ, DataType::Int64, true), absent_field()]
+            .into_iter()
+            .filter(|f| sink.changes_schema.field_with_name(f.name()).is_err())
+            .collect();
+        if !missing.is_empty() {
             let url = sink.changes.table_url().to_string();
-            let fields =
-                arrow_to_delta(&Schema::new(vec![Field::new(SEQ, DataType::Int64, true)]))?;
+            let names: Vec<String> = missing.iter().map(|f| f.name().clone()).collect();
+            let fields = arrow_to_delta(&Schema::new(missing))?;
             sink.changes = sink
                 .changes
                 .clone()
                 .add_columns()
                 .with_fields(fields.fields().cloned().collect::<Vec<_>>())
                 .await
-                .map_err(|e| Error::delta(&url, "add the __seq column", e, true))?;
-            tracing::info!(table = %sink.name, "change log upgraded: column __seq added (NULL in older rows)");
+                .map_err(|e| {
+                    Error::delta(
+                        &url,
+                        &format!("add the {} columns", names.join(", ")),
+                        e,
+                        true,
+                    )
+                })?;
+            tracing::info!(table = %sink.name, columns = %names.join(", "), "change log upgraded: columns added (NULL in older rows)");
             sink.refresh_schemas()?;
         }
         sink.evolve(table).await?;
@@ -947,6 +982,7 @@ impl TableSink {
             applied_replica,
             key_bound,
             staged,
+            warned_absent,
         } = self;
         let Staged {
             changes: staged_changes,
@@ -968,6 +1004,7 @@ impl TableSink {
             buckets: *buckets,
             applied: applied_replica,
             key_bound,
+            warned_absent,
         };
         let (mut sc, mut sr) = (ApplyStats::default(), ApplyStats::default());
         let (a, b) = tokio::join!(
@@ -1114,6 +1151,43 @@ impl ChangesView<'_> {
         Ok(())
     }
 
+    /// The change-log columns `e`'s row images leave out, as one `__absent` entry.
+    fn append_absent(
+        &self,
+        out: &mut arrow::array::ListBuilder<arrow::array::StringBuilder>,
+        e: &ChangeEvent,
+    ) {
+        let absent = |r: &Option<binlake_core::Row>| {
+            r.as_ref().is_some_and(|r| r.iter().any(Value::is_absent))
+        };
+        let image = if e.op == Op::Delete {
+            &e.before
+        } else {
+            &e.after
+        };
+        let before = self.before_images && e.op != Op::Delete && absent(&e.before);
+        if !absent(image) && !before {
+            out.append_null();
+            return;
+        }
+        let names = |r: &Option<binlake_core::Row>| {
+            r.iter()
+                .flat_map(|r| r.iter().enumerate())
+                .filter(|(_, v)| v.is_absent())
+                .map(|(i, _)| e.table.columns[i].name.as_str())
+                .collect::<Vec<_>>()
+        };
+        for name in names(image) {
+            out.values().append_value(name);
+        }
+        if before {
+            for name in names(&e.before) {
+                out.values().append_value(format!("__before_{name}"));
+            }
+        }
+        out.append(true);
+    }
+
     fn change_rows(&self, schema: &SchemaRef, changes: &[(i64, &Change)]) -> Result<RecordBatch> {
         let n = changes.len();
         let seq = arrow::array::Int64Array::from_iter_values(changes.iter().map(|(s, _)| *s));
@@ -1126,6 +1200,13 @@ impl ChangesView<'_> {
         let mut gtid = arrow::array::StringBuilder::with_capacity(n, 0);
         let mut kp = arrow::array::Int32Builder::with_capacity(n);
         let mut ko = arrow::array::Int64Builder::with_capacity(n);
+        // The list's item field as the table has it (Delta names it `element`).
+        let mut absent = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new());
+        if let Ok(f) = schema.field_with_name(ABSENT)
+            && let DataType::List(item) = f.data_type()
+        {
+            absent = absent.with_field(item.clone());
+        }
         // The rows of one transaction share its GTID: format it once.
         let mut last_gtid: Option<(&binlake_core::Gtid, String)> = None;
         for (_, c) in changes {
@@ -1156,8 +1237,9 @@ impl ChangesView<'_> {
                     ko.append_null();
                 }
             }
+            self.append_absent(&mut absent, e);
         }
-        let meta: [ArrayRef; 9] = [
+        let meta: [ArrayRef; 10] = [
             Arc::new(op.finish()),
             Arc::new(ts.finish()),
             Arc::new(file.finish()),
@@ -1167,6 +1249,7 @@ impl ChangesView<'_> {
             Arc::new(kp.finish()),
             Arc::new(ko.finish()),
             Arc::new(seq),
+            Arc::new(absent.finish()),
         ];
         // By name: a change log written before `__seq` existed has it after the table's
         // columns.
@@ -1226,6 +1309,7 @@ struct ReplicaView<'a> {
     buckets: u32,
     applied: &'a mut Applied,
     key_bound: &'a mut KeyBound,
+    warned_absent: &'a mut bool,
 }
 
 impl ReplicaView<'_> {
@@ -1259,25 +1343,47 @@ impl ReplicaView<'_> {
 
         // Key rows of every change, in order: (key image, upsert?) pairs.
         let mut truncated = false;
-        // (row whose key is changed, its schema, the new row unless it is a delete)
-        type KeyOp<'a> = (&'a [Value], &'a Arc<TableSchema>, Option<&'a [Value]>);
         let mut ops: Vec<KeyOp<'_>> = Vec::new();
+        // Per op, where an upsert's absent values come from (see `resolve_absent`).
+        let mut origins: Vec<Origin> = Vec::new();
+        let mut prev: Option<&ChangeEvent> = None;
         for c in batch {
             let e = &c.event;
+            // A key change split into a delete and a create (`split_key_move`, or
+            // Debezium-style messages): both halves have the same source position.
+            let second_half = prev.is_some_and(|p| {
+                p.op == Op::Delete && e.op == Op::Create && p.source.position == e.source.position
+            });
+            prev = Some(e);
             match (e.op, e.before.as_deref(), e.after.as_deref()) {
                 (Op::Truncate, _, _) => {
                     truncated = true;
                     ops.clear();
+                    origins.clear();
                 }
-                (Op::Delete, Some(b), _) => ops.push((b, &e.table, None)),
+                (Op::Delete, Some(b), _) => {
+                    ops.push((b, &e.table, None));
+                    origins.push(Origin::Same);
+                }
                 (Op::Update, Some(b), Some(a)) => {
                     let moved = e.table.primary_key.iter().any(|&i| b[i] != a[i]);
                     if moved {
                         ops.push((b, &e.table, None));
+                        origins.push(Origin::Same);
                     }
                     ops.push((a, &e.table, Some(a)));
+                    origins.push(if moved { Origin::Moved } else { Origin::Same });
                 }
-                (_, _, Some(a)) => ops.push((a, &e.table, Some(a))),
+                (op, _, Some(a)) => {
+                    ops.push((a, &e.table, Some(a)));
+                    // An INSERT's row did not exist before it: nothing stored holds what
+                    // its image leaves out (the columns' defaults).
+                    origins.push(match op {
+                        Op::Create if second_half => Origin::Moved,
+                        Op::Create => Origin::New,
+                        _ => Origin::Same,
+                    });
+                }
                 _ => {}
             }
         }
@@ -1325,7 +1431,22 @@ impl ReplicaView<'_> {
         let keys = converter
             .convert_columns(&key_batch)
             .map_err(|e| Error::storage("key encoding", e))?;
-        // Last change per key wins.
+        // Row images that leave columns out (binlog_row_image = MINIMAL or NOBLOB): what
+        // the batch itself tells of them, and which stored rows hold the rest.
+        let has_absent = ops
+            .iter()
+            .any(|(_, _, u)| u.is_some_and(|r| r.iter().any(Value::is_absent)));
+        let resolved = match has_absent {
+            false => HashMap::new(),
+            true => resolve_absent(
+                &ops,
+                &origins,
+                &keys,
+                schema.fields().len(),
+                truncated,
+                &value_at,
+            ),
+        };
         let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(ops.len());
         for i in 0..ops.len() {
             last.insert(keys.row(i).data(), i);
@@ -1346,6 +1467,18 @@ impl ReplicaView<'_> {
         for (b, fs) in &staged.buckets {
             files.insert(*b, fs.clone());
         }
+        // The stored rows that hold the absent values of the batch's last row per key.
+        let wanted: HashSet<Vec<u8>> = last
+            .values()
+            .filter_map(|i| resolved.get(i).and_then(|(_, origin)| origin.clone()))
+            .collect();
+        let stored = match wanted.is_empty() {
+            true => None,
+            false => Some(
+                self.stored_rows(&files, &wanted, &key_idx, &key_fields)
+                    .await?,
+            ),
+        };
         if inserts_only && matches!(self.key_bound, KeyBound::Unknown) {
             let types: Vec<DataType> = key_idx
                 .iter()
@@ -1395,27 +1528,46 @@ impl ReplicaView<'_> {
                 .map(|f| builder_for(f, changed.len()))
                 .collect();
             let mut changed_keys = HashSet::with_capacity(changed.len());
+            // (row of `new_rows`, field, row of the stored rows) to take from there.
+            let mut patches: Vec<(usize, usize, usize)> = Vec::new();
+            let mut row_no = 0;
             for &i in &changed {
                 changed_keys.insert(keys.row(i).data().to_vec());
                 let (_, table, upsert) = &ops[i];
-                if let Some(row) = upsert {
-                    for (field, (b, f)) in builders.iter_mut().zip(schema.fields()).enumerate() {
-                        let v = value_at(table, field)
+                let Some(row) = upsert else { continue };
+                let merged = resolved.get(&i);
+                for (field, (b, f)) in builders.iter_mut().zip(schema.fields()).enumerate() {
+                    let v = match merged {
+                        Some((vals, _)) => &vals[field],
+                        None => value_at(table, field)
                             .map(|i| &row[i])
-                            .unwrap_or(&Value::Null);
-                        b.append(v).map_err(|reason| Error::Value {
-                            table: self.name.to_string(),
-                            column: f.name().clone(),
-                            reason,
-                        })?;
+                            .unwrap_or(&Value::Null),
+                    };
+                    if v.is_absent() {
+                        let from = merged
+                            .and_then(|(_, origin)| origin.as_ref())
+                            .and_then(|k| stored.as_ref().and_then(|(_, at)| at.get(k)));
+                        match from {
+                            Some(&j) => patches.push((row_no, field, j)),
+                            None => stats.absent_unknown += 1,
+                        }
                     }
+                    b.append(v).map_err(|reason| Error::Value {
+                        table: self.name.to_string(),
+                        column: f.name().clone(),
+                        reason,
+                    })?;
                 }
+                row_no += 1;
             }
-            let new_rows = RecordBatch::try_new(
+            let mut new_rows = RecordBatch::try_new(
                 schema.clone(),
                 builders.iter_mut().map(|b| b.finish()).collect(),
             )
             .map_err(|e| Error::storage("build the replica batch", e))?;
+            if let (false, Some((rows, _))) = (patches.is_empty(), &stored) {
+                new_rows = take_patches(&new_rows, rows, &patches)?;
+            }
             jobs.push(BucketJob {
                 bucket: b,
                 old,
@@ -1428,6 +1580,14 @@ impl ReplicaView<'_> {
                 path: bucket_file(b, version),
                 store: store.clone(),
             });
+        }
+        if stats.absent_unknown > 0 && !*self.warned_absent {
+            *self.warned_absent = true;
+            tracing::warn!(
+                table = %self.name,
+                values = stats.absent_unknown,
+                "replica values left NULL: the row images (binlog_row_image = MINIMAL or NOBLOB) left their columns out and no earlier row holds them (an INSERT's columns whose default binlake does not know); set binlog_row_image = FULL on the primary, or re-snapshot the table to correct them"
+            );
         }
         stats.buckets += jobs.len() as u64;
         let results: Vec<BucketResult> = futures::stream::iter(jobs.into_iter().map(|j| j.run()))
@@ -1491,6 +1651,64 @@ impl ReplicaView<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The stored rows (in `files`, before this batch) of the `wanted` keys, aligned to
+    /// the replica's schema, and each key's row in them.
+    async fn stored_rows(
+        &self,
+        files: &BTreeMap<u32, Vec<(String, i64)>>,
+        wanted: &HashSet<Vec<u8>>,
+        key_idx: &[usize],
+        key_fields: &[SortField],
+    ) -> Result<(RecordBatch, HashMap<Vec<u8>, usize>)> {
+        let store = self.table.log_store().object_store(None);
+        let buckets: BTreeMap<u32, ()> = wanted
+            .iter()
+            .map(|k| ((fnv1a(k) % self.buckets as u64) as u32, ()))
+            .collect();
+        let converter = RowConverter::new(key_fields.to_vec())
+            .map_err(|e| Error::storage("key encoding", e))?;
+        let mut parts = Vec::new();
+        let mut at = HashMap::with_capacity(wanted.len());
+        let mut n = 0;
+        for b in buckets.keys() {
+            for (path, _) in files.get(b).into_iter().flatten() {
+                let bytes = read_object(&store, path).await?;
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .and_then(|r| r.with_batch_size(65536).build())
+                    .map_err(|e| Error::storage(format!("read {path}"), e))?;
+                for rb in reader {
+                    let rb = rb.map_err(|e| Error::storage(format!("read {path}"), e))?;
+                    let rb = align(&rb, self.schema)?;
+                    let cols: Vec<ArrayRef> =
+                        key_idx.iter().map(|&i| rb.column(i).clone()).collect();
+                    let rows = converter
+                        .convert_columns(&cols)
+                        .map_err(|e| Error::storage("key encoding", e))?;
+                    let mut keep = Vec::with_capacity(rb.num_rows());
+                    for r in 0..rb.num_rows() {
+                        let k = rows.row(r).data();
+                        let hit = wanted.contains(k);
+                        if hit {
+                            at.insert(k.to_vec(), n);
+                            n += 1;
+                        }
+                        keep.push(hit);
+                    }
+                    if n > 0 {
+                        let kept = filter_record_batch(&rb, &keep.into())
+                            .map_err(|e| Error::storage("filter", e))?;
+                        if kept.num_rows() > 0 {
+                            parts.push(kept);
+                        }
+                    }
+                }
+            }
+        }
+        let rows = arrow::compute::concat_batches(self.schema, &parts)
+            .map_err(|e| Error::storage("concat", e))?;
+        Ok((rows, at))
     }
 
     /// The largest key in the replica, read from its files' key columns.
@@ -1561,6 +1779,103 @@ impl ReplicaView<'_> {
         }
         Ok(bound)
     }
+}
+
+/// One key's change in a replica write: the row whose key is changed, its schema, and the
+/// new row unless it is a delete.
+type KeyOp<'a> = (&'a [Value], &'a Arc<TableSchema>, Option<&'a [Value]>);
+
+/// Where an upsert's absent values come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The key's earlier row (in the batch, else stored).
+    Same,
+    /// The earlier row of the key the op before it (a key change's delete) removed.
+    Moved,
+    /// None: an INSERT's row did not exist before it.
+    New,
+}
+
+/// An upsert's row in replica-field order, with what the batch tells of its absent values
+/// filled in, and the key of the stored row that holds the ones still absent (`None`:
+/// nothing does).
+type Resolved = (Vec<Value>, Option<Vec<u8>>);
+
+/// For a batch whose row images leave columns out: each upsert's row with its absent
+/// values taken from the key's previous row image in the batch (an update leaves out what
+/// it does not change; a key change carries the old key's row to the new key), and, for
+/// what the batch does not tell, the stored row to take them from. A delete (or TRUNCATE)
+/// leaves nothing to take from; neither does an INSERT.
+fn resolve_absent(
+    ops: &[KeyOp<'_>],
+    origins: &[Origin],
+    keys: &arrow::row::Rows,
+    fields: usize,
+    truncated: bool,
+    value_at: &dyn Fn(&Arc<TableSchema>, usize) -> Option<usize>,
+) -> HashMap<usize, Resolved> {
+    let unknown = || (vec![Value::Absent; fields], None);
+    let mut state: HashMap<&[u8], Resolved> = HashMap::new();
+    let mut carried: Option<Resolved> = None;
+    let mut out = HashMap::new();
+    for (i, ((_, table, upsert), origin)) in ops.iter().zip(origins).enumerate() {
+        let k = keys.row(i).data();
+        let prior = match origin {
+            Origin::New => unknown(),
+            Origin::Moved => carried.take().unwrap_or_else(unknown),
+            Origin::Same => state.get(k).cloned().unwrap_or_else(|| {
+                (
+                    vec![Value::Absent; fields],
+                    (!truncated).then(|| k.to_vec()),
+                )
+            }),
+        };
+        let Some(row) = upsert else {
+            if origins.get(i + 1) == Some(&Origin::Moved) {
+                carried = Some(prior);
+            }
+            state.insert(k, unknown());
+            continue;
+        };
+        let mut still_absent = false;
+        let vals: Vec<Value> = (0..fields)
+            .map(|f| {
+                let v = value_at(table, f).map_or(Value::Null, |j| row[j].clone());
+                let v = if v.is_absent() { prior.0[f].clone() } else { v };
+                still_absent |= v.is_absent();
+                v
+            })
+            .collect();
+        let r = (vals, if still_absent { prior.1 } else { None });
+        state.insert(k, r.clone());
+        out.insert(i, r);
+    }
+    out
+}
+
+/// `rows` with the values `patches` name, `(row, field, row of from)`, taken from `from`.
+fn take_patches(
+    rows: &RecordBatch,
+    from: &RecordBatch,
+    patches: &[(usize, usize, usize)],
+) -> Result<RecordBatch> {
+    let mut columns = rows.columns().to_vec();
+    let mut fields: Vec<usize> = patches.iter().map(|p| p.1).collect();
+    fields.sort_unstable();
+    fields.dedup();
+    for f in fields {
+        let mut indices: Vec<(usize, usize)> = (0..rows.num_rows()).map(|r| (0, r)).collect();
+        for &(r, _, j) in patches.iter().filter(|p| p.1 == f) {
+            indices[r] = (1, j);
+        }
+        columns[f] = arrow::compute::interleave(
+            &[rows.column(f).as_ref(), from.column(f).as_ref()],
+            &indices,
+        )
+        .map_err(|e| Error::storage("merge absent values", e))?;
+    }
+    RecordBatch::try_new(rows.schema(), columns)
+        .map_err(|e| Error::storage("merge absent values", e))
 }
 
 fn moves_key(c: &Change) -> bool {

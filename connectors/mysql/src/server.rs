@@ -5,9 +5,10 @@
 //!
 //! Before capture starts, [`ServerInfo::probe`] asks the server and
 //! [`ServerInfo::capture_problems_for`] lists everything that keeps binlake from capturing,
-//! each entry saying what to change: the binlog is off, `binlog_format` is not `ROW`,
-//! `binlog_row_image` is not `FULL`, or the account lacks privileges (with the `GRANT`
-//! statements to run). Connection failures ([`connect`]) name `host:port` and what to
+//! each entry saying what to change: the binlog is off, `binlog_format` is not `ROW`, or
+//! the account lacks privileges (with the `GRANT` statements to run). A `binlog_row_image`
+//! other than `FULL` is no problem: the columns it leaves out are decoded as
+//! [`binlake_core::Value::Absent`] ([`ServerInfo::row_image_note`] says what that means). Connection failures ([`connect`]) name `host:port` and what to
 //! check; wrong credentials are definite, not retried. A server that refuses the account
 //! (1045) while it offers TLS that binlake did not use may require TLS of the account
 //! (`REQUIRE SSL`): the message says so, having read the server's greeting again.
@@ -188,7 +189,7 @@ pub struct ServerInfo {
     pub log_bin: bool,
     /// `@@binlog_format`: must be `ROW`.
     pub binlog_format: String,
-    /// `@@binlog_row_image`: must be `FULL`.
+    /// `@@binlog_row_image`: `FULL`, or `MINIMAL`/`NOBLOB` (columns left out of row images).
     pub binlog_row_image: String,
     /// `@@binlog_row_metadata` (MySQL ≥ 8.0.1, MariaDB ≥ 10.5): `FULL` lets table maps carry
     /// column names and types.
@@ -336,14 +337,19 @@ impl ServerInfo {
                 self.binlog_format
             ));
         }
-        if !self.binlog_row_image.eq_ignore_ascii_case("FULL") {
-            out.push(format!(
-                "binlog_row_image is {}, binlake needs FULL (every column in every row image): run SET GLOBAL binlog_row_image = 'FULL' and put binlog_row_image = FULL in the server config",
-                self.binlog_row_image
-            ));
-        }
         out.extend(self.grant_problem(filter));
         out
+    }
+
+    /// What a `binlog_row_image` other than `FULL` means for consumers (capture goes on
+    /// with it), to log at start; `None` for `FULL`.
+    pub fn row_image_note(&self) -> Option<String> {
+        (!self.binlog_row_image.eq_ignore_ascii_case("FULL")).then(|| {
+            format!(
+                "binlog_row_image is {}: row images leave columns out; messages mark them in `absent`, the change log in `__absent`, and the replica takes them from the row it replaces (an INSERT's left-out columns come from the column defaults binlake knows, else they are NULL). SET GLOBAL binlog_row_image = 'FULL' for complete images",
+                self.binlog_row_image
+            )
+        })
     }
 
     /// The privileges the account lacks, as one problem with the `GRANT` statements to run.

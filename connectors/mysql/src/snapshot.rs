@@ -37,6 +37,12 @@
 //!   images) describe the key from then on; an insert, update or delete in the window
 //!   needs no snapshot row at all.
 //!
+//! - Unless every change logged is an update whose after-image leaves columns out
+//!   (`binlog_row_image = MINIMAL` or `NOBLOB`) and keeps the key: the stream alone cannot
+//!   describe the row then, so the row is emitted with the values those updates wrote laid
+//!   over it. A column an update leaves out is one it did not change, so the `SELECT`'s
+//!   value of it holds whether the `SELECT` ran before or after the update.
+//!
 //! Changes logged before low are already reflected by the `SELECT` and come before the
 //! chunk in the stream, so the snapshot row, placed later, wins as it should. Rows inserted
 //! in the window after the `SELECT` read past them are not in the chunk; the stream carries
@@ -847,14 +853,91 @@ struct Waiting {
     name: String,
     keys: HashSet<String>,
     /// Keys changed at or after the low watermark: the stream has newer versions.
-    changed: HashSet<String>,
+    changed: HashMap<String, Seen>,
 }
+
+/// What the window saw of a key of a chunk.
+#[derive(Debug, Clone)]
+enum Seen {
+    /// A change with whole row images (or a delete, insert, key change, TRUNCATE): the
+    /// stream describes the key from then on; the chunk's row is dropped.
+    Whole,
+    /// Only updates whose after-images leave columns out (`binlog_row_image = MINIMAL`
+    /// or `NOBLOB`): the stream cannot describe the row alone, so the chunk's row is
+    /// emitted with the values those updates wrote laid over it (the columns they leave
+    /// out are unchanged by them, so the `SELECT`'s values hold whenever it ran).
+    Partial(Row),
+}
+
+impl Seen {
+    /// What a change with after-image `partial` (`Some` for an update that leaves
+    /// columns out and keeps its key) makes of what was seen before.
+    fn then(self, partial: Option<&Row>) -> Seen {
+        match (self, partial) {
+            (Seen::Partial(mut row), Some(after)) if row.len() == after.len() => {
+                for (v, a) in row.iter_mut().zip(after) {
+                    if !a.is_absent() {
+                        *v = a.clone();
+                    }
+                }
+                Seen::Partial(row)
+            }
+            _ => Seen::Whole,
+        }
+    }
+
+    fn of(partial: Option<&Row>) -> Seen {
+        match partial {
+            Some(after) => Seen::Partial(after.clone()),
+            None => Seen::Whole,
+        }
+    }
+}
+
+/// A chunk's rows as they are emitted, given what the window saw of their keys: a row
+/// whose key the stream describes is dropped, one that only partial updates touched gets
+/// their values (see the module docs).
+fn settle(rows: Vec<Row>, changed: &HashMap<String, Seen>, pk: &[usize]) -> Vec<Row> {
+    if changed.contains_key(ALL_ROWS) {
+        return Vec::new();
+    }
+    rows.into_iter()
+        .filter_map(|mut r| match changed.get(&key_string(&r, pk)) {
+            None => Some(r),
+            Some(Seen::Partial(over)) if over.len() == r.len() => {
+                for (v, o) in r.iter_mut().zip(over) {
+                    if !o.is_absent() {
+                        *v = o.clone();
+                    }
+                }
+                Some(r)
+            }
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// The after-image of `e` when it is an update that leaves columns out and keeps its key.
+fn partial_after(e: &ChangeEvent) -> Option<&Row> {
+    match (e.op, &e.before, &e.after) {
+        (Op::Update, Some(b), Some(a))
+            if a.iter().any(Value::is_absent) && !e.table.key_changed(b, a) =>
+        {
+            Some(a)
+        }
+        _ => None,
+    }
+}
+
+/// A change the window remembers: its position, table, key, and the after-image of an
+/// update that leaves columns out.
+type Recent = ((u64, u64), String, String, Option<Row>);
 
 /// Merges chunks into the stream. See the module docs.
 #[derive(Debug, Default)]
 struct Window {
-    /// Changes of tables being read (table, key, position) since the earliest floor.
-    recent: Vec<((u64, u64), String, String)>,
+    /// Changes of tables being read since the earliest floor.
+    recent: Vec<Recent>,
     waiting: Vec<Waiting>,
     /// Where the stream is.
     stream: (u64, u64),
@@ -1166,13 +1249,18 @@ impl Snapshotter {
                 let low = order(&chunk.low);
                 let pk = &chunk.table.primary_key;
                 let keys: HashSet<String> = chunk.rows.iter().map(|r| key_string(r, pk)).collect();
-                let changed = self
-                    .window
-                    .recent
-                    .iter()
-                    .filter(|(at, t, k)| *at >= low && *t == name && touches(&chunk, &keys, k))
-                    .map(|(_, _, k)| k.clone())
-                    .collect();
+                let mut changed: HashMap<String, Seen> = HashMap::new();
+                for (_, _, k, partial) in
+                    self.window.recent.iter().filter(|(at, t, k, _)| {
+                        *at >= low && *t == name && touches(&chunk, &keys, k)
+                    })
+                {
+                    let seen = match changed.remove(k) {
+                        Some(s) => s.then(partial.as_ref()),
+                        None => Seen::of(partial.as_ref()),
+                    };
+                    changed.insert(k.clone(), seen);
+                }
                 lock(&self.plan).floors.remove(&chunk.slot);
                 self.window.waiting.push(Waiting {
                     low,
@@ -1211,14 +1299,20 @@ impl Snapshotter {
                 .map(|row| key_string(row, &e.table.primary_key))
                 .collect(),
         };
+        let partial = partial_after(e);
         for key in keys {
             for c in w.waiting.iter_mut() {
                 if at >= c.low && is_table(&c.name, &e.table) && touches(&c.chunk, &c.keys, &key) {
-                    c.changed.insert(key.clone());
+                    let seen = match c.changed.remove(&key) {
+                        Some(s) => s.then(partial),
+                        None => Seen::of(partial),
+                    };
+                    c.changed.insert(key.clone(), seen);
                 }
             }
             if remember {
-                w.recent.push((at, e.table.qualified_name(), key));
+                w.recent
+                    .push((at, e.table.qualified_name(), key, partial.cloned()));
             }
         }
     }
@@ -1230,7 +1324,7 @@ impl Snapshotter {
         plan.stream = at;
         // Changes before every floor can matter to no chunk still to come.
         match plan.floors.values().map(|(_, f)| *f).min() {
-            Some(floor) => self.window.recent.retain(|(at, _, _)| *at >= floor),
+            Some(floor) => self.window.recent.retain(|(at, _, _, _)| *at >= floor),
             None => self.window.recent.clear(),
         }
         drop(plan);
@@ -1280,14 +1374,7 @@ impl Snapshotter {
             drop(plan);
             let first = self.begun.insert(name.clone());
             let pk = &table.primary_key;
-            let rows: Vec<Row> = match changed.contains(ALL_ROWS) {
-                true => Vec::new(),
-                false => chunk
-                    .rows
-                    .into_iter()
-                    .filter(|r| !changed.contains(&key_string(r, pk)))
-                    .collect(),
-            };
+            let rows = settle(chunk.rows, &changed, pk);
             let events = read_events(
                 &table,
                 rows,
@@ -1477,7 +1564,8 @@ pub fn key_json(table: &Arc<TableSchema>, row: &Row) -> Option<String> {
 fn to_mysql(v: &Value, ty: &ColumnType) -> mysql_async::Value {
     use mysql_async::Value as My;
     match v {
-        Value::Null => My::NULL,
+        // Keys read from the lake or a snapshot are never absent.
+        Value::Null | Value::Absent => My::NULL,
         Value::Int(i) => My::Int(*i),
         Value::UInt(u) => My::UInt(*u),
         Value::Float(f) => My::Float(*f),
@@ -1592,6 +1680,49 @@ mod tests {
         let json = serde_json::to_value(&progress).unwrap();
         let back: SnapshotProgress = serde_json::from_value(json).unwrap();
         assert_eq!(back, progress);
+    }
+
+    #[test]
+    fn rows_only_partial_updates_touched_in_the_window_are_emitted_with_their_values() {
+        let row =
+            |id: i64, v: i64, w: &str| vec![Value::Int(id), Value::Int(v), Value::String(w.into())];
+        let partial = |id: i64, v: Option<i64>, w: Option<&str>| {
+            vec![
+                Value::Int(id),
+                v.map_or(Value::Absent, Value::Int),
+                w.map_or(Value::Absent, |w| Value::String(w.into())),
+            ]
+        };
+        let pk = [0];
+        let mut changed: HashMap<String, Seen> = HashMap::new();
+        // Key 1: two MINIMAL updates of different columns; key 2: a MINIMAL update, then
+        // a whole one; key 3: a whole one, then a MINIMAL one; key 4 untouched.
+        let k = |id: i64| key_string(&row(id, 0, ""), &pk);
+        let seen = |changed: &mut HashMap<String, Seen>, id: i64, partial: Option<Row>| {
+            let s = match changed.remove(&k(id)) {
+                Some(s) => s.then(partial.as_ref()),
+                None => Seen::of(partial.as_ref()),
+            };
+            changed.insert(k(id), s);
+        };
+        seen(&mut changed, 1, Some(partial(1, Some(10), None)));
+        seen(&mut changed, 1, Some(partial(1, None, Some("x"))));
+        seen(&mut changed, 2, Some(partial(2, Some(20), None)));
+        seen(&mut changed, 2, None);
+        seen(&mut changed, 3, None);
+        seen(&mut changed, 3, Some(partial(3, Some(30), None)));
+        let rows = vec![
+            row(1, 1, "a"),
+            row(2, 2, "b"),
+            row(3, 3, "c"),
+            row(4, 4, "d"),
+        ];
+        assert_eq!(
+            settle(rows.clone(), &changed, &pk),
+            vec![row(1, 10, "x"), row(4, 4, "d")]
+        );
+        changed.insert(ALL_ROWS.into(), Seen::Whole);
+        assert!(settle(rows, &changed, &pk).is_empty());
     }
 
     #[test]

@@ -191,6 +191,19 @@ impl TableCodec {
             .source
             .ok_or_else(|| self.decode_err("envelope has no `source` object"))?;
         let ts_us = parts.ts_us.unwrap_or(source.ts_us);
+        let absent = parts.absent.unwrap_or_default();
+        for (row, named) in [
+            (&parts.before, &absent.before),
+            (&parts.after, &absent.after),
+        ] {
+            let Some(row) = row else { continue };
+            for (i, _) in row.iter().enumerate().filter(|(_, v)| v.is_absent()) {
+                let name = &self.table.columns[i].name;
+                if !named.as_ref().is_some_and(|n| n.iter().any(|a| a == name)) {
+                    return Err(self.decode_err(format!("row has no field `{name}`")));
+                }
+            }
+        }
         Ok(Decoded {
             event: ChangeEvent {
                 op,
@@ -330,7 +343,8 @@ impl<'de> DeserializeSeed<'de> for ColumnSeed<'_> {
     }
 }
 
-/// A row image (`before`/`after`): `null` or an object with every column.
+/// A row image (`before`/`after`): `null` or an object with every column but those the
+/// envelope's `absent` block names.
 struct RowSeed<'c>(&'c TableCodec);
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
@@ -385,15 +399,15 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 Some(s) => s[i] = true,
             }
         }
-        let missing = match &seen {
-            None => (next < n).then_some(next),
-            Some(s) => s.iter().position(|b| !b),
-        };
-        if let Some(i) = missing {
-            return Err(de::Error::custom(format!(
-                "row has no field `{}`",
-                codec.table.columns[i].name
-            )));
+        // A field the row leaves out is absent; the envelope's `absent` block must name it
+        // (checked by `decode_value`).
+        match &seen {
+            None => row[next..].iter_mut().for_each(|v| *v = Value::Absent),
+            Some(s) => row
+                .iter_mut()
+                .zip(s)
+                .filter(|(_, seen)| !**seen)
+                .for_each(|(v, _)| *v = Value::Absent),
         }
         Ok(Some(row))
     }
@@ -409,6 +423,16 @@ struct Parts {
     transaction: Option<TransactionInfo>,
     ts_us: Option<i64>,
     ts_ms: Option<i64>,
+    absent: Option<Absent>,
+}
+
+/// The envelope's `absent` block: the columns each row image leaves out.
+#[derive(Default, serde::Deserialize)]
+struct Absent {
+    #[serde(default)]
+    before: Option<Vec<String>>,
+    #[serde(default)]
+    after: Option<Vec<String>>,
 }
 
 /// An envelope, or `{"schema":…,"payload":<envelope>}`.
@@ -442,6 +466,7 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_> {
                 "transaction" => p.transaction = map.next_value_seed(TransactionSeed)?,
                 "ts_us" => p.ts_us = map.next_value()?,
                 "ts_ms" => p.ts_ms = map.next_value()?,
+                "absent" => p.absent = map.next_value()?,
                 // The Connect form wraps the envelope; an envelope has no such field.
                 "payload" => payload = Some(map.next_value_seed(EnvelopeSeed(self.0))?),
                 _ => {

@@ -354,6 +354,7 @@ fn golden_messages_for_every_type() {
         ),
         ("type_matrix.read", read),
         ("type_matrix.truncate", truncate),
+        ("type_matrix.update.minimal", minimal_update()),
     ];
     for schemas in [false, true] {
         let codec = TableCodec::new(
@@ -371,8 +372,9 @@ fn golden_messages_for_every_type() {
             } else {
                 name.to_string()
             };
-            // The with-schema form is long; one example of it is enough to read.
-            if !schemas || name.starts_with("type_matrix.create") {
+            // The with-schema form is long; an example of it (and of its form for absent
+            // columns) is enough to read.
+            if !schemas || name.starts_with("type_matrix.create") || name.contains("minimal") {
                 golden(&name, &message(key, value));
             }
             // Every form decodes back to the same event.
@@ -382,6 +384,86 @@ fn golden_messages_for_every_type() {
             assert_eq!(&d.event, e, "{name}");
             assert_eq!(d.ts_us, TS);
         }
+    }
+}
+
+/// An update as `binlog_row_image = MINIMAL` writes it: the key in the before-image, the
+/// changed columns in the after-image (the decoder takes the key from the before-image).
+fn minimal_update() -> ChangeEvent {
+    let full = edge_row(1);
+    let mut before = vec![Value::Absent; full.len()];
+    before[0] = full[0].clone();
+    let mut after = before.clone();
+    after[1] = Value::Int(-7);
+    after[2] = Value::Null;
+    event(Op::Update, Some(before), Some(after))
+}
+
+#[test]
+fn absent_columns_are_left_out_named_and_decoded_back() {
+    for schemas in [false, true] {
+        let codec = TableCodec::new(
+            type_matrix(),
+            Arc::new(DebeziumOptions { schemas, ..opts() }),
+        );
+        let e = minimal_update();
+        let (_, value) = encode(&codec, &e);
+        let payload = if schemas { &value["payload"] } else { &value };
+        let after = payload["after"].as_object().unwrap();
+        // The changed columns, a NULL among them, and the key; nothing else.
+        let mut keys = after.keys().collect::<Vec<_>>();
+        keys.sort();
+        assert_eq!(keys, ["c_tinyint", "c_tinyint_u", "id"]);
+        assert!(after["c_tinyint_u"].is_null());
+        let absent_after = payload["absent"]["after"].as_array().unwrap();
+        assert_eq!(absent_after.len(), type_matrix().columns.len() - 3);
+        assert!(!absent_after.contains(&Json::from("c_tinyint_u")));
+        assert_eq!(
+            payload["absent"]["before"].as_array().unwrap().len(),
+            absent_after.len() + 2
+        );
+        if schemas {
+            // Connect's JsonConverter needs every left-out field optional.
+            let fields = value["schema"]["fields"][1]["fields"].as_array().unwrap();
+            assert!(fields.iter().all(|f| f["optional"] == Json::Bool(true)));
+            assert_eq!(value["schema"]["fields"][8]["field"], "absent");
+        }
+        let mut v = Vec::new();
+        codec.encode_value(&e, TS, &mut v).unwrap();
+        assert_eq!(codec.decode_value(&v).unwrap().event, e);
+        // Full images keep the schema and shape they always had.
+        let full = event(Op::Update, Some(edge_row(1)), Some(edge_row(1)));
+        let (_, value) = encode(&codec, &full);
+        let payload = if schemas { &value["payload"] } else { &value };
+        assert!(payload.get("absent").is_none());
+        // A field left out without `absent` naming it is an error, as before.
+        let mut tree: Json = serde_json::from_slice(&v).unwrap();
+        let p = if schemas {
+            &mut tree["payload"]
+        } else {
+            &mut tree
+        };
+        p["absent"]["after"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n != "c_double");
+        let err = codec
+            .decode_value(&serde_json::to_vec(&tree).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c_double"), "{err}");
+        // A key must be there.
+        let mut no_key = minimal_update();
+        if let Some(a) = no_key.after.as_mut() {
+            a[0] = Value::Absent;
+        }
+        no_key.before = None;
+        no_key.op = Op::Create;
+        let err = codec
+            .encode_key(&no_key, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("primary-key column id"), "{err}");
     }
 }
 
@@ -826,9 +908,12 @@ fn arb_row(t: &TableSchema) -> BoxedStrategy<Row> {
         .enumerate()
         .map(|(i, c)| {
             let v = arb_value(&c.ty);
-            // Key columns are never NULL.
+            // Key columns are never NULL nor absent; other columns may be left out of
+            // the row image (binlog_row_image = MINIMAL or NOBLOB).
             if c.nullable && i > 1 {
-                prop_oneof![1 => Just(Value::Null), 4 => v].boxed()
+                prop_oneof![1 => Just(Value::Null), 1 => Just(Value::Absent), 4 => v].boxed()
+            } else if i > 1 {
+                prop_oneof![1 => Just(Value::Absent), 5 => v].boxed()
             } else {
                 v
             }

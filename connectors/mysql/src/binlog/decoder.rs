@@ -907,18 +907,9 @@ impl Decoder {
         let after_cols: Option<Vec<bool>> = rows
             .columns_after_image()
             .map(|b| (0..n).map(|i| b.get(i).is_some_and(|x| *x)).collect());
-        // A before-image must be whole; an after-image of an update may leave out unchanged
-        // columns (partial JSON updates do), which are taken from the before-image.
-        let full_before = before_cols.as_ref().is_none_or(|b| b.iter().all(|x| *x));
-        let after_complete = after_cols.as_ref().is_none_or(|a| a.iter().all(|x| *x))
-            || (before_cols.is_some() && full_before);
-        if !full_before || !after_complete {
-            return Err(self.err(
-                start,
-                Some(&qualified()),
-                "the row image lacks columns: binlake needs binlog_row_image=FULL on the server",
-            ));
-        }
+        // Columns the server left out of a row image (`binlog_row_image = MINIMAL` or
+        // `NOBLOB`) are `Value::Absent`; an update's after-image takes a column it leaves
+        // out (unchanged) from the before-image when that has it.
         let data = rows.rows_data();
         let mut c = Cursor::new(data);
         let mut row_index = 0u32;
@@ -1016,12 +1007,13 @@ fn decode_image(
     let mut image_index = 0;
     for (i, dec) in def.decoders.iter().enumerate() {
         if !present[i] {
-            // Not in this after-image: unchanged, so the before-image's value.
+            // Not in this image: in an update's after-image, unchanged, so the
+            // before-image's value when that has it; otherwise not known from this event.
             if let Some(j) = def.projection[i] {
                 let v = partial_before
                     .and_then(|b| b.get(j))
                     .cloned()
-                    .ok_or_else(|| RowError("a column is missing from the row image".into()))?;
+                    .unwrap_or(Value::Absent);
                 row.push(v);
             }
             if matches!(dec, super::rows::ColumnDecoder::Json { .. }) {
@@ -1047,6 +1039,11 @@ fn decode_image(
             let diffs = json::parse_diffs(bytes).map_err(RowError)?;
             let base = match def.projection[i].and_then(|j| partial_before.and_then(|b| b.get(j))) {
                 Some(Value::Json(t)) => t.as_str(),
+                Some(Value::Absent) | None => {
+                    return Err(RowError(
+                        "a partial JSON update of a column whose value is not in the before-image (binlog_row_image = MINIMAL or NOBLOB with binlog_row_value_options = PARTIAL_JSON): set binlog_row_value_options = '' on the server".into(),
+                    ));
+                }
                 _ => "null",
             };
             Value::Json(json::apply_diffs(base, &diffs).map_err(RowError)?)

@@ -110,6 +110,9 @@ impl BinlogReader {
                 problems,
             });
         }
+        if let Some(note) = info.row_image_note() {
+            tracing::warn!(target = %cfg.describe(), "{note}");
+        }
         let _ = conn.disconnect().await;
         let resume = match start {
             StartFrom::Position(p) => p,
