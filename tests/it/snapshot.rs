@@ -288,20 +288,24 @@ async fn a_table_changed_under_a_chunk_read_is_a_schema_race() {
         "ALTER TABLE t DROP COLUMN v",
         "DROP TABLE t",
     ];
+    // The server usually refuses the read (1412 after TRUNCATE or a copying ALTER, 1054
+    // after DROP COLUMN, 1146 after DROP TABLE), but not always (a copying ALTER has been
+    // seen to let it read the old rows): whatever it answers with an error must be a
+    // schema race, and it must answer with one at least once.
+    let mut refused = 0;
     for ddl in ddls {
         reader
             .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             .await
             .unwrap();
         c.query_drop(ddl).await.unwrap();
-        let err = reader
-            .query_drop(&select)
-            .await
-            .map_err(fails)
-            .expect_err(ddl);
-        assert!(err.is_schema_race(), "after `{ddl}`: {err}");
+        if let Err(err) = reader.query_drop(&select).await.map_err(fails) {
+            assert!(err.is_schema_race(), "after `{ddl}`: {err}");
+            refused += 1;
+        }
         reader.query_drop("ROLLBACK").await.unwrap();
     }
+    assert!(refused > 0, "no read under a changed table was refused");
     // An error of the statement itself is not one.
     let err = reader
         .query_drop(format!("SELECT nope FROM {db}.missing WHERE"))
