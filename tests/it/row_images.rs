@@ -80,6 +80,9 @@ async fn minimal_and_noblob_row_images_keep_run_and_materialize_replicas_equal_t
                 "DELETE FROM t WHERE id = 9",
                 // Every column named: the image is whole.
                 "INSERT INTO t (id, a, b, c, d, j) VALUES (100, 1, 'new', 'text', 2, '[1]')",
+                // Columns left to their defaults (a literal, and NULL): filled from the
+                // schema's defaults.
+                "INSERT INTO t (id, b) VALUES (102, 'defaults')",
                 "UPDATE t SET j = json_set(j, '$.m', 1) WHERE id = 10",
             ][..],
         ),
@@ -92,6 +95,7 @@ async fn minimal_and_noblob_row_images_keep_run_and_materialize_replicas_equal_t
                 "UPDATE t SET id = 1022 WHERE id = 22",
                 "DELETE FROM t WHERE id = 23",
                 "INSERT INTO t (id, a, b, c, d, j) VALUES (101, 1, 'nb', 'x', 3, '{}')",
+                "INSERT INTO t (id, a, b, d) VALUES (103, 1, 'nb', 4)",
             ][..],
         ),
     ] {
@@ -126,7 +130,7 @@ async fn minimal_and_noblob_row_images_keep_run_and_materialize_replicas_equal_t
             lake,
             &format!(
                 "SELECT count(*) AS n FROM \"{db}\".\"t__changes\" WHERE __absent IS NOT NULL \
-                 AND id IN (100, 101)"
+                 AND id IN (100, 101, 102, 103)"
             ),
             &["n"],
         )

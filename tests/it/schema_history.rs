@@ -72,6 +72,17 @@ const STATEMENTS: &[&str] = &[
     "ALTER TABLE js MODIFY a longtext, CHANGE d d2 json, ADD g json AFTER id",
     "ALTER TABLE js RENAME COLUMN b TO b2",
     "ALTER TABLE js CONVERT TO CHARACTER SET utf8mb4",
+    // Defaults (what fills an INSERT's columns a MINIMAL row image leaves out): literals,
+    // NULL, none, expressions and types whose literals binlake does not convert.
+    "CREATE TABLE defs (id int PRIMARY KEY, a int NOT NULL DEFAULT 7, b int DEFAULT -3,
+        c varchar(10) DEFAULT 'it''s', d varchar(10), e text, f int NOT NULL,
+        g enum('x','y') DEFAULT 'y', h set('p','q') DEFAULT 'p,q',
+        i datetime DEFAULT CURRENT_TIMESTAMP, j decimal(5,2) DEFAULT 1.5, k char(3) DEFAULT 'ab',
+        l varchar(5) DEFAULT NULL, m bigint unsigned DEFAULT 18446744073709551615,
+        n varchar(10) DEFAULT (concat('a', 'b')), o timestamp NULL DEFAULT NULL,
+        p int AUTO_INCREMENT UNIQUE, q int AS (a + 1) VIRTUAL)",
+    "ALTER TABLE defs ALTER COLUMN a SET DEFAULT 8, ALTER b DROP DEFAULT,
+        ALTER COLUMN c SET DEFAULT 'z', ALTER COLUMN d SET DEFAULT upper('u')",
 ];
 
 fn columns(s: &TableSchema) -> Vec<String> {
@@ -79,10 +90,11 @@ fn columns(s: &TableSchema) -> Vec<String> {
         .iter()
         .map(|c| {
             format!(
-                "{} {}{}",
+                "{} {}{} default {:?}",
                 c.name,
                 c.ty.sql_name(),
-                if c.nullable { "" } else { " not null" }
+                if c.nullable { "" } else { " not null" },
+                c.default
             )
         })
         .collect()

@@ -37,5 +37,5 @@ pub use position::{
     BinlogFilePos, EventPosition, Gtid, MariaDbGtid, MariaDbGtidPos, MysqlGtid, MysqlGtidSet,
     ResumePosition,
 };
-pub use schema::{Column, ColumnType, Flavor, TableSchema};
+pub use schema::{Column, ColumnDefault, ColumnType, Flavor, TableSchema};
 pub use value::Value;

@@ -242,16 +242,49 @@ pub struct Column {
     pub ty: ColumnType,
     /// Whether NULL is allowed.
     pub nullable: bool,
+    /// What an `INSERT` that does not name the column stores in it, as far as binlake
+    /// knows it: row images written with `binlog_row_image = MINIMAL` leave such columns
+    /// out.
+    #[serde(default, skip_serializing_if = "ColumnDefault::is_unknown")]
+    pub default: ColumnDefault,
+}
+
+/// A column's default value (`DEFAULT`), when binlake knows it exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnDefault {
+    /// Not known: an expression (`CURRENT_TIMESTAMP`, `uuid()`), a generated or
+    /// `AUTO_INCREMENT` column, the implicit default of a `NOT NULL` column, a type whose
+    /// literal binlake does not convert, or a schema from before defaults were tracked.
+    #[default]
+    Unknown,
+    /// NULL (`DEFAULT NULL`, or a nullable column without `DEFAULT`).
+    Null,
+    /// A constant, as the server's text protocol shows the value (`7`, `abc`, `a,b`).
+    Literal(String),
+}
+
+impl ColumnDefault {
+    /// True for [`ColumnDefault::Unknown`].
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, ColumnDefault::Unknown)
+    }
 }
 
 impl Column {
-    /// A column from its parts.
+    /// A column from its parts, its default unknown.
     pub fn new(name: impl Into<String>, ty: ColumnType, nullable: bool) -> Self {
         Column {
             name: name.into(),
             ty,
             nullable,
+            default: ColumnDefault::Unknown,
         }
+    }
+
+    /// The column with `default` as its default.
+    pub fn with_default(self, default: ColumnDefault) -> Self {
+        Column { default, ..self }
     }
 }
 

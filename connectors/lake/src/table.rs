@@ -1586,7 +1586,7 @@ impl ReplicaView<'_> {
             tracing::warn!(
                 table = %self.name,
                 values = stats.absent_unknown,
-                "replica values left NULL: the row images (binlog_row_image = MINIMAL or NOBLOB) left their columns out and no earlier row holds them (an INSERT's columns whose default binlake does not know); set binlog_row_image = FULL on the primary, or re-snapshot the table to correct them"
+                "replica values left NULL: the row images (binlog_row_image = MINIMAL or NOBLOB) left their columns out and no earlier row holds them (an INSERT's columns whose default binlake does not know exactly, e.g. CURRENT_TIMESTAMP); set binlog_row_image = FULL on the primary, or re-snapshot the table to correct them"
             );
         }
         stats.buckets += jobs.len() as u64;

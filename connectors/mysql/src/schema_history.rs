@@ -15,7 +15,10 @@
 //! [`SchemaHistory::from_json`] persist it next to the resume position.
 //!
 //! The history tracks what decoding needs ([`TableSchema`]: columns in order with names,
-//! types, charsets, ENUM/SET members, signedness, nullability and the primary key), plus
+//! types, charsets, ENUM/SET members, signedness, nullability, the primary key, and the
+//! defaults binlake can reproduce exactly — NULL and literals of integer, VARCHAR/TEXT,
+//! ENUM and SET columns, through `ALTER … SET/DROP DEFAULT` too — which fill the columns
+//! an INSERT's `MINIMAL` row image leaves out), plus
 //! the default character set of each table and database, because a later `ALTER TABLE …
 //! ADD c VARCHAR(10)` takes its charset from there, and the table's UNIQUE keys: without a
 //! declared primary key the server uses the first UNIQUE key whose columns are all NOT NULL
@@ -76,7 +79,9 @@
 use std::collections::BTreeMap;
 
 use binlake_core::schema::StringKind;
-use binlake_core::{Column, ColumnType, Flavor, TableChange, TableChangeKind, TableSchema};
+use binlake_core::{
+    Column, ColumnDefault, ColumnType, Flavor, TableChange, TableChangeKind, TableSchema,
+};
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
     BinaryLength, CharacterLength, ColumnOption, DataType, EnumMember, ExactNumberInfo, Expr,
@@ -661,6 +666,9 @@ impl SchemaHistory {
                     if_exists,
                 } => work.change(&old, def, &pos, if_exists).map_err(fail)?,
                 Spec::RenameColumn { old, new } => work.rename_column(&old, &new).map_err(fail)?,
+                Spec::SetDefault { column, default } => {
+                    work.set_default(&column, default).map_err(fail)?
+                }
                 Spec::AddKey { key, if_not_exists } => {
                     work.add_key(key, if_not_exists).map_err(fail)?
                 }
@@ -817,7 +825,17 @@ impl Work {
             };
             set_json_marker(&mut ty, json);
         }
-        Ok(Column::new(def.name.clone(), ty, def.nullable()))
+        let nullable = def.nullable();
+        let default = match (&def.default, def.generated) {
+            (_, true) => ColumnDefault::Unknown,
+            (Some(d), false) => d.clone(),
+            // No DEFAULT clause: NULL when NULL is allowed; a NOT NULL column's implicit
+            // default (0, '') only non-strict servers use.
+            (None, false) if nullable => ColumnDefault::Null,
+            (None, false) => ColumnDefault::Unknown,
+        };
+        let default = known_default(&ty, nullable, default);
+        Ok(Column::new(def.name.clone(), ty, nullable).with_default(default))
     }
 
     fn insert_at(&mut self, column: Column, pos: &Position, default: usize) -> Result<(), String> {
@@ -1003,6 +1021,20 @@ impl Work {
         }
     }
 
+    fn set_default(&mut self, column: &str, default: Option<ColumnDefault>) -> Result<(), String> {
+        let i = self
+            .find(column)
+            .ok_or_else(|| format!("ALTER COLUMN {column}: no such column"))?;
+        let c = &mut self.columns[i];
+        // Without a default, NULL for a nullable column (and nothing known otherwise).
+        let default = default.unwrap_or(match c.nullable {
+            true => ColumnDefault::Null,
+            false => ColumnDefault::Unknown,
+        });
+        c.default = known_default(&c.ty, c.nullable, default);
+        Ok(())
+    }
+
     fn rename_column(&mut self, old: &str, new: &str) -> Result<(), String> {
         let i = self
             .find(old)
@@ -1090,8 +1122,12 @@ impl Work {
             if !primary_key.contains(&i) {
                 primary_key.push(i);
             }
-            // Primary-key columns are NOT NULL, whatever the definition says.
+            // Primary-key columns are NOT NULL, whatever the definition says (so NULL is
+            // no default of theirs).
             columns[i].nullable = false;
+            if columns[i].default == ColumnDefault::Null {
+                columns[i].default = ColumnDefault::Unknown;
+            }
         }
         Ok(Entry {
             schema: TableSchema {
@@ -1685,6 +1721,99 @@ fn is_null_literal(e: &Expr) -> bool {
     }
 }
 
+/// A column's default from `information_schema.COLUMNS` (`COLUMN_DEFAULT`, `EXTRA`).
+/// MariaDB (10.2.7+) quotes literal strings, shows numbers bare, `NULL` for a NULL default
+/// and expressions as their text, and SQL NULL for no default. MySQL shows literals bare,
+/// SQL NULL for both no default and a NULL default, and marks expressions
+/// `DEFAULT_GENERATED` in `EXTRA`.
+fn information_schema_default(
+    flavor: Flavor,
+    default: Option<&str>,
+    extra: &str,
+    nullable: bool,
+) -> ColumnDefault {
+    let extra = extra.to_ascii_uppercase();
+    if extra.contains("GENERATED") || extra.contains("AUTO_INCREMENT") {
+        return ColumnDefault::Unknown;
+    }
+    match (flavor, default) {
+        (_, None) if nullable && flavor == Flavor::Mysql => ColumnDefault::Null,
+        (_, None) => ColumnDefault::Unknown,
+        (Flavor::Mysql, Some(text)) => ColumnDefault::Literal(text.to_string()),
+        (Flavor::MariaDb, Some(text)) if text.eq_ignore_ascii_case("NULL") => ColumnDefault::Null,
+        (Flavor::MariaDb, Some(text)) => {
+            match text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
+                // How backslashes are escaped there is not something to guess at.
+                Some(quoted) if quoted.contains('\\') => ColumnDefault::Unknown,
+                Some(quoted) => ColumnDefault::Literal(quoted.replace("''", "'")),
+                None if text.parse::<f64>().is_ok() => ColumnDefault::Literal(text.to_string()),
+                None => ColumnDefault::Unknown,
+            }
+        }
+    }
+}
+
+/// What a `DEFAULT` expression gives, as far as binlake evaluates it: a constant literal,
+/// NULL, or (anything else) unknown.
+fn default_of(e: &Expr) -> ColumnDefault {
+    use sqlparser::ast::{UnaryOperator, Value as V};
+    match e {
+        Expr::Value(v) => match &v.value {
+            V::Null => ColumnDefault::Null,
+            V::Number(n, _) => ColumnDefault::Literal(n.clone()),
+            V::SingleQuotedString(t) | V::DoubleQuotedString(t) => {
+                ColumnDefault::Literal(t.clone())
+            }
+            V::Boolean(b) => ColumnDefault::Literal(if *b { "1" } else { "0" }.into()),
+            _ => ColumnDefault::Unknown,
+        },
+        // `_utf8mb4'y'`: the text is the literal (other introducers name other bytes).
+        Expr::Prefixed { prefix, value }
+            if prefix.value.to_ascii_lowercase().starts_with("_utf8") =>
+        {
+            default_of(value)
+        }
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match default_of(expr) {
+            ColumnDefault::Literal(n) if n.parse::<f64>().is_ok() && !n.starts_with('-') => {
+                ColumnDefault::Literal(format!("-{n}"))
+            }
+            _ => ColumnDefault::Unknown,
+        },
+        _ => ColumnDefault::Unknown,
+    }
+}
+
+/// `default` for a column of type `ty`, kept only where binlake turns it into exactly the
+/// value the server stores: NULL (not for TIMESTAMP, whose implicit defaults depend on
+/// server settings), and literals of integer, VARCHAR/TEXT, ENUM and SET columns (not
+/// CHAR, which the server pads, nor decimals, floats, temporal, bit or binary values,
+/// whose literal forms vary).
+fn known_default(ty: &ColumnType, nullable: bool, default: ColumnDefault) -> ColumnDefault {
+    match (ty, default) {
+        (ColumnType::Timestamp { .. }, _) => ColumnDefault::Unknown,
+        (_, ColumnDefault::Null) if nullable => ColumnDefault::Null,
+        (
+            ColumnType::Integer { .. }
+            | ColumnType::Enum { .. }
+            | ColumnType::Set { .. }
+            | ColumnType::String {
+                kind:
+                    StringKind::VarChar
+                    | StringKind::Tiny
+                    | StringKind::Text
+                    | StringKind::Medium
+                    | StringKind::Long,
+                ..
+            },
+            ColumnDefault::Literal(t),
+        ) => ColumnDefault::Literal(t),
+        _ => ColumnDefault::Unknown,
+    }
+}
+
 fn object_name_text(name: &ObjectName) -> String {
     name.0
         .iter()
@@ -1783,6 +1912,12 @@ struct ColumnDef {
     fills: bool,
     /// The column-level `CHECK`: MariaDB's JSON is a LONGTEXT checked by `json_valid`.
     check: ColumnCheck,
+    /// The `DEFAULT` clause, when there is one.
+    default: Option<ColumnDefault>,
+    /// Generated or `AUTO_INCREMENT`: no default an INSERT could leave to it.
+    generated: bool,
+    /// `AUTO_INCREMENT`, which the server makes `NOT NULL`.
+    auto_increment: bool,
 }
 
 impl ColumnDef {
@@ -1794,7 +1929,7 @@ impl ColumnDef {
     }
 
     fn nullable(&self) -> bool {
-        !(self.primary || self.ty.serial) && self.null.unwrap_or(true)
+        !(self.primary || self.ty.serial || self.auto_increment) && self.null.unwrap_or(true)
     }
 }
 
@@ -1824,6 +1959,11 @@ enum Spec {
     RenameColumn {
         old: String,
         new: String,
+    },
+    /// `ALTER [COLUMN] c SET DEFAULT x` (`Some`) or `DROP DEFAULT` (`None`).
+    SetDefault {
+        column: String,
+        default: Option<ColumnDefault>,
     },
     AddKey {
         key: KeyDef,
@@ -2163,6 +2303,9 @@ impl Sql<'_> {
             unique: ty.serial,
             fills: ty.serial,
             check: ColumnCheck::None,
+            default: None,
+            generated: ty.serial,
+            auto_increment: false,
             ty,
         };
         while !self.at_column_end() {
@@ -2209,6 +2352,7 @@ impl Sql<'_> {
             def.ty.serial = true;
             def.unique = true;
             def.fills = true;
+            def.generated = true;
         } else if self.eat_all(&["NOT", "SECONDARY"]) {
         } else if self.is_any(&["WITH", "WITHOUT"])
             && self
@@ -2233,11 +2377,15 @@ impl Sql<'_> {
                     def.collation = Some(object_name_text(&name))
                 }
                 // `DEFAULT 'x' COLLATE c`: the collation is the column's.
-                Some(ColumnOption::Default(Expr::Collate { collation, .. })) => {
+                Some(ColumnOption::Default(Expr::Collate { collation, expr })) => {
                     def.collation = Some(object_name_text(&collation));
                     def.fills = true;
+                    def.default = Some(default_of(&expr));
                 }
-                Some(ColumnOption::Default(e)) => def.fills |= !is_null_literal(&e),
+                Some(ColumnOption::Default(e)) => {
+                    def.fills |= !is_null_literal(&e);
+                    def.default = Some(default_of(&e));
+                }
                 Some(ColumnOption::Check(c)) => {
                     def.check = if json_valid_column(&c.expr).is_some_and(|n| same_name(n, &def.name)) {
                         ColumnCheck::JsonValid
@@ -2249,13 +2397,18 @@ impl Sql<'_> {
                     generation_expr: None,
                     ..
                 }) => return Err("only generated columns with an expression are supported".into()),
-                Some(ColumnOption::Generated { .. }) => def.fills = true,
+                Some(ColumnOption::Generated { .. }) => {
+                    def.fills = true;
+                    def.generated = true;
+                }
                 Some(ColumnOption::DialectSpecific(tokens))
                     if tokens.iter().any(|t| {
                         matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case("AUTO_INCREMENT"))
                     }) =>
                 {
                     def.fills = true;
+                    def.generated = true;
+                    def.auto_increment = true;
                 }
                 Some(_) => {}
                 None => return Err(self.unexpected("in the column definition")),
@@ -2792,7 +2945,32 @@ fn alter_spec(s: &mut Sql<'_>, touched: &mut Vec<Name>) -> Result<SpecParse, Str
         return spec(Spec::Rename(to));
     }
     if s.eat("ALTER") {
-        // ALTER [COLUMN] c SET/DROP DEFAULT, SET [IN]VISIBLE; ALTER INDEX/CHECK/CONSTRAINT.
+        // ALTER [COLUMN] c SET DEFAULT x / DROP DEFAULT change the default; SET
+        // [IN]VISIBLE and ALTER INDEX/CHECK/CONSTRAINT/KEY change no column.
+        if s.is_any(&["INDEX", "KEY", "CHECK", "CONSTRAINT"]) {
+            s.skip_element();
+            return Ok(Ignored);
+        }
+        let _ = s.eat("COLUMN");
+        let column = s.ident()?;
+        if s.eat_all(&["SET", "DEFAULT"]) {
+            let default =
+                s.p.parse_expr()
+                    .map(|e| default_of(&e))
+                    .unwrap_or(ColumnDefault::Unknown);
+            s.skip_element();
+            return spec(Spec::SetDefault {
+                column,
+                default: Some(default),
+            });
+        }
+        if s.eat_all(&["DROP", "DEFAULT"]) {
+            s.skip_element();
+            return spec(Spec::SetDefault {
+                column,
+                default: None,
+            });
+        }
         s.skip_element();
         return Ok(Ignored);
     }
@@ -2976,7 +3154,7 @@ pub async fn load_from_information_schema(
         .collect();
 
     const COLUMNS: &str = "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, \
-        CHARACTER_SET_NAME, COLUMN_KEY FROM information_schema.COLUMNS \
+        CHARACTER_SET_NAME, COLUMN_KEY, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS \
         WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema') \
         ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION";
     type ColumnRow = (
@@ -2987,13 +3165,15 @@ pub async fn load_from_information_schema(
         String,
         Option<String>,
         Option<String>,
+        Option<String>,
+        Option<String>,
     );
     let rows: Vec<ColumnRow> = conn.query(COLUMNS).await.map_err(q(COLUMNS))?;
     let mut schemas: BTreeMap<(String, String), Result<Vec<Column>, String>> = BTreeMap::new();
     // Columns the server marks PRI: of the declared primary key or, without one, of the
     // UNIQUE key it uses as primary key.
     let mut marked_primary: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for (db, table, column, column_type, nullable, charset, column_key) in rows {
+    for (db, table, column, column_type, nullable, charset, column_key, default, extra) in rows {
         let key = (db, table);
         if !table_charsets.contains_key(&key) {
             continue;
@@ -3007,11 +3187,17 @@ pub async fn load_from_information_schema(
         let columns = schemas.entry(key).or_insert_with(|| Ok(Vec::new()));
         if let Ok(cols) = columns {
             match parse_column_type(&column_type, charset.as_deref()) {
-                Ok(ty) => cols.push(Column::new(
-                    column,
-                    ty,
-                    nullable.eq_ignore_ascii_case("YES"),
-                )),
+                Ok(ty) => {
+                    let nullable = nullable.eq_ignore_ascii_case("YES");
+                    let default = information_schema_default(
+                        flavor,
+                        default.as_deref(),
+                        extra.as_deref().unwrap_or(""),
+                        nullable,
+                    );
+                    let default = known_default(&ty, nullable, default);
+                    cols.push(Column::new(column, ty, nullable).with_default(default));
+                }
                 Err(e) => *columns = Err(format!("column {column}: {e}")),
             }
         }
@@ -3198,6 +3384,81 @@ mod tests {
 
     fn key(db: &str, t: &str) -> (String, String) {
         (db.into(), t.into())
+    }
+
+    #[test]
+    fn defaults_are_known_where_binlake_converts_them_exactly() {
+        use ColumnDefault::{Literal, Null, Unknown};
+        let mut h = SchemaHistory::with_flavor(Flavor::MariaDb);
+        apply(
+            &mut h,
+            "CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL DEFAULT 7, b int DEFAULT -3,
+                c varchar(9) DEFAULT 'it''s', d text, e int NOT NULL, f enum('x','y') DEFAULT 'y',
+                g datetime DEFAULT CURRENT_TIMESTAMP, h decimal(5,2) DEFAULT 1.5,
+                i char(3) DEFAULT 'ab', j timestamp NULL DEFAULT NULL, k int AUTO_INCREMENT UNIQUE,
+                l int AS (a + 1), m varchar(5) DEFAULT (concat('a', 'b')) COLLATE utf8mb4_bin)",
+        );
+        let defaults = |h: &SchemaHistory| -> Vec<ColumnDefault> {
+            h.get("d", "t")
+                .unwrap()
+                .columns
+                .iter()
+                .map(|c| c.default.clone())
+                .collect()
+        };
+        let lit = |t: &str| Literal(t.into());
+        assert_eq!(
+            defaults(&h),
+            [
+                Unknown, // the key: NOT NULL without a default
+                lit("7"),
+                lit("-3"),
+                lit("it's"),
+                Null,
+                Unknown,
+                lit("y"),
+                Unknown, // an expression
+                Unknown, // DECIMAL: not converted
+                Unknown, // CHAR: padded by the server
+                Unknown, // TIMESTAMP: settings decide
+                Unknown, // AUTO_INCREMENT
+                Unknown, // generated
+                Unknown, // an expression
+            ]
+        );
+        apply(
+            &mut h,
+            "ALTER TABLE t ALTER COLUMN a SET DEFAULT 8, ALTER b DROP DEFAULT, ALTER d SET DEFAULT 'z',
+                ALTER COLUMN c SET DEFAULT upper('u'), ALTER INDEX k INVISIBLE",
+        );
+        let d = defaults(&h);
+        assert_eq!(&d[1..5], [lit("8"), Null, Unknown, lit("z")]);
+        // MODIFY redefines the column, its default included.
+        apply(&mut h, "ALTER TABLE t MODIFY a int NOT NULL");
+        assert_eq!(defaults(&h)[1], Unknown);
+        // information_schema's forms.
+        let is = |f, d: Option<&str>, extra: &str, nullable| {
+            information_schema_default(f, d, extra, nullable)
+        };
+        assert_eq!(is(Flavor::MariaDb, Some("'it''s'"), "", true), lit("it's"));
+        assert_eq!(is(Flavor::MariaDb, Some("-3"), "", true), lit("-3"));
+        assert_eq!(is(Flavor::MariaDb, Some("NULL"), "", true), Null);
+        assert_eq!(is(Flavor::MariaDb, None, "", false), Unknown);
+        assert_eq!(
+            is(Flavor::MariaDb, Some("current_timestamp()"), "", true),
+            Unknown
+        );
+        assert_eq!(
+            is(Flavor::MariaDb, None, "VIRTUAL GENERATED", true),
+            Unknown
+        );
+        assert_eq!(is(Flavor::Mysql, Some("it's"), "", true), lit("it's"));
+        assert_eq!(is(Flavor::Mysql, None, "", true), Null);
+        assert_eq!(
+            is(Flavor::Mysql, Some("now()"), "DEFAULT_GENERATED", true),
+            Unknown
+        );
+        assert_eq!(is(Flavor::Mysql, None, "auto_increment", false), Unknown);
     }
 
     #[test]

@@ -806,19 +806,10 @@ impl Decoder {
             self.tables.insert(id, Mapped::Skipped);
             return Ok(());
         }
-        let has_names = tme.iter_optional_meta().any(|f| {
-            matches!(
-                f,
-                Ok(mysql_common::binlog::events::OptionalMetadataField::ColumnName(_))
-            )
-        });
         // Without names the table map needs the known schema; MariaDB's table maps need
-        // it for one more thing, which LONGTEXT columns are JSON.
-        let known = if has_names && self.flavor == Flavor::Mysql {
-            None
-        } else {
-            self.lookup.lookup(&db, &table)
-        };
+        // it for which LONGTEXT columns are JSON, and both for the columns' defaults, which
+        // no table map carries.
+        let known = self.lookup.lookup(&db, &table);
         let filter = &self.filter;
         let mut def = table_def(self.flavor, tme, known.as_ref(), &|col| {
             filter.column_excluded(&db, &table, col) && !filter.is_key_column(&db, &table, col)
@@ -923,13 +914,18 @@ impl Decoder {
                 ),
                 None => None,
             };
-            let after = match &after_cols {
+            let mut after = match &after_cols {
                 Some(present) => Some(
                     decode_image(&def, &mut c, present, partial, before.as_ref())
                         .map_err(|e| self.err(start, Some(&qualified()), e.0))?,
                 ),
                 None => None,
             };
+            if op == Op::Create
+                && let Some(row) = after.as_mut()
+            {
+                fill_defaults(&def.schema, row);
+            }
             let (txn_info, gtid, ts_us) = match self.txn.as_mut() {
                 Some(t) => {
                     t.total_order += 1;
@@ -1055,6 +1051,29 @@ fn decode_image(
         }
     }
     Ok(row)
+}
+
+/// An INSERT's row image leaves out the columns the statement did not name
+/// (`binlog_row_image = MINIMAL`, or blobs under `NOBLOB`): they hold their defaults, filled
+/// in here where the schema knows them exactly; the others stay absent.
+fn fill_defaults(schema: &binlake_core::TableSchema, row: &mut Row) {
+    for (v, col) in row.iter_mut().zip(&schema.columns) {
+        if !v.is_absent() {
+            continue;
+        }
+        match &col.default {
+            binlake_core::ColumnDefault::Null if col.nullable => *v = Value::Null,
+            binlake_core::ColumnDefault::Literal(text) => {
+                if let Ok(d) = crate::values::from_mysql(
+                    mysql_async::Value::Bytes(text.clone().into_bytes()),
+                    &col.ty,
+                ) {
+                    *v = d;
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The first (fake) ROTATE of a replication stream arrives before the format description,

@@ -281,7 +281,17 @@ pub fn table_def(
             });
         }
         let is_null = nullable.get(i).map(|b| *b).unwrap_or(true);
-        columns.push(Column::new(name.clone(), ty, is_null));
+        // Table maps carry no defaults: the known schema's, for a column of the same name
+        // and type (what fills an INSERT's columns a MINIMAL row image leaves out).
+        let default = known
+            .and_then(|k| {
+                k.columns
+                    .iter()
+                    .find(|c| c.name.eq_ignore_ascii_case(name) && c.ty == ty)
+            })
+            .map(|c| c.default.clone())
+            .unwrap_or_default();
+        columns.push(Column::new(name.clone(), ty, is_null).with_default(default));
         decoders.push(dec);
     }
 
