@@ -69,7 +69,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::error::{Error, Result};
 use crate::event::{ChangeEvent, Op, SourceInfo};
-use crate::schema::{Column, ColumnType, Flavor, TableSchema};
+use crate::schema::{Column, ColumnDefault, ColumnType, Flavor, TableSchema};
 use crate::temporal;
 use crate::value::Value;
 
@@ -818,6 +818,19 @@ fn field_schema(col: &Column, repr: Repr) -> Json {
     };
     s.insert("type".into(), json!(ty));
     s.insert("optional".into(), json!(col.nullable));
+    // The default, as Debezium declares it (Connect sinks need it to add a NOT NULL
+    // column), where binlake knows it exactly and the representation is plain.
+    if let ColumnDefault::Literal(text) = &col.default {
+        let default = match repr {
+            Repr::Int => text.parse::<i64>().ok().map(Json::from),
+            Repr::UIntAsInt => text.parse::<u64>().ok().map(|u| Json::from(u as i64)),
+            Repr::String => Some(Json::from(text.as_str())),
+            _ => None,
+        };
+        if let Some(d) = default {
+            s.insert("default".into(), d);
+        }
+    }
     if let Some(name) = name {
         s.insert("name".into(), json!(name));
         s.insert("version".into(), json!(1));

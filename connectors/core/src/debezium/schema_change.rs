@@ -7,15 +7,16 @@
 //! primary-key column names and, per column, `name`, `jdbcType` (`java.sql.Types`),
 //! `typeName`, `typeExpression`, `charsetName`, `length`, `scale`, `position` (1-based),
 //! `optional`, `enumValues`. What binlake's schema does not track is written as Debezium
-//! writes an absent value: `autoIncremented`, `generated` and `hasDefaultValue` are
-//! `false`, `comment` and `defaultValueExpression` are null. A dropped table has
+//! writes an absent value: `autoIncremented` and `generated` are `false`, `comment` is
+//! null; `hasDefaultValue`/`defaultValueExpression` are the default where binlake knows
+//! it exactly (`NULL` or the literal, see [`ColumnDefault`]), else `false`/null. A dropped table has
 //! `"table": null`.
 
 use serde_json::{Value as Json, json};
 
 use super::DebeziumOptions;
 use crate::event::{SchemaChange, TableChange};
-use crate::schema::{ColumnType, StringKind, TableSchema};
+use crate::schema::{ColumnDefault, ColumnType, StringKind, TableSchema};
 
 /// The record value for `change`, written at `now_ms`.
 pub fn schema_change_value(opts: &DebeziumOptions, change: &SchemaChange, now_ms: i64) -> Json {
@@ -70,8 +71,12 @@ fn table(s: &TableSchema, charset: Option<&str>) -> Json {
                 "autoIncremented": false,
                 "generated": false,
                 "comment": null,
-                "hasDefaultValue": false,
-                "defaultValueExpression": null,
+                "hasDefaultValue": !c.default.is_unknown(),
+                "defaultValueExpression": match &c.default {
+                    ColumnDefault::Literal(t) => Some(t.as_str()),
+                    ColumnDefault::Null => Some("NULL"),
+                    ColumnDefault::Unknown => None,
+                },
                 "enumValues": match &c.ty {
                     ColumnType::Enum { members } | ColumnType::Set { members } => {
                         Some(members.iter().map(|m| format!("'{}'", m.replace('\'', "''"))).collect::<Vec<_>>())
@@ -203,7 +208,8 @@ mod tests {
                         members: vec!["new".into(), "it's".into()],
                     },
                     false,
-                ),
+                )
+                .with_default(crate::ColumnDefault::Literal("new".into())),
                 Column::new(
                     "note",
                     ColumnType::String {
@@ -253,6 +259,12 @@ mod tests {
         assert_eq!(t["type"], "ALTER");
         assert_eq!(t["id"], "\"shop\".\"orders\"");
         assert_eq!(t["table"]["defaultCharsetName"], "utf8mb4");
+        let state = &t["table"]["columns"][2];
+        assert_eq!(
+            (&state["hasDefaultValue"], &state["defaultValueExpression"]),
+            (&json!(true), &json!("new"))
+        );
+        assert_eq!(t["table"]["columns"][3]["hasDefaultValue"], false);
         assert_eq!(t["table"]["primaryKeyColumnNames"], json!(["id"]));
         let cols = &t["table"]["columns"];
         assert_eq!(cols[0]["typeName"], "BIGINT UNSIGNED");

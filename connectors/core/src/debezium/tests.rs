@@ -468,6 +468,39 @@ fn absent_columns_are_left_out_named_and_decoded_back() {
 }
 
 #[test]
+fn known_defaults_are_declared_in_the_connect_schema() {
+    let t = TableSchema {
+        database: "shop".into(),
+        table: "t".into(),
+        columns: vec![
+            Column::new("id", int(32, false), false),
+            Column::new("n", int(32, false), false)
+                .with_default(ColumnDefault::Literal("7".into())),
+            Column::new("s", utf8(StringKind::VarChar, 9), true)
+                .with_default(ColumnDefault::Literal("it's".into())),
+            Column::new("u", int(64, true), true).with_default(ColumnDefault::Literal("5".into())),
+            Column::new("z", utf8(StringKind::VarChar, 9), true).with_default(ColumnDefault::Null),
+        ],
+        primary_key: vec![0],
+    };
+    let codec = TableCodec::new(
+        Arc::new(t),
+        Arc::new(DebeziumOptions {
+            schemas: true,
+            ..opts()
+        }),
+    );
+    let schema: Json = serde_json::from_str(codec.value_schema()).unwrap();
+    let fields = &schema["fields"][1]["fields"];
+    assert_eq!(fields[1]["default"], 7);
+    assert_eq!(fields[2]["default"], "it's");
+    // Not plain in Connect (BIGINT UNSIGNED is a Decimal), or nothing to declare.
+    assert!(fields[3].get("default").is_none());
+    assert!(fields[4].get("default").is_none());
+    assert!(fields[0].get("default").is_none());
+}
+
+#[test]
 fn golden_string_decimals_and_long_unsigned() {
     let o = DebeziumOptions {
         decimal_handling: DecimalHandling::String,
