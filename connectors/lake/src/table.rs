@@ -1346,22 +1346,21 @@ impl ReplicaView<'_> {
         let mut ops: Vec<KeyOp<'_>> = Vec::new();
         // Per op, where an upsert's absent values come from (see `resolve_absent`).
         let mut origins: Vec<Origin> = Vec::new();
-        let mut prev: Option<&ChangeEvent> = None;
+        // The deletes of the batch by source position: a key change split into a delete
+        // and a create (`split_key_move`, or Debezium-style messages, which may come from
+        // two partitions) has both halves at the same position.
+        let mut deletes: HashMap<&EventPosition, usize> = HashMap::new();
         for c in batch {
             let e = &c.event;
-            // A key change split into a delete and a create (`split_key_move`, or
-            // Debezium-style messages): both halves have the same source position.
-            let second_half = prev.is_some_and(|p| {
-                p.op == Op::Delete && e.op == Op::Create && p.source.position == e.source.position
-            });
-            prev = Some(e);
             match (e.op, e.before.as_deref(), e.after.as_deref()) {
                 (Op::Truncate, _, _) => {
                     truncated = true;
                     ops.clear();
                     origins.clear();
+                    deletes.clear();
                 }
                 (Op::Delete, Some(b), _) => {
+                    deletes.insert(&e.source.position, ops.len());
                     ops.push((b, &e.table, None));
                     origins.push(Origin::Same);
                 }
@@ -1372,15 +1371,18 @@ impl ReplicaView<'_> {
                         origins.push(Origin::Same);
                     }
                     ops.push((a, &e.table, Some(a)));
-                    origins.push(if moved { Origin::Moved } else { Origin::Same });
+                    origins.push(match moved {
+                        true => Origin::Moved(ops.len() - 2),
+                        false => Origin::Same,
+                    });
                 }
                 (op, _, Some(a)) => {
                     ops.push((a, &e.table, Some(a)));
                     // An INSERT's row did not exist before it: nothing stored holds what
                     // its image leaves out (the columns' defaults).
-                    origins.push(match op {
-                        Op::Create if second_half => Origin::Moved,
-                        Op::Create => Origin::New,
+                    origins.push(match (op, deletes.get(&e.source.position)) {
+                        (Op::Create, Some(&d)) => Origin::Moved(d),
+                        (Op::Create, None) => Origin::New,
                         _ => Origin::Same,
                     });
                 }
@@ -1790,8 +1792,8 @@ type KeyOp<'a> = (&'a [Value], &'a Arc<TableSchema>, Option<&'a [Value]>);
 enum Origin {
     /// The key's earlier row (in the batch, else stored).
     Same,
-    /// The earlier row of the key the op before it (a key change's delete) removed.
-    Moved,
+    /// The earlier row of the key that op (a key change's delete) removed.
+    Moved(usize),
     /// None: an INSERT's row did not exist before it.
     New,
 }
@@ -1816,13 +1818,21 @@ fn resolve_absent(
 ) -> HashMap<usize, Resolved> {
     let unknown = || (vec![Value::Absent; fields], None);
     let mut state: HashMap<&[u8], Resolved> = HashMap::new();
-    let mut carried: Option<Resolved> = None;
+    // What the deletes of key changes removed, by op.
+    let moved_from: HashSet<usize> = origins
+        .iter()
+        .filter_map(|o| match o {
+            Origin::Moved(d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    let mut carried: HashMap<usize, Resolved> = HashMap::new();
     let mut out = HashMap::new();
     for (i, ((_, table, upsert), origin)) in ops.iter().zip(origins).enumerate() {
         let k = keys.row(i).data();
         let prior = match origin {
             Origin::New => unknown(),
-            Origin::Moved => carried.take().unwrap_or_else(unknown),
+            Origin::Moved(d) => carried.remove(d).unwrap_or_else(unknown),
             Origin::Same => state.get(k).cloned().unwrap_or_else(|| {
                 (
                     vec![Value::Absent; fields],
@@ -1831,8 +1841,8 @@ fn resolve_absent(
             }),
         };
         let Some(row) = upsert else {
-            if origins.get(i + 1) == Some(&Origin::Moved) {
-                carried = Some(prior);
+            if moved_from.contains(&i) {
+                carried.insert(i, prior);
             }
             state.insert(k, unknown());
             continue;
