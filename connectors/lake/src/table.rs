@@ -1828,7 +1828,7 @@ fn resolve_absent(
         .collect();
     let mut carried: HashMap<usize, Resolved> = HashMap::new();
     let mut out = HashMap::new();
-    for (i, ((_, table, upsert), origin)) in ops.iter().zip(origins).enumerate() {
+    for (i, ((row, table, upsert), origin)) in ops.iter().zip(origins).enumerate() {
         let k = keys.row(i).data();
         let prior = match origin {
             Origin::New => unknown(),
@@ -1840,23 +1840,26 @@ fn resolve_absent(
                 )
             }),
         };
-        let Some(row) = upsert else {
-            if moved_from.contains(&i) {
-                carried.insert(i, prior);
-            }
-            state.insert(k, unknown());
-            continue;
-        };
+        // The row image over what came before it: a delete's before-image is the row it
+        // removes (which a key change carries to the new key).
+        let image = upsert.unwrap_or(row);
         let mut still_absent = false;
         let vals: Vec<Value> = (0..fields)
             .map(|f| {
-                let v = value_at(table, f).map_or(Value::Null, |j| row[j].clone());
+                let v = value_at(table, f).map_or(Value::Null, |j| image[j].clone());
                 let v = if v.is_absent() { prior.0[f].clone() } else { v };
                 still_absent |= v.is_absent();
                 v
             })
             .collect();
         let r = (vals, if still_absent { prior.1 } else { None });
+        if upsert.is_none() {
+            if moved_from.contains(&i) {
+                carried.insert(i, r);
+            }
+            state.insert(k, unknown());
+            continue;
+        }
         state.insert(k, r.clone());
         out.insert(i, r);
     }
@@ -2548,6 +2551,97 @@ mod tests {
         assert_eq!(bucket_of("x/part-b00100-v1.parquet"), Some(100));
         assert_eq!(bucket_of("part-foo.parquet"), None);
         assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+    }
+
+    #[test]
+    fn absent_values_come_from_the_batch_then_from_the_stored_row() {
+        use binlake_core::{Column, ColumnType};
+        let t = Arc::new(TableSchema {
+            database: "d".into(),
+            table: "t".into(),
+            columns: vec![
+                Column::new(
+                    "id",
+                    ColumnType::Integer {
+                        bits: 32,
+                        unsigned: false,
+                    },
+                    false,
+                ),
+                Column::new(
+                    "a",
+                    ColumnType::Integer {
+                        bits: 32,
+                        unsigned: false,
+                    },
+                    true,
+                ),
+                Column::new(
+                    "b",
+                    ColumnType::Integer {
+                        bits: 32,
+                        unsigned: false,
+                    },
+                    true,
+                ),
+            ],
+            primary_key: vec![0],
+        });
+        let (i, x) = (Value::Int, Value::Absent);
+        let rows: Vec<Vec<Value>> = vec![
+            vec![i(1), i(10), i(11)], // 0: delete of key 1 (a key change's first half)
+            vec![i(3), i(30), x.clone()], // 1: update of key 3, b left out
+            vec![i(3), x.clone(), i(31)], // 2: update of key 3, a left out
+            vec![i(9), i(90), x.clone()], // 3: update of key 9, b left out
+            vec![i(5), x.clone(), x.clone()], // 4: create of key 5, the key change's second half
+            vec![i(6), x.clone(), i(61)], // 5: an INSERT that left a out
+        ];
+        let ops: Vec<KeyOp<'_>> = rows
+            .iter()
+            .enumerate()
+            .map(|(n, r)| (&r[..], &t, (n != 0).then_some(&r[..])))
+            .collect();
+        let origins = [
+            Origin::Same,
+            Origin::Same,
+            Origin::Same,
+            Origin::Same,
+            Origin::Moved(0),
+            Origin::New,
+        ];
+        let converter = RowConverter::new(vec![SortField::new(DataType::Int32)]).unwrap();
+        let ids: ArrayRef = Arc::new(arrow::array::Int32Array::from(vec![1, 3, 3, 9, 5, 6]));
+        let keys = converter.convert_columns(&[ids]).unwrap();
+        let r = resolve_absent(&ops, &origins, &keys, 3, false, &|_, f| Some(f));
+        // Key 3: the second update takes a from the first, so nothing is left to read.
+        assert_eq!(r[&2], (vec![i(3), i(30), i(31)], None));
+        // Key 9: b from the stored row of key 9.
+        assert_eq!(
+            r[&3],
+            (
+                vec![i(9), i(90), x.clone()],
+                Some(keys.row(3).data().to_vec())
+            )
+        );
+        // Key 5: the old key's row, as the delete's before-image has it.
+        assert_eq!(r[&4], (vec![i(5), i(10), i(11)], None));
+        // With a MINIMAL delete (the key only), the stored row of the old key completes it.
+        let minimal_delete = [i(1), x.clone(), x.clone()];
+        let mut ops2 = ops.clone();
+        ops2[0] = (&minimal_delete[..], &t, None);
+        let r2 = resolve_absent(&ops2, &origins, &keys, 3, false, &|_, f| Some(f));
+        assert_eq!(
+            r2[&4],
+            (
+                vec![i(5), x.clone(), x.clone()],
+                Some(keys.row(0).data().to_vec())
+            )
+        );
+        // An INSERT: nothing holds its left-out column.
+        assert_eq!(r[&5], (vec![i(6), x.clone(), i(61)], None));
+        // After a TRUNCATE nothing is stored.
+        let r = resolve_absent(&ops, &origins, &keys, 3, true, &|_, f| Some(f));
+        assert_eq!(r[&3].1, None);
     }
 
     fn insert(table: &Arc<TableSchema>, id: i64, pos: u64) -> Change {
