@@ -186,6 +186,14 @@ pub async fn query(cfg: &Config, args: &QueryArgs) -> Result<(), binlake_lake::E
                 before.join(", ")
             )));
         }
+        let partial = binlake_lake::query::partial_histories(&ctx, &args.sql, t).await?;
+        if !partial.is_empty() {
+            return Err(binlake_lake::Error::Query(format!(
+                "--as-of cannot rebuild {} at {}: the change log holds row images that left columns out (binlog_row_image = MINIMAL or NOBLOB on the primary; see its __absent column), whose values it does not pair with them; query the current replica, or read the change log itself",
+                partial.join(", "),
+                time(t)
+            )));
+        }
     }
     let (schema, batches) = binlake_lake::query::run_with_schema(&ctx, &args.sql).await?;
     let format = match args.format {

@@ -1516,7 +1516,7 @@ fn now_us() -> i64 {
 }
 
 /// `binlake query` of `config` with `args`: (exit code, stdout, stderr).
-fn query_cli(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) fn query_cli(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
         .arg("query")
         .arg("--config")

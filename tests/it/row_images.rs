@@ -8,7 +8,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 
 use crate::capture::setup_db;
-use crate::lake::{lake_at, lake_config, query_rows_or_empty, start, wait_equal};
+use crate::lake::{lake_at, lake_config, query_cli, query_rows_or_empty, start, wait_equal};
 use crate::services::unique;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,7 +141,28 @@ async fn minimal_and_noblob_row_images_keep_run_and_materialize_replicas_equal_t
             "whole images are not marked"
         );
     }
+    // The change log alone cannot rebuild those rows: --as-of says so instead of
+    // answering with NULLs where the images left columns out.
+    let now = now_rfc3339();
+    let (code, out, err) = query_cli(
+        &run_cfg,
+        &["--as-of", &now, &format!("SELECT count(*) FROM {db}.t")],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains(&format!("--as-of cannot rebuild {db}.t at")) && err.contains("__absent"),
+        "{err}"
+    );
     drop(materialize);
     drop(capture);
     drop(run);
+}
+
+/// Now as RFC 3339 (what `--as-of` takes).
+fn now_rfc3339() -> String {
+    let us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    binlake_core::temporal::format_utc_timestamp(us, 0).unwrap()
 }

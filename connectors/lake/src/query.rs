@@ -111,10 +111,8 @@ pub async fn session(lake: &Lake, as_of: Option<i64>) -> Result<SessionContext> 
 /// change before its create.
 const CHANGE_ORDER: &str = "\"__seq\" ASC NULLS FIRST, \"__binlog_file\", \"__binlog_pos\", \"__binlog_row\", \"__op\" DESC";
 
-/// For each replica `sql` reads whose change log begins with its snapshot (snapshot rows
-/// in its first commit): the source time of its first snapshot row (µs), before which the
-/// change log knows nothing of the table. An as-of time before that cannot be answered.
-pub async fn history_starts(ctx: &SessionContext, sql: &str) -> Result<Vec<(String, i64)>> {
+/// The replicas `sql` reads that have a change log: `(db, table, change log as SQL)`.
+fn replicas_read(ctx: &SessionContext, sql: &str) -> Result<Vec<(String, String, String)>> {
     let state = ctx.state();
     let statement = state
         .sql_to_statement(sql, &deltalake::datafusion::config::Dialect::Generic)
@@ -133,9 +131,20 @@ pub async fn history_starts(ctx: &SessionContext, sql: &str) -> Result<Vec<(Stri
         {
             continue;
         }
+        let ch = format!("{}.{}", ident(db), ident(&changes));
+        out.push((db.to_string(), table.to_string(), ch));
+    }
+    Ok(out)
+}
+
+/// For each replica `sql` reads whose change log begins with its snapshot (snapshot rows
+/// in its first commit): the source time of its first snapshot row (µs), before which the
+/// change log knows nothing of the table. An as-of time before that cannot be answered.
+pub async fn history_starts(ctx: &SessionContext, sql: &str) -> Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for (db, table, ch) in replicas_read(ctx, sql)? {
         // `__seq` / 2^32 is the commit version; change logs from before `__seq` have none
         // (then every snapshot row counts).
-        let ch = format!("{}.{}", ident(db), ident(&changes));
         let first = run(
             ctx,
             &format!(
@@ -152,6 +161,49 @@ pub async fn history_starts(ctx: &SessionContext, sql: &str) -> Result<Vec<(Stri
             .map(|a| a.value(0));
         if let Some(start) = start {
             out.push((format!("{db}.{table}"), start));
+        }
+    }
+    Ok(out)
+}
+
+/// The replicas `sql` reads whose change log holds, at or before `as_of` (µs), changes
+/// whose row images left columns out (`__absent`, `binlog_row_image = MINIMAL` or
+/// `NOBLOB`): their rows cannot be rebuilt from the change log alone (the replica merged
+/// the left-out columns from rows the change log does not pair them with, e.g. across a
+/// key change), so an as-of answer for them would be wrong.
+pub async fn partial_histories(ctx: &SessionContext, sql: &str, as_of: i64) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (db, table, ch) in replicas_read(ctx, sql)? {
+        let provider = ctx
+            .table_provider(TableReference::partial(
+                db.as_str(),
+                format!("{table}__changes"),
+            ))
+            .await
+            .map_err(qerr)?;
+        if provider
+            .schema()
+            .field_with_name(crate::table::ABSENT)
+            .is_err()
+        {
+            continue; // written before `__absent` existed: every image is whole
+        }
+        let partial = run(
+            ctx,
+            &format!(
+                "SELECT count(*) FROM {ch} WHERE \"{absent}\" IS NOT NULL \
+                 AND \"__commit_ts\" <= to_timestamp_micros({as_of})",
+                absent = crate::table::ABSENT
+            ),
+        )
+        .await?;
+        let n = partial
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| arrow::array::cast::as_primitive_array::<Int64Type>(b.column(0)).value(0))
+            .unwrap_or(0);
+        if n > 0 {
+            out.push(format!("{db}.{table}"));
         }
     }
     Ok(out)
