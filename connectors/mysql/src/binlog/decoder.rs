@@ -901,12 +901,14 @@ impl Decoder {
         // Columns the server left out of a row image (`binlog_row_image = MINIMAL` or
         // `NOBLOB`) are `Value::Absent`; an update's after-image takes a column it leaves
         // out (unchanged) from the before-image when that has it.
+        let partial_after = after_cols.as_ref().is_some_and(|a| !a.iter().all(|x| *x));
         let data = rows.rows_data();
         let mut c = Cursor::new(data);
         let mut row_index = 0u32;
         let thread = self.txn.as_ref().and_then(|t| t.thread);
         let query = self.txn.as_ref().and_then(|t| t.query.clone());
         while c.remaining() > 0 {
+            let left = c.remaining();
             let before = match &before_cols {
                 Some(present) => Some(
                     decode_image(&def, &mut c, present, false, None)
@@ -921,7 +923,17 @@ impl Decoder {
                 ),
                 None => None,
             };
+            if c.remaining() == left {
+                // Images without a column take no bytes: the rows cannot be told apart
+                // (no server writes that; a corrupt event would loop here forever).
+                return Err(self.err(
+                    start,
+                    Some(&qualified()),
+                    "the rows event's images have no columns",
+                ));
+            }
             if op == Op::Create
+                && partial_after
                 && let Some(row) = after.as_mut()
             {
                 fill_defaults(&def.schema, row);

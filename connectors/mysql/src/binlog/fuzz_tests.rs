@@ -225,6 +225,43 @@ fn an_unparsable_event_is_named_in_words() {
     assert!(!e.contains("Ok("), "{e}");
 }
 
+/// A WRITE_ROWS event whose columns-present bitmap names no column: its rows take no
+/// bytes, so they cannot be told apart. It once made the decoder loop forever (found by
+/// the mutation test below once partial row images were accepted); now it is an error.
+#[test]
+fn a_rows_event_whose_images_have_no_columns_is_an_error_not_a_loop() {
+    let files = fixtures();
+    let (name, original) = files
+        .iter()
+        .find(|(n, _)| n == "mysql-enum-string-set.000001")
+        .unwrap();
+    let mut bytes = original.clone();
+    let (at, _) = frames(&bytes)
+        .into_iter()
+        .find(|(at, _)| bytes[at + 4] == 30)
+        .expect("a WRITE_ROWS_EVENT (v2)");
+    // Post-header: table id (6), flags (2), extra-data length (2, counting itself); then
+    // the column count (one byte here) and the bitmap.
+    let extra = u16::from_le_bytes([bytes[at + 19 + 8], bytes[at + 19 + 9]]) as usize;
+    let count_at = at + 19 + 8 + extra;
+    let n = bytes[count_at] as usize;
+    assert!(n < 251, "{n}");
+    for b in &mut bytes[count_at + 1..count_at + 1 + n.div_ceil(8)] {
+        *b = 0;
+    }
+    fix_checksums(&mut bytes);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (name2, bytes2) = (name.clone(), bytes.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(decode(&name2, &bytes2).map_err(|e| e.to_string()));
+    });
+    let outcome = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the decoder did not finish: it loops on rows that take no bytes");
+    let e = outcome.unwrap_err();
+    assert!(e.contains("images have no columns"), "{e}");
+}
+
 #[test]
 fn mutated_binlog_files_never_panic() {
     let files = fixtures();
