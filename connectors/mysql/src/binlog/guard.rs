@@ -3,7 +3,9 @@
 //! mysql_common trusts the counts inside some events: it allocates for them up front
 //! (`Vec::with_capacity(count)`): a corrupt count in a PREVIOUS_GTIDS event or in the
 //! ENUM/SET strings of a table map's optional metadata asks for exabytes, and the process
-//! aborts (an allocation failure is not even a panic); it unwraps a TRANSACTION_PAYLOAD's compression type and skips its unknown fields unchecked. [`check`] walks those structures
+//! aborts (an allocation failure is not even a panic); it unwraps a TRANSACTION_PAYLOAD's
+//! compression type and the type of an unknown field into a byte, and skips unknown fields
+//! unchecked. [`check`] walks those structures
 //! with bounds-checked reads and refuses a count that the bytes cannot hold, so the
 //! decoder reports a corrupt event instead. The event framing (sizes, truncation) is
 //! checked earlier, in [`super::file::EventFramer`].
@@ -87,6 +89,12 @@ fn transaction_payload(body: &[u8]) -> Result<(), RowError> {
                     )));
                 }
             }
+            // mysql_common skips an unknown field, but unwraps its type into a byte.
+            t if t > u64::from(u8::MAX) => {
+                return Err(RowError(format!(
+                    "unknown transaction payload field type {t}"
+                )));
+            }
             _ => {
                 let n = c.lenenc()?;
                 c.take(usize::try_from(n).map_err(|_| too_many("field byte", n, 0))?)?;
@@ -155,6 +163,7 @@ fn table_map(body: &[u8]) -> Result<(), RowError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -168,6 +177,18 @@ mod tests {
         ok.extend_from_slice(&1u64.to_le_bytes());
         ok.extend_from_slice(&[1; 16]);
         assert_eq!(check(PREVIOUS_GTIDS_EVENT, &ok), Ok(()));
+    }
+
+    /// Found by `make fuzz`: a field type that does not fit a byte made mysql_common
+    /// panic (`TryFromIntError`) instead of failing.
+    #[test]
+    fn a_transaction_payload_field_type_beyond_a_byte_is_refused() {
+        // lenenc 0xfd: a 3-byte integer, here 0x390100 (far beyond 255), then a length.
+        let body = [0xfd, 0x00, 0x01, 0x39, 0x01, 0x00];
+        let e = check(TRANSACTION_PAYLOAD_EVENT, &body).unwrap_err();
+        assert!(e.contains("unknown transaction payload field type"), "{e}");
+        // An unknown type that fits a byte is skipped, as mysql_common does.
+        assert_eq!(check(TRANSACTION_PAYLOAD_EVENT, &[9, 1, 0xaa, 0]), Ok(()));
     }
 
     #[test]
