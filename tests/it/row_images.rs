@@ -166,3 +166,48 @@ fn now_rfc3339() -> String {
         .as_micros() as i64;
     binlake_core::temporal::format_utc_timestamp(us, 0).unwrap()
 }
+
+/// The snapshot window, made wide (each chunk waits 1.5 s between its read and its
+/// emission): MINIMAL updates of rows whose chunk is waiting must not make the snapshot
+/// drop those rows, since the stream has only the changed column of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn minimal_updates_inside_a_snapshot_chunk_window_keep_the_rest_of_the_row() {
+    let db = unique("it_rowimage_window");
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE w (id INT PRIMARY KEY, v INT NOT NULL, s VARCHAR(20) NOT NULL)"],
+    )
+    .await;
+    c.query_drop("INSERT INTO w SELECT seq, 0, concat('s', seq) FROM seq_1_to_300")
+        .await
+        .unwrap();
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let cfg = lake_config(
+        &unique("itrowimgwin"),
+        &db,
+        &root,
+        "[snapshot]\nchunk_size = 100\nreaders = 1\n",
+    );
+    let mut w = crate::services::admin_conn().await;
+    w.query_drop(format!("USE {db}")).await.unwrap();
+    w.query_drop("SET SESSION binlog_row_image = 'MINIMAL'")
+        .await
+        .unwrap();
+    let mut run = crate::capture::CaptureProcess::start_command_env(
+        "run",
+        &cfg,
+        &[(
+            binlake_core::failpoint::ENV,
+            "snapshot.after_chunk_read=delay:1500",
+        )],
+    );
+    run.wait_for("streaming changes", Duration::from_secs(60));
+    // Passes over every key while the three chunks wait in turn.
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < deadline {
+        w.query_drop("UPDATE w SET v = v + 1").await.unwrap();
+    }
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "w", "id", Duration::from_secs(90)).await;
+    drop(run);
+}

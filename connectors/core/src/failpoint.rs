@@ -9,7 +9,9 @@
 //!
 //! A failpoint is inert unless the environment variable `BINLAKE_FAILPOINTS` names it:
 //! `name` or `name=N` (crash at the N-th hit, from 1), several separated by commas, e.g.
-//! `BINLAKE_FAILPOINTS="run.after_table_commit=3"`. A crash is `std::process::abort`: no
+//! `BINLAKE_FAILPOINTS="run.after_table_commit=3"`; or `name=delay:MS`, which makes every
+//! hit wait MS milliseconds instead (blocking the thread: it widens a race window, e.g.
+//! a snapshot chunk's, so that a test meets it every time). A crash is `std::process::abort`: no
 //! destructor runs, no buffer is flushed, nothing is committed or rolled back — as close
 //! to `kill -9` at that instruction as a process can get. The line
 //! `binlake failpoint <name> hit: crashing` goes to stderr first, so a test can tell that
@@ -49,6 +51,8 @@ pub const ENV: &str = "BINLAKE_FAILPOINTS";
 struct Armed {
     /// name → (crash at this hit, hits so far).
     points: HashMap<String, (u64, AtomicU64)>,
+    /// name → wait at every hit.
+    delays: HashMap<String, std::time::Duration>,
 }
 
 fn armed() -> Option<&'static Armed> {
@@ -60,14 +64,24 @@ fn armed() -> Option<&'static Armed> {
 
 fn parse(spec: &str) -> Option<Armed> {
     let mut points = HashMap::new();
+    let mut delays = HashMap::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some((name, ms)) = item.split_once("=delay:")
+            && let Ok(ms) = ms.trim().parse::<u64>()
+        {
+            delays.insert(
+                name.trim().to_string(),
+                std::time::Duration::from_millis(ms),
+            );
+            continue;
+        }
         let (name, at) = match item.split_once('=') {
             Some((n, a)) => (n.trim(), a.trim().parse::<u64>().unwrap_or(1).max(1)),
             None => (item, 1),
         };
         points.insert(name.to_string(), (at, AtomicU64::new(0)));
     }
-    (!points.is_empty()).then_some(Armed { points })
+    (!points.is_empty() || !delays.is_empty()).then_some(Armed { points, delays })
 }
 
 /// Passes the failpoint `name`: crashes the process when `BINLAKE_FAILPOINTS` arms it and
@@ -77,6 +91,9 @@ pub fn hit(name: &str) {
     let Some(armed) = armed() else {
         return;
     };
+    if let Some(d) = armed.delays.get(name) {
+        std::thread::sleep(*d);
+    }
     if let Some((at, hits)) = armed.points.get(name)
         && hits.fetch_add(1, Ordering::SeqCst) + 1 == *at
     {
@@ -98,5 +115,11 @@ mod tests {
         assert_eq!(at("d"), Some(1));
         assert_eq!(at("e"), Some(1));
         assert!(parse(" , ").is_none());
+        let d = parse("s.x=delay:250").expect("armed");
+        assert_eq!(
+            d.delays.get("s.x"),
+            Some(&std::time::Duration::from_millis(250))
+        );
+        assert!(d.points.is_empty());
     }
 }
