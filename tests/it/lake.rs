@@ -193,7 +193,7 @@ async fn assert_once(lake: &Lake, from: &str, columns: &str, what: &str) {
 }
 
 /// Waits until the replica equals the primary's table.
-async fn wait_equal(
+pub(crate) async fn wait_equal(
     lake: &Lake,
     db: &str,
     table: &str,
@@ -254,7 +254,7 @@ pub(crate) fn status_json(config: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn start(command: &str, config: &Path) -> CaptureProcess {
+pub(crate) fn start(command: &str, config: &Path) -> CaptureProcess {
     let mut p = CaptureProcess::start_command(command, config);
     let needle = if command == "materialize" {
         "materializing changes"

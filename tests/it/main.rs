@@ -23,3 +23,4 @@ mod services;
 mod snapshot;
 mod startup;
 mod tls;
+mod verify;
