@@ -16,9 +16,8 @@
 //!
 //! For each table:
 //!
-//! 1. Load the replica at its current version **V** and take the position **Q** of the
-//!    last change it applied (its commit record; read before loading V, so that V holds
-//!    at least every change up to Q).
+//! 1. Load the replica at its current version **V**; the run's `txn` version in it names
+//!    the last batch it holds, **B**.
 //! 2. Read the primary in chunks of key ranges (the snapshot's `ChunkReader`: `WHERE key
 //!    > after ORDER BY key LIMIT n`), each in its own `START TRANSACTION WITH CONSISTENT
 //!    SNAPSHOT`, whose binlog position **Pᵢ** MariaDB names (`Binlog_snapshot_file` /
@@ -27,13 +26,16 @@
 //!    128-bit row hashes) and its bounds.
 //! 3. Wait until `binlake run`'s checkpoint covers the primary's GTID position read
 //!    after the last chunk (≥ every Pᵢ), and the table is past any snapshot in progress.
-//! 4. Read the change log's entries at or after Q (all changes V may lack, and perhaps
-//!    some it has), in change-log order. For a key k of chunk i, the replica's state at
+//! 4. Read the change log's entries that V lacks, in change-log order: those of its
+//!    commits after the one of batch B (each batch is committed to the replica and the
+//!    change log with the same `txn`, and `__seq` carries the change-log commit version,
+//!    so the cut is exact; re-applying changes V already has would hide a replica edited
+//!    behind binlake's back). Without a `txn` to go by, the entries at or after the
+//!    replica's last applied position. For a key k of chunk i, the replica's state at
 //!    Pᵢ is: the row of the last of k's logged changes at or before Pᵢ (none if it is a
 //!    delete), or, when k has no such change, its row in V. This *redoes* the log from V
 //!    forward rather than undoing it backward, which needs no before images: every change
-//!    logged carries the full row after it. Applying a change V already has again is
-//!    harmless (a full image replaces). A change counts at Pᵢ when it precedes Pᵢ in the
+//!    logged carries the full row after it. A change counts at Pᵢ when it precedes Pᵢ in the
 //!    binlog (a snapshot row, placed at its chunk's high watermark and equal to the table
 //!    there, when that watermark is at or before Pᵢ).
 //! 5. Scan V once (streamed), place each row in its chunk by key, add it (or, for keys
@@ -43,7 +45,7 @@
 //!    every key missing from the replica, extra in it, or different is listed.
 //!
 //! Why this is right: the replica is exactly the change log's changes applied in order
-//! (the lake's contract), so V plus the changes after Q in order is the replica's state
+//! (the lake's contract), so V plus the changes after B in order is the replica's state
 //! at any later position the change log has reached; the checkpoint covering Pᵢ says
 //! that it has. For the primary, chunk i is the range at Pᵢ exactly. Both are therefore
 //! the same range at the same source position; a difference is a real one.
@@ -89,7 +91,7 @@ use binlake_core::{BinlogFilePos, Row, TableSchema};
 use binlake_lake::Lake;
 use binlake_lake::status::Checkpoint;
 use binlake_lake::store::TableKind;
-use binlake_lake::verify::{Digest, LoggedChange, RowCodec};
+use binlake_lake::verify::{Digest, LoggedChange, RowCodec, Since};
 use binlake_mysql::snapshot::{ChunkReader, KeyRange, SnapshotConfig, key_json};
 use clap::Args;
 use serde::Serialize;
@@ -214,6 +216,14 @@ struct ChunkState {
     /// Second pass: key bytes → key JSON of the primary's rows (for repair ranges).
     primary_json: BTreeMap<Vec<u8>, String>,
     replica: Side,
+}
+
+/// What tells the changes a replica version lacks: the run's app id (its `txn` in both
+/// the replica and the change log), else the replica's last applied position.
+#[derive(Debug)]
+struct Lacks {
+    app: Option<String>,
+    position: Option<(String, u64)>,
 }
 
 /// Per table: what verify needs of it.
@@ -367,6 +377,13 @@ async fn verify_table(
         .load(&url)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the replica disappeared"))?;
+    let app = t
+        .lake
+        .get_json(&crate::run::checkpoint_path(&t.cfg.name))
+        .await?
+        .and_then(|v| serde_json::from_value::<Checkpoint>(v).ok())
+        .and_then(|cp| cp.app_id);
+    let q = Lacks { app, position: q };
 
     // First pass: digests per chunk over the whole table.
     let whole = Bounds {
@@ -383,7 +400,7 @@ async fn verify_table(
         (Some(a), _) => vec![a.at.to_string()],
         _ => Vec::new(),
     };
-    replica_side(t, &replica, q.as_ref(), &mut chunks, false, args).await?;
+    replica_side(t, &replica, &q, &mut chunks, false, args).await?;
     report.replica_rows = chunks.iter().map(|c| c.replica.digest.rows).sum();
     let differing: Vec<Bounds> = chunks
         .iter()
@@ -397,7 +414,7 @@ async fn verify_table(
     let mut ranges: Vec<KeyRange> = Vec::new();
     for group in differing.chunks(64) {
         let mut chunks = read_primary(t, reader, group.to_vec(), true).await?;
-        replica_side(t, &replica, q.as_ref(), &mut chunks, true, args).await?;
+        replica_side(t, &replica, &q, &mut chunks, true, args).await?;
         for c in &chunks {
             diff_chunk(t, c, args.sample, report, &mut ranges);
         }
@@ -530,7 +547,7 @@ fn counts_at(c: &LoggedChange, at: &BinlogFilePos) -> bool {
 async fn replica_side(
     t: &Target<'_>,
     replica: &binlake_lake::verify::DeltaTable,
-    q: Option<&(String, u64)>,
+    q: &Lacks,
     chunks: &mut [ChunkState],
     detail: bool,
     args: &VerifyArgs,
@@ -544,7 +561,20 @@ async fn replica_side(
     let (db, table) = t.name.split_once('.').unwrap_or((&t.name, ""));
     let changes_url = t.lake.table_url(db, table, TableKind::Changes)?;
     let changes = match t.lake.load(&changes_url).await? {
-        Some(cl) => binlake_lake::verify::changes_since(&cl, &t.codec, q).await?,
+        Some(cl) => {
+            let since = match &q.app {
+                Some(app) => {
+                    binlake_lake::verify::replica_batch_in_changes(replica, &cl, app).await?
+                }
+                None => None,
+            };
+            let since = match (since, &q.position) {
+                (Some(v), _) => Since::Version(v),
+                (None, Some((file, pos))) => Since::Position(file.clone(), *pos),
+                (None, None) => Since::All,
+            };
+            binlake_lake::verify::changes_since(&cl, &t.codec, &since).await?
+        }
         None => Vec::new(),
     };
     if changes.iter().any(|c| c.op == 't') {

@@ -327,6 +327,58 @@ pub async fn replica_position(replica: &DeltaTable) -> Result<Option<(String, u6
         .filter(|(f, _)| !f.is_empty()))
 }
 
+/// Which change-log entries a replica version lacks (see [`changes_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Since {
+    /// Those of change-log commits after this Delta version (`__seq` ≥ (v + 1) × 2³²):
+    /// exact.
+    Version(u64),
+    /// Those at or after this binlog position (file, byte position): may include changes
+    /// the replica has (a snapshot's rows share their chunk's position), which are
+    /// applied again.
+    Position(String, u64),
+    /// All of them.
+    All,
+}
+
+/// The change-log Delta version of the last batch `replica` holds: the newest commit of
+/// `changes` whose `txn` action of `app` (the writer's app id) is at most the replica's
+/// own `txn` version of it. Both tables commit each batch with the same `txn`, so the
+/// change-log entries after that version are exactly the changes the replica lacks.
+/// `None` when the replica holds no `txn` of `app` or the commits are no longer in the
+/// log.
+pub async fn replica_batch_in_changes(
+    replica: &DeltaTable,
+    changes: &DeltaTable,
+    app: &str,
+) -> Result<Option<u64>> {
+    let Some(batch) = crate::table::txn_version(replica, app).await? else {
+        return Ok(None);
+    };
+    let Some(latest) = changes.version() else {
+        return Ok(None);
+    };
+    let store = changes.log_store();
+    for v in (0..=latest).rev() {
+        let Some(bytes) = store.read_commit_entry(v).await.map_err(verr)? else {
+            return Ok(None);
+        };
+        for line in bytes.split(|b| *b == b'\n') {
+            let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
+            let txn = &action["txn"];
+            if txn["appId"] == app
+                && let Some(version) = txn["version"].as_i64()
+                && version <= batch
+            {
+                return Ok(Some(v));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Streams the rows of `replica` (the version it was loaded at) through `codec`:
 /// `f(key bytes, row hash)` per row, batch by batch (memory: one batch at a time).
 pub async fn scan_replica(
@@ -367,13 +419,13 @@ pub async fn scan_replica(
     Ok(n)
 }
 
-/// Every change of `changes` (a change log) at or after binlog position `from` (the
-/// replica's last applied change; `None`: all), in change-log order (`__seq`). Memory
-/// grows with the changes returned: those made since the replica was loaded.
+/// The changes of `changes` (a change log) that a replica version lacks (`from`, see
+/// [`Since`]), in change-log order (`__seq`). Memory grows with the changes returned:
+/// those made since the replica version was loaded.
 pub async fn changes_since(
     changes: &DeltaTable,
     codec: &RowCodec,
-    from: Option<&(String, u64)>,
+    from: &Since,
 ) -> Result<Vec<LoggedChange>> {
     let ctx = SessionContext::new();
     changes
@@ -395,14 +447,15 @@ pub async fn changes_since(
         .map(|f| ident(f.name()))
         .collect();
     let filter = match from {
+        Since::Version(v) => format!("WHERE \"__seq\" >= {}", (v + 1) << 32),
         // Binlog file names of one server sort by their sequence number (same base,
         // zero-padded); a longer name is a later file past 999999.
-        Some((file, pos)) => format!(
+        Since::Position(file, pos) => format!(
             "WHERE length(\"__binlog_file\") > {len} OR (length(\"__binlog_file\") = {len} AND (\"__binlog_file\" > '{f}' OR (\"__binlog_file\" = '{f}' AND \"__binlog_pos\" >= {pos})))",
             len = file.len(),
             f = file.replace('\'', "''"),
         ),
-        None => String::new(),
+        Since::All => String::new(),
     };
     let sql = format!(
         "SELECT {}, \"__op\", \"__binlog_file\", \"__binlog_pos\" FROM changes {filter} ORDER BY \"__seq\" ASC NULLS FIRST, \"__binlog_file\", \"__binlog_pos\", \"__binlog_row\", \"__op\" DESC",

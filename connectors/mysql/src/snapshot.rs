@@ -108,7 +108,15 @@
 //!
 //! `binlake snapshot --table db.t` asks a running capture (through its signal topic) to
 //! snapshot tables again while it streams: the tables are appended to the progress and
-//! read the same way, their rows marked `incremental`.
+//! read the same way, their rows marked `incremental`. A request may also name key
+//! ranges of a table ([`Snapshotter::add_ranges`]; `binlake verify --repair` through
+//! `run`'s signal folder): each is read as a range of a begun table. A range's `absent`
+//! keys (rows a replica has and the primary may not) are looked up in the chunk's own
+//! consistent read; those not found are emitted as deletes (the key columns set, the
+//! rest NULL) at the chunk's high watermark, under the same window rule as its rows: a
+//! key the stream changes from the low watermark on is left to the stream. That is
+//! correct for the same reason as the rows: the key is absent from the table at that
+//! point of the stream.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
