@@ -18,12 +18,12 @@
 //!
 //! 1. Load the replica at its current version **V**; the run's `txn` version in it names
 //!    the last batch it holds, **B**.
-//! 2. Read the primary in chunks of key ranges (the snapshot's `ChunkReader`: `WHERE key
-//!    > after ORDER BY key LIMIT n`), each in its own `START TRANSACTION WITH CONSISTENT
-//!    SNAPSHOT`, whose binlog position **Pᵢ** MariaDB names (`Binlog_snapshot_file` /
-//!    `_position`): chunk i is exactly the range at Pᵢ. No lock is taken; a read view is
-//!    held for one chunk only. Each chunk keeps only its digest (row count, sum of
-//!    128-bit row hashes) and its bounds.
+//! 2. Read the primary in chunks of key ranges (the snapshot's `ChunkReader`: rows whose
+//!    key is after the last chunk's, in key order, `LIMIT n`), each in its own
+//!    `START TRANSACTION WITH CONSISTENT SNAPSHOT`, whose binlog position **Pᵢ** MariaDB
+//!    names (`Binlog_snapshot_file` / `_position`): chunk i is exactly the range at Pᵢ.
+//!    No lock is taken; a read view is held for one chunk only. Each chunk keeps only its
+//!    digest (row count, sum of 128-bit row hashes) and its bounds.
 //! 3. Wait until `binlake run`'s checkpoint covers the primary's GTID position read
 //!    after the last chunk (≥ every Pᵢ), and the table is past any snapshot in progress.
 //! 4. Read the change log's entries that V lacks, in change-log order: those of its
