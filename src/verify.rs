@@ -237,18 +237,31 @@ struct Target<'a> {
 
 /// Runs `binlake verify`; `Ok(true)` when every table is equal.
 pub async fn verify(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<bool> {
-    let lake = Lake::open(&cfg.lake)?;
-    if lake
-        .get_json(&crate::run::checkpoint_path(&cfg.name))
-        .await?
-        .is_none()
-    {
-        anyhow::bail!(
+    // A local lake folder that does not exist holds no run (and is not created here).
+    let absent = binlake_lake::store::root_url(&cfg.lake.root)
+        .ok()
+        .filter(|u| u.scheme() == "file")
+        .and_then(|u| u.to_file_path().ok())
+        .is_some_and(|p| !p.exists());
+    let lake = match absent {
+        true => None,
+        false => Some(Lake::open(&cfg.lake)?),
+    };
+    let lake = match lake {
+        Some(lake)
+            if lake
+                .get_json(&crate::run::checkpoint_path(&cfg.name))
+                .await?
+                .is_some() =>
+        {
+            lake
+        }
+        _ => anyhow::bail!(
             "the lake at {} holds no checkpoint of a `binlake run` named `{}`: verify compares the replicas `run` keeps (its checkpoint tells when they have passed a position); start `binlake run` with this config first",
             cfg.lake.root,
             cfg.name
-        );
-    }
+        ),
+    };
     let info = probe(cfg).await?;
     let snap_cfg = SnapshotConfig {
         chunk_size: args.chunk_size.max(1),

@@ -360,3 +360,25 @@ async fn verify_finds_a_right_replica_equal_while_writes_go_on() {
         assert_eq!(t["chunks"].as_u64().map(|n| n >= 15), Some(true), "{t}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_refuses_an_uncaptured_table_with_2_and_a_lake_without_a_run_with_1() {
+    let db = unique("it_verify_usage");
+    let name = unique("itverifyusage");
+    let root = std::env::temp_dir().join(unique("binlake-verify"));
+    let _c = setup_db(&db, &["CREATE TABLE t (id INT PRIMARY KEY)"]).await;
+    let cfg = lake_config(&name, &db, &root, "");
+    let (code, out, err) = verify(&cfg, &["--table", "other_db.t"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("is not captured by this config"), "{err}");
+    let (code, out, err) = verify(&cfg, &["--table", "no_dot"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    // No `binlake run` has written this lake: nothing to compare with.
+    let (code, out, err) = verify(&cfg, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("holds no checkpoint of a `binlake run`"),
+        "{err}"
+    );
+    assert!(!root.exists(), "verify created the lake folder");
+}
