@@ -62,7 +62,7 @@
 //! # Memory
 //!
 //! One chunk of primary rows at a time; one digest per chunk; the replica streamed batch
-//! by batch; the changes logged since Q (those made while verify runs, so memory grows
+//! by batch; the changes logged after batch B (those made while verify runs, so memory grows
 //! with the write rate times the run's length); in the second pass one hash per key of at
 //! most 64 differing chunks at a time.
 //!
