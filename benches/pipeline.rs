@@ -40,6 +40,12 @@
 //!   `lake.max_batch_bytes` is committed in parts, so the peak must not grow with N the
 //!   way the transaction does.
 //!
+//! - `verify`: a sysbench-shaped table of N rows (N = 100,000 and 1,000,000;
+//!   `BINLAKE_BENCH_VERIFY_ROWS="…"` to choose, e.g. 10000000) kept by `binlake run`;
+//!   while 1,000 rows/s of updates go on (10-row transactions every 10 ms), `binlake
+//!   verify` (default settings) is run to its exit 3 times: rows/s (N / seconds from
+//!   process start to exit, which must be 0: equal) and peak RSS; medians.
+//!
 //! Not criterion: one run takes tens of seconds and needs the services; the harness
 //! prints medians of repeated runs instead.
 
@@ -453,6 +459,96 @@ async fn main() {
     }
     if want("run_large_transaction") {
         run_large_transaction().await;
+    }
+    if want("verify") {
+        verify().await;
+    }
+}
+
+async fn verify() {
+    let sizes =
+        std::env::var("BINLAKE_BENCH_VERIFY_ROWS").unwrap_or_else(|_| "100000 1000000".into());
+    for rows in sizes
+        .split_whitespace()
+        .filter_map(|n| n.parse::<u64>().ok())
+    {
+        let db = format!("bench_verify_{}", stamp());
+        let mut c = admin().await;
+        create_sbtest(&mut c, &db).await;
+        eprintln!("filling {db}.sbtest1 with {rows} rows ...");
+        let mut lo = 1;
+        while lo <= rows {
+            let hi = (lo + 99_999).min(rows);
+            c.query_drop(format!("{SBTEST_FILL} FROM seq_{lo}_to_{hi}"))
+                .await
+                .unwrap();
+            lo = hi + 1;
+        }
+        let root = std::env::temp_dir().join(format!("bench-verify-lake-{}", stamp()));
+        let name = format!("benchverify_{}", stamp());
+        let cfg = lake_config(&name, &db, &root, "");
+        let mut run = start_binlake("run", &cfg);
+        let replica = root.join(&db).join("sbtest1").join("replica");
+        let t = Instant::now();
+        while !replica.join("_delta_log").exists() || delta_rows(&replica) < rows {
+            assert!(
+                t.elapsed() < Duration::from_secs(1800),
+                "run did not snapshot the table"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!(
+            "  replica holds {rows} rows after {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        // 1,000 rows/s of updates: 10-row transactions every 10 ms.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (db, stop) = (db.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut w = admin().await;
+                w.query_drop(format!("USE {db}")).await.unwrap();
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                let mut i: u64 = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tick.tick().await;
+                    let ids: Vec<String> = (0..10)
+                        .map(|j| (((i * 10 + j) * 7_919) % rows + 1).to_string())
+                        .collect();
+                    w.query_drop(format!(
+                        "UPDATE sbtest1 SET k = k + 1 WHERE id IN ({})",
+                        ids.join(",")
+                    ))
+                    .await
+                    .unwrap();
+                    i += 1;
+                }
+                i * 10
+            })
+        };
+        let mut rates = Vec::new();
+        let mut peaks = Vec::new();
+        for _ in 0..3 {
+            let (secs, rss) = run_to_exit("verify", &cfg, Duration::from_secs(1800));
+            rates.push(rows as f64 / secs);
+            peaks.push(rss);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = writer.await.unwrap();
+        let _ = run.kill();
+        let _ = run.wait();
+        println!(
+            "verify: {rows} rows, median {:.0} rows/s (runs: {}), median peak RSS {:.0} MB, with {written} rows updated meanwhile (binlake verify, default settings, from process start to exit 0)",
+            median(rates.clone()),
+            rates
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            median(peaks)
+        );
+        c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
 

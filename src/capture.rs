@@ -41,7 +41,7 @@ use binlake_core::{ChangeEvent, Flavor, ResumePosition, SchemaChange};
 use binlake_kafka::CaptureWriter;
 use binlake_mysql::binlog::{BinlogItem, BinlogReader, StartFrom};
 use binlake_mysql::schema_history::SchemaHistory;
-use binlake_mysql::snapshot::{ChunkReader, SnapshotMode, SnapshotProgress, Snapshotter};
+use binlake_mysql::snapshot::{ChunkReader, KeyRange, SnapshotMode, SnapshotProgress, Snapshotter};
 use binlake_mysql::{ServerInfo, connect};
 use tokio::sync::{mpsc, watch};
 
@@ -109,9 +109,10 @@ pub(crate) trait Sink {
     fn counts(&self) -> (u64, u64);
     /// The sink's name in metrics (`kafka`, `lake`).
     fn kind(&self) -> &'static str;
-    /// Tables whose snapshot was requested while streaming (`binlake snapshot`) since the
-    /// last call; the next commit records that they were taken.
-    async fn snapshot_requests(&mut self) -> Result<Vec<String>, CaptureError> {
+    /// Tables (or key ranges of them: `binlake verify --repair`) whose snapshot was
+    /// requested while streaming (`binlake snapshot`) since the last call; the next
+    /// commit records that they were taken.
+    async fn snapshot_requests(&mut self) -> Result<Vec<KeyRange>, CaptureError> {
         Ok(Vec::new())
     }
     /// Writes the schema history (JSON) in the open batch, to be read back after a restart.
@@ -186,8 +187,12 @@ impl Sink for CaptureWriter {
     fn kind(&self) -> &'static str {
         "kafka"
     }
-    async fn snapshot_requests(&mut self) -> Result<Vec<String>, CaptureError> {
-        Ok(CaptureWriter::snapshot_requests(self).await?)
+    async fn snapshot_requests(&mut self) -> Result<Vec<KeyRange>, CaptureError> {
+        Ok(CaptureWriter::snapshot_requests(self)
+            .await?
+            .iter()
+            .map(|t| KeyRange::whole(t))
+            .collect())
     }
     async fn write_schema_history(&mut self, json: &str) -> Result<(), CaptureError> {
         Ok(CaptureWriter::write_schema_history(self, json).await?)
@@ -894,7 +899,7 @@ async fn add_requested<S: Sink>(
     flavor: Flavor,
     snapshot: &mut Option<SnapshotRun>,
     writer: &mut S,
-    tables: Vec<String>,
+    tables: Vec<KeyRange>,
 ) -> Result<(), CaptureError> {
     let run = match snapshot {
         Some(run) => run,
@@ -904,7 +909,7 @@ async fn add_requested<S: Sink>(
             snapshot.insert(SnapshotRun::start(reader, &cfg.source, &known, progress).await?)
         }
     };
-    run.snap.add_tables(tables);
+    run.snap.add_ranges(tables);
     record_snapshot_state(snapshot, writer);
     Ok(())
 }

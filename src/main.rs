@@ -26,6 +26,7 @@ mod progress;
 mod query;
 mod run;
 mod telemetry;
+mod verify;
 mod wait;
 
 use std::path::PathBuf;
@@ -106,6 +107,10 @@ enum Command {
     },
     /// Runs SQL over the replicas (`db.table`) and change logs (`db.table__changes`).
     Query(query::QueryArgs),
+    /// Compares every captured table's replica with the primary, row by row through
+    /// chunked digests, while writes go on: exit 0 when all are equal, 1 when anything
+    /// differs (or a table could not be verified).
+    Verify(verify::VerifyArgs),
     /// Waits until `binlake run` has applied a source GTID to every replica
     /// (read-your-writes): exit 0 once it has, 1 at the timeout.
     Wait(wait::WaitArgs),
@@ -178,6 +183,20 @@ fn main() -> ExitCode {
                         );
                         ExitCode::FAILURE
                     }
+                    Err(e) => report(Err(e)),
+                }
+            })
+        }
+        Command::Verify(args) => {
+            let config = args.config.clone();
+            with_config(&config, |cfg| async move {
+                if let Err(e) = check_tables(&cfg, &args.tables) {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+                match verify::verify(&cfg, &args).await {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => ExitCode::FAILURE,
                     Err(e) => report(Err(e)),
                 }
             })
@@ -321,6 +340,23 @@ async fn request_snapshot(cfg: &Config, tables: &[String]) -> anyhow::Result<()>
         tables.join(", "),
         cfg.name
     );
+    Ok(())
+}
+
+/// Checks `--table` names: each `db.table`, captured by the config (a usage error, exit
+/// 2, otherwise).
+fn check_tables(cfg: &Config, tables: &[String]) -> Result<(), String> {
+    let filter = cfg.source.filter();
+    for t in tables {
+        let Some((db, table)) = t.split_once('.') else {
+            return Err(format!("--table `{t}` is not `database.table`"));
+        };
+        if !filter.table_included(db, table) {
+            return Err(format!(
+                "--table {t} is not captured by this config (see [source] include / exclude)"
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -62,7 +62,7 @@ use binlake_lake::store::TableKind;
 use binlake_lake::table::Change;
 use binlake_lake::table::read_applied;
 use binlake_lake::{Lake, Progress, TableSink};
-use binlake_mysql::snapshot::{SnapshotProgress, TableSnapshot};
+use binlake_mysql::snapshot::{KeyRange, SnapshotProgress, TableSnapshot};
 use tokio::sync::watch;
 
 use crate::capture::{Batching, CaptureError, Sink, SinkFactory, Stored};
@@ -95,6 +95,29 @@ pub async fn request_snapshot(
     let signal = serde_json::json!({
         "type": "execute-snapshot",
         "data": {"data-collections": tables, "type": "incremental"},
+    });
+    lake.put_json(&file, &signal).await?;
+    Ok(())
+}
+
+/// Asks the `run` of `name` to snapshot key ranges while it streams (`binlake verify
+/// --repair`): an `execute-snapshot` signal with binlake's `key-ranges` (each a table,
+/// an exclusive lower and inclusive upper key, and keys to delete when the primary does
+/// not have them) and no whole table in `data-collections`.
+pub async fn request_ranges(
+    lake: &Lake,
+    name: &str,
+    ranges: &[KeyRange],
+) -> Result<(), CaptureError> {
+    let file = format!(
+        "{}/{:013}-{}.json",
+        signals_dir(name),
+        now_us() / 1000,
+        std::process::id()
+    );
+    let signal = serde_json::json!({
+        "type": "execute-snapshot",
+        "data": {"data-collections": [], "type": "incremental", "key-ranges": ranges},
     });
     lake.put_json(&file, &signal).await?;
     Ok(())
@@ -595,7 +618,7 @@ impl Sink for LakeSink {
         self.signals_seen = self.checkpoint.signals_done.clone();
     }
 
-    async fn snapshot_requests(&mut self) -> Result<Vec<String>, CaptureError> {
+    async fn snapshot_requests(&mut self) -> Result<Vec<KeyRange>, CaptureError> {
         let dir = signals_dir(&self.name);
         let mut tables = Vec::new();
         for file in self.lake.list(&dir).await? {
@@ -608,7 +631,23 @@ impl Sink for LakeSink {
                 .and_then(|s| s["data"]["data-collections"].as_array())
             {
                 Some(list) => {
-                    tables.extend(list.iter().filter_map(|t| Some(t.as_str()?.to_string())))
+                    tables.extend(
+                        list.iter()
+                            .filter_map(|t| Some(KeyRange::whole(t.as_str()?))),
+                    );
+                    // binlake's addition (`binlake verify --repair`): key ranges.
+                    if let Some(ranges) = signal
+                        .as_ref()
+                        .and_then(|s| s["data"].get("key-ranges"))
+                        .cloned()
+                    {
+                        match serde_json::from_value::<Vec<KeyRange>>(ranges) {
+                            Ok(r) => tables.extend(r),
+                            Err(e) => {
+                                tracing::warn!(file = %format!("{dir}/{file}"), error = %e, "snapshot request: key-ranges skipped: not a list of key ranges")
+                            }
+                        }
+                    }
                 }
                 None => {
                     tracing::warn!(file = %format!("{dir}/{file}"), "snapshot request skipped: not an execute-snapshot signal with data-collections")

@@ -71,7 +71,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
 
 /// Whether the checkpoint's resume position holds `target`; `Err` when they cannot be
 /// compared (a position of another kind).
-fn covers(resume: &str, target: &Target) -> Result<bool, String> {
+pub(crate) fn covers(resume: &str, target: &Target) -> Result<bool, String> {
     let resume = ResumePosition::from_str(resume)
         .map_err(|e| format!("the run checkpoint's position {resume:?} cannot be read: {e}"))?;
     match (target, &resume) {

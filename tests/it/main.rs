@@ -24,3 +24,4 @@ mod services;
 mod snapshot;
 mod startup;
 mod tls;
+mod verify;

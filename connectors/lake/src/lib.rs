@@ -41,6 +41,7 @@ pub mod query;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod verify;
 
 pub use config::LakeConfig;
 pub use error::{Error, Result};

@@ -114,7 +114,15 @@
 //!
 //! `binlake snapshot --table db.t` asks a running capture (through its signal topic) to
 //! snapshot tables again while it streams: the tables are appended to the progress and
-//! read the same way, their rows marked `incremental`.
+//! read the same way, their rows marked `incremental`. A request may also name key
+//! ranges of a table ([`Snapshotter::add_ranges`]; `binlake verify --repair` through
+//! `run`'s signal folder): each is read as a range of a begun table. A range's `absent`
+//! keys (rows a replica has and the primary may not) are looked up in the chunk's own
+//! consistent read; those not found are emitted as deletes (the key columns set, the
+//! rest absent: `Value::Absent`) at the chunk's high watermark, under the same window rule as its rows: a
+//! key the stream changes from the low watermark on is left to the stream. That is
+//! correct for the same reason as the rows: the key is absent from the table at that
+//! point of the stream.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -227,6 +235,12 @@ pub struct KeyRange {
     /// Inclusive upper bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upto: Option<String>,
+    /// Keys (message-key JSON) to delete when the primary does not have them, looked up
+    /// in the same consistent read as the range (`binlake verify --repair`: rows the
+    /// replica has and the primary does not). Emitted as deletes at the chunk's high
+    /// watermark, unless the stream changes the key in the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<String>,
 }
 
 impl KeyRange {
@@ -236,6 +250,7 @@ impl KeyRange {
             table: table.to_string(),
             after: None,
             upto: None,
+            absent: Vec::new(),
         }
     }
 }
@@ -332,6 +347,9 @@ pub struct Chunk {
     /// The key of the last row when the chunk size cut the range short (the rest of the
     /// range is still to read); `None` when the chunk holds all of its range.
     pub cut_at: Option<String>,
+    /// Rows (only their key columns set, the rest absent) of the range's `absent` keys that the primary
+    /// does not have, read in the same consistent read: emitted as deletes.
+    pub deletes: Vec<Row>,
     /// The plan slot this chunk reads (see [`Snapshotter`]).
     slot: u64,
     /// Holds one of the readers' places until the chunk is emitted: memory stays bounded
@@ -611,6 +629,58 @@ impl ChunkReader {
         Ok(key_json(&schema, &full))
     }
 
+    /// The `absent` keys of `range` the table does not have, as rows with only their key
+    /// columns set (one point lookup each, in the caller's read).
+    async fn absent_keys(
+        &mut self,
+        schema: &Arc<TableSchema>,
+        range: &KeyRange,
+    ) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        if range.absent.is_empty() || schema.primary_key.is_empty() {
+            return Ok(out);
+        }
+        let key_list = schema
+            .key_columns()
+            .map(|c| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let marks = vec!["?"; schema.primary_key.len()].join(", ");
+        let sql = format!(
+            "SELECT 1 FROM {}.{} WHERE ({key_list}) = ({marks})",
+            quote(&schema.database),
+            quote(&schema.table)
+        );
+        let codec = TableCodec::new(schema.clone(), self.opts.clone());
+        for key in &range.absent {
+            let values = codec
+                .decode_key(key.as_bytes())
+                .map_err(|e| Error::Unexpected {
+                    target: "snapshot".into(),
+                    reason: format!("requested key {key} of {} cannot be read: {e}", range.table),
+                })?;
+            let params: Vec<mysql_async::Value> = values
+                .iter()
+                .zip(schema.key_columns())
+                .map(|(v, c)| to_mysql(v, &c.ty))
+                .collect();
+            let found: Option<u8> = self
+                .conn
+                .exec_first(&sql, params)
+                .await
+                .map_err(Error::query("snapshot connection", &sql))?;
+            if found.is_none() {
+                // Only the key is known: the other columns are absent (not NULL).
+                let mut row: Row = vec![Value::Absent; schema.columns.len()];
+                for (v, &i) in values.into_iter().zip(&schema.primary_key) {
+                    row[i] = v;
+                }
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads the first chunk of `table` after `after_key` (message-key JSON); a table
     /// without a key in one chunk.
     pub async fn read_chunk(&mut self, table: &str, after_key: Option<&str>) -> Result<Chunk> {
@@ -618,6 +688,7 @@ impl ChunkReader {
             table: table.to_string(),
             after: after_key.map(str::to_string),
             upto: None,
+            absent: Vec::new(),
         };
         self.read_range(&range).await
     }
@@ -632,7 +703,7 @@ impl ChunkReader {
         if !keyless {
             let _ = write!(sql, " LIMIT {}", self.cfg.chunk_size);
         }
-        let (low, rows, high) = if self.flavor == Flavor::MariaDb {
+        let (low, rows, deletes, high) = if self.flavor == Flavor::MariaDb {
             // MariaDB names the binlog position of a consistent snapshot exactly: the
             // chunk is the table at that point, so both watermarks are it. (The binlog end
             // before a SELECT may count a transaction the engine has not committed yet,
@@ -651,11 +722,18 @@ impl ChunkReader {
                     return Err(Error::query("snapshot connection", &sql)(e));
                 }
             };
+            let deletes = match self.absent_keys(&schema, range).await {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = self.conn.query_drop("ROLLBACK").await;
+                    return Err(e);
+                }
+            };
             self.conn
                 .query_drop("COMMIT")
                 .await
                 .map_err(Error::query("snapshot connection", "COMMIT"))?;
-            (at.clone(), rows, at)
+            (at.clone(), rows, deletes, at)
         } else {
             let low = self.binlog_end().await?;
             let rows: Vec<mysql_async::Row> = self
@@ -663,7 +741,8 @@ impl ChunkReader {
                 .exec(&sql, params)
                 .await
                 .map_err(Error::query("snapshot connection", &sql))?;
-            (low, rows, self.binlog_end().await?)
+            let deletes = self.absent_keys(&schema, range).await?;
+            (low, rows, deletes, self.binlog_end().await?)
         };
         let n = rows.len();
         let mut out = Vec::with_capacity(n);
@@ -695,6 +774,7 @@ impl ChunkReader {
             low,
             high,
             cut_at,
+            deletes,
             slot: 0,
             _permit: None,
         })
@@ -819,10 +899,12 @@ impl Plan {
         let Some(i) = self.slots.iter().position(|s| s.id == id) else {
             return;
         };
+        // The absent keys were looked up with the first part's read.
         let rest = KeyRange {
             table: self.slots[i].range.table.clone(),
             after: Some(key.clone()),
             upto: self.slots[i].range.upto.take(),
+            absent: Vec::new(),
         };
         self.slots[i].range.upto = Some(key);
         let id = self.next_id;
@@ -1026,6 +1108,7 @@ impl Snapshotter {
                 table: t.clone(),
                 after: Some(after),
                 upto: None,
+                absent: Vec::new(),
             });
         }
         // A table dropped (or no longer captured) since the snapshot began has nothing left
@@ -1139,6 +1222,39 @@ impl Snapshotter {
         self.wake.notify_waiters();
     }
 
+    /// Adds key ranges requested while streaming (`binlake verify --repair`): each is
+    /// read like a range of a begun table, its rows marked `incremental`. A whole range
+    /// ([`KeyRange::whole`]) is a table request ([`Snapshotter::add_tables`]); ranges of a
+    /// table not begun yet (to be read whole) add nothing. The same tables are refused.
+    pub fn add_ranges(&mut self, ranges: Vec<KeyRange>) {
+        let (whole, parts): (Vec<KeyRange>, Vec<KeyRange>) = ranges
+            .into_iter()
+            .partition(|r| r.after.is_none() && r.upto.is_none() && r.absent.is_empty());
+        let mut plan = lock(&self.plan);
+        for r in parts {
+            if self.known.get(&r.table) != Some(&true) {
+                tracing::warn!(table = %r.table, "snapshot request of a key range skipped: the table is not captured, has no primary key, or was created after the snapshot in progress began");
+                continue;
+            }
+            let begun = plan.slots.iter().any(|s| s.range.table == r.table);
+            if plan.tables.contains(&r.table) && !begun {
+                continue;
+            }
+            if !plan.tables.contains(&r.table) {
+                plan.tables.push(r.table.clone());
+            }
+            let id = plan.next_id;
+            plan.next_id += 1;
+            plan.slots.push(Slot {
+                id,
+                range: r,
+                taken: false,
+            });
+        }
+        drop(plan);
+        self.add_tables(whole.into_iter().map(|r| r.table).collect());
+    }
+
     /// Sees the tables a DDL in the stream changed, in stream order (see the module docs,
     /// "Schema changes"): readers read them with their new schema from now on; with
     /// `reread`, a table whose existing rows the DDL changed is read again from its start
@@ -1248,7 +1364,12 @@ impl Snapshotter {
                 let name = chunk.table.qualified_name();
                 let low = order(&chunk.low);
                 let pk = &chunk.table.primary_key;
-                let keys: HashSet<String> = chunk.rows.iter().map(|r| key_string(r, pk)).collect();
+                let keys: HashSet<String> = chunk
+                    .rows
+                    .iter()
+                    .chain(&chunk.deletes)
+                    .map(|r| key_string(r, pk))
+                    .collect();
                 let mut changed: HashMap<String, Seen> = HashMap::new();
                 for (_, _, k, partial) in
                     self.window.recent.iter().filter(|(at, t, k, _)| {
@@ -1375,13 +1496,32 @@ impl Snapshotter {
             let first = self.begun.insert(name.clone());
             let pk = &table.primary_key;
             let rows = settle(chunk.rows, &changed, pk);
-            let events = read_events(
+            // A delete of a key the stream changed in the window is the stream's to tell.
+            let deletes: Vec<Row> = match changed.contains_key(ALL_ROWS) {
+                true => Vec::new(),
+                false => chunk
+                    .deletes
+                    .into_iter()
+                    .filter(|r| !changed.contains_key(&key_string(r, pk)))
+                    .collect(),
+            };
+            let mut events = read_events(
                 &table,
                 rows,
                 &chunk.high,
                 (first, table_done, self.incremental),
                 ts_us,
             );
+            let n = events.len() as u32;
+            events.extend(deletes.into_iter().enumerate().map(|(i, row)| {
+                let mut e =
+                    read_events(&table, vec![row], &chunk.high, (false, false, true), ts_us)
+                        .swap_remove(0);
+                e.op = Op::Delete;
+                e.before = e.after.take();
+                e.source.position.row = n + i as u32;
+                e
+            }));
             self.chunks_done += 1;
             self.rows_done += events.len() as u64;
             return Some(Emit {
