@@ -538,7 +538,11 @@ async fn wait_returns_once_the_replica_holds_a_commit() {
     assert_eq!(code, Some(0), "{held}: {err}");
     let (domain, rest) = gtid.split_once('-').unwrap();
     let (server, seq) = rest.split_once('-').unwrap();
-    let ahead = format!("{domain}-{server}-{}", seq.parse::<u64>().unwrap() + 1000);
+    // Far ahead: the other tests share the server and write thousands of transactions.
+    let ahead = format!(
+        "{domain}-{server}-{}",
+        seq.parse::<u64>().unwrap() + 1_000_000_000
+    );
     let (code, err) = wait(&["--gtid", &ahead, "--timeout", "1s"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
