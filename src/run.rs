@@ -86,18 +86,12 @@ pub async fn request_snapshot(
     name: &str,
     tables: &[String],
 ) -> Result<(), CaptureError> {
-    let file = format!(
-        "{}/{:013}-{}.json",
-        signals_dir(name),
-        now_us() / 1000,
-        std::process::id()
-    );
-    let signal = serde_json::json!({
-        "type": "execute-snapshot",
-        "data": {"data-collections": tables, "type": "incremental"},
-    });
-    lake.put_json(&file, &signal).await?;
-    Ok(())
+    write_signal(
+        lake,
+        name,
+        serde_json::json!({"data-collections": tables, "type": "incremental"}),
+    )
+    .await
 }
 
 /// Asks the `run` of `name` to snapshot key ranges while it streams (`binlake verify
@@ -109,16 +103,27 @@ pub async fn request_ranges(
     name: &str,
     ranges: &[KeyRange],
 ) -> Result<(), CaptureError> {
+    write_signal(
+        lake,
+        name,
+        serde_json::json!({"data-collections": [], "type": "incremental", "key-ranges": ranges}),
+    )
+    .await
+}
+
+/// Writes an `execute-snapshot` signal with `data` into the run's signal folder.
+async fn write_signal(
+    lake: &Lake,
+    name: &str,
+    data: serde_json::Value,
+) -> Result<(), CaptureError> {
     let file = format!(
         "{}/{:013}-{}.json",
         signals_dir(name),
         now_us() / 1000,
         std::process::id()
     );
-    let signal = serde_json::json!({
-        "type": "execute-snapshot",
-        "data": {"data-collections": [], "type": "incremental", "key-ranges": ranges},
-    });
+    let signal = serde_json::json!({"type": "execute-snapshot", "data": data});
     lake.put_json(&file, &signal).await?;
     Ok(())
 }

@@ -164,6 +164,62 @@ fn table_json(stdout: &str, table: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no line for {table} in {stdout}"))
 }
 
+/// `db.t` (`id`, `v`, `note`) with `rows` rows, kept by a `binlake run` (returned with
+/// its config and lake) that has caught up with it.
+async fn run_on_table(
+    db: &str,
+    name: &str,
+    rows: u32,
+) -> (
+    std::path::PathBuf,
+    binlake_lake::Lake,
+    crate::capture::CaptureProcess,
+) {
+    let root = std::env::temp_dir().join(unique("binlake-verify"));
+    let mut c = setup_db(
+        db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))"],
+    )
+    .await;
+    c.query_drop(format!(
+        "INSERT INTO t SELECT seq, 0, CONCAT('row ', seq) FROM seq_1_to_{rows}"
+    ))
+    .await
+    .unwrap();
+    let cfg = lake_config(name, db, &root, "");
+    let run = start("run", &cfg);
+    let lake = lake_at(&root);
+    wait_equal(&lake, db, "t", "id", Duration::from_secs(60)).await;
+    (cfg, lake, run)
+}
+
+/// Writes `statement(i)` for i = 0, 1, … on a session of `db` set up by `session` until
+/// `stop`; gives back how many it wrote.
+fn spawn_writer(
+    db: &str,
+    session: &'static str,
+    stop: Arc<AtomicBool>,
+    statement: impl Fn(i64) -> String + Send + 'static,
+) -> tokio::task::JoinHandle<i64> {
+    let db = db.to_string();
+    tokio::spawn(async move {
+        let mut w = admin_conn().await;
+        w.query_drop(format!("USE {db}")).await.unwrap();
+        if !session.is_empty() {
+            w.query_drop(session).await.unwrap();
+        }
+        let mut i: i64 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            w.query_drop(statement(i)).await.unwrap();
+            i += 1;
+            if i % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        i
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_reports_the_exact_keys_of_a_diverged_replica_and_repair_fixes_them() {
     let db = unique("it_verify");
@@ -298,47 +354,20 @@ async fn verify_reports_the_exact_keys_of_a_diverged_replica_and_repair_fixes_th
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_finds_a_right_replica_equal_while_writes_go_on() {
     let db = unique("it_verify_busy");
-    let name = unique("itverifybusy");
-    let root = std::env::temp_dir().join(unique("binlake-verify"));
-    let mut c = setup_db(
-        &db,
-        &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))"],
-    )
-    .await;
-    c.query_drop("INSERT INTO t SELECT seq, 0, CONCAT('row ', seq) FROM seq_1_to_5000")
-        .await
-        .unwrap();
-    let cfg = lake_config(&name, &db, &root, "");
-    let _run = start("run", &cfg);
-    let lake = lake_at(&root);
-    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    let (cfg, _lake, _run) = run_on_table(&db, &unique("itverifybusy"), 5000).await;
 
     // Updates, deletes and inserts all over the key space, until verify is done.
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (db, stop) = (db.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut w = admin_conn().await;
-            w.query_drop(format!("USE {db}")).await.unwrap();
-            let mut i: i64 = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let id = (i * 7919) % 6000 + 1;
-                let stmt = match i % 4 {
-                    0 | 3 => format!("UPDATE t SET v = v + 1, note = 'u{i}' WHERE id = {id}"),
-                    1 => format!("DELETE FROM t WHERE id = {id}"),
-                    _ => format!(
-                        "INSERT INTO t VALUES ({id}, {i}, 'i{i}') ON DUPLICATE KEY UPDATE v = {i}"
-                    ),
-                };
-                w.query_drop(stmt).await.unwrap();
-                i += 1;
-                if i % 10 == 0 {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+    let writer = spawn_writer(&db, "", stop.clone(), |i| {
+        let id = (i * 7919) % 6000 + 1;
+        match i % 4 {
+            0 | 3 => format!("UPDATE t SET v = v + 1, note = 'u{i}' WHERE id = {id}"),
+            1 => format!("DELETE FROM t WHERE id = {id}"),
+            _ => {
+                format!("INSERT INTO t VALUES ({id}, {i}, 'i{i}') ON DUPLICATE KEY UPDATE v = {i}")
             }
-            i
-        })
-    };
+        }
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cfg2 = cfg.clone();
     let runs = tokio::task::spawn_blocking(move || {
@@ -389,39 +418,19 @@ async fn verify_refuses_an_uncaptured_table_with_2_and_a_lake_without_a_run_with
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_names_partial_row_images_it_cannot_replay_and_passes_once_quiet() {
     let db = unique("it_verify_minimal");
-    let name = unique("itverifymin");
-    let root = std::env::temp_dir().join(unique("binlake-verify"));
-    let mut c = setup_db(
-        &db,
-        &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))"],
-    )
-    .await;
-    c.query_drop("INSERT INTO t SELECT seq, 0, CONCAT('row ', seq) FROM seq_1_to_3000")
-        .await
-        .unwrap();
-    let cfg = lake_config(&name, &db, &root, "");
-    let _run = start("run", &cfg);
-    let lake = lake_at(&root);
-    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    let (cfg, lake, _run) = run_on_table(&db, &unique("itverifymin"), 3000).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (db, stop) = (db.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut w = admin_conn().await;
-            w.query_drop(format!("USE {db}")).await.unwrap();
-            w.query_drop("SET SESSION binlog_row_image = 'MINIMAL'")
-                .await
-                .unwrap();
-            let mut i: i64 = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let id = (i * 7919) % 3000 + 1;
-                w.query_drop(format!("UPDATE t SET v = v + 1 WHERE id = {id}"))
-                    .await
-                    .unwrap();
-                i += 1;
-            }
-        })
-    };
+    let writer = spawn_writer(
+        &db,
+        "SET SESSION binlog_row_image = 'MINIMAL'",
+        stop.clone(),
+        |i| {
+            format!(
+                "UPDATE t SET v = v + 1 WHERE id = {}",
+                (i * 7919) % 3000 + 1
+            )
+        },
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cfg2 = cfg.clone();
     let (code, out, err) =

@@ -473,36 +473,22 @@ pub async fn changes_since(
     let mut out = Vec::new();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(verr)?;
-        let ops = arrow::compute::cast(
-            batch
-                .column_by_name("__op")
-                .ok_or_else(|| verr("no __op"))?,
-            &DataType::Utf8,
-        )
-        .map_err(verr)?;
-        let files = arrow::compute::cast(
-            batch
-                .column_by_name("__binlog_file")
-                .ok_or_else(|| verr("no __binlog_file"))?,
-            &DataType::Utf8,
-        )
-        .map_err(verr)?;
-        let poss = arrow::compute::cast(
-            batch
-                .column_by_name("__binlog_pos")
-                .ok_or_else(|| verr("no __binlog_pos"))?,
-            &DataType::Int64,
-        )
-        .map_err(verr)?;
+        // A column of the result, as `ty` (Delta may give strings as views).
+        let column = |name: &str, ty: &DataType| -> Result<ArrayRef> {
+            let c = batch
+                .column_by_name(name)
+                .ok_or_else(|| verr(format!("no {name}")))?;
+            arrow::compute::cast(c, ty).map_err(verr)
+        };
+        let ops = column("__op", &DataType::Utf8)?;
+        let files = column("__binlog_file", &DataType::Utf8)?;
+        let poss = column("__binlog_pos", &DataType::Int64)?;
+        let partials = column("__partial", &DataType::Boolean)?;
         use arrow::array::AsArray;
         let ops = ops.as_string::<i32>();
         let files = files.as_string::<i32>();
         let poss = poss.as_primitive::<arrow::datatypes::Int64Type>();
-        let partials = batch
-            .column_by_name("__partial")
-            .ok_or_else(|| verr("no __partial"))?
-            .as_boolean()
-            .clone();
+        let partials = partials.as_boolean();
         codec.each_batch_row(&batch, |key, hash, i| {
             let op = ops.value(i).chars().next().unwrap_or('?');
             out.push(LoggedChange {
