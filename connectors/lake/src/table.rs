@@ -802,6 +802,7 @@ impl TableSink {
                 keep_old: true,
                 changed_keys: HashSet::new(),
                 new_rows: RecordBatch::new_empty(schema.clone()),
+                own: Vec::new(),
                 key_idx: key_idx.clone(),
                 key_fields: key_fields.clone(),
                 schema: schema.clone(),
@@ -1469,10 +1470,17 @@ impl ReplicaView<'_> {
         for (b, fs) in &staged.buckets {
             files.insert(*b, fs.clone());
         }
-        // The stored rows that hold the absent values of the batch's last row per key.
+        // The stored rows of other keys (key changes) that hold absent values of the
+        // batch's last row per key; a key's own stored row is read by its bucket's
+        // rewrite, which reads that bucket anyway.
         let wanted: HashSet<Vec<u8>> = last
             .values()
-            .filter_map(|i| resolved.get(i).and_then(|(_, origin)| origin.clone()))
+            .filter_map(|&i| {
+                resolved
+                    .get(&i)
+                    .and_then(|(_, origin)| origin.clone())
+                    .filter(|o| o.as_slice() != keys.row(i).data())
+            })
             .collect();
         let stored = match wanted.is_empty() {
             true => None,
@@ -1532,6 +1540,8 @@ impl ReplicaView<'_> {
             let mut changed_keys = HashSet::with_capacity(changed.len());
             // (row of `new_rows`, field, row of the stored rows) to take from there.
             let mut patches: Vec<(usize, usize, usize)> = Vec::new();
+            // (row of `new_rows`, field): from the key's own row in this bucket's files.
+            let mut own: Vec<(usize, usize)> = Vec::new();
             let mut row_no = 0;
             for &i in &changed {
                 changed_keys.insert(keys.row(i).data().to_vec());
@@ -1546,12 +1556,15 @@ impl ReplicaView<'_> {
                             .unwrap_or(&Value::Null),
                     };
                     if v.is_absent() {
-                        let from = merged
-                            .and_then(|(_, origin)| origin.as_ref())
-                            .and_then(|k| stored.as_ref().and_then(|(_, at)| at.get(k)));
-                        match from {
-                            Some(&j) => patches.push((row_no, field, j)),
-                            None => stats.absent_unknown += 1,
+                        let origin = merged.and_then(|(_, origin)| origin.as_deref());
+                        let from =
+                            origin.and_then(|k| stored.as_ref().and_then(|(_, at)| at.get(k)));
+                        match (from, origin) {
+                            (Some(&j), _) => patches.push((row_no, field, j)),
+                            (None, Some(k)) if k == keys.row(i).data() && !append => {
+                                own.push((row_no, field))
+                            }
+                            _ => stats.absent_unknown += 1,
                         }
                     }
                     b.append(v).map_err(|reason| Error::Value {
@@ -1576,20 +1589,13 @@ impl ReplicaView<'_> {
                 keep_old: !truncated,
                 changed_keys,
                 new_rows,
+                own,
                 key_idx: key_idx.clone(),
                 key_fields: key_fields.clone(),
                 schema: schema.clone(),
                 path: bucket_file(b, version),
                 store: store.clone(),
             });
-        }
-        if stats.absent_unknown > 0 && !*self.warned_absent {
-            *self.warned_absent = true;
-            tracing::warn!(
-                table = %self.name,
-                values = stats.absent_unknown,
-                "replica values left NULL: the row images (binlog_row_image = MINIMAL or NOBLOB) left their columns out and no earlier row holds them (an INSERT's columns whose default binlake does not know exactly, e.g. CURRENT_TIMESTAMP); set binlog_row_image = FULL on the primary, or re-snapshot the table to correct them"
-            );
         }
         stats.buckets += jobs.len() as u64;
         let results: Vec<BucketResult> = futures::stream::iter(jobs.into_iter().map(|j| j.run()))
@@ -1599,6 +1605,7 @@ impl ReplicaView<'_> {
         // Into the staged state: a staged file replaced again was never committed (it
         // stays out of the table); a committed one is removed at the commit.
         for r in results {
+            stats.absent_unknown += r.absent_unknown;
             for (path, size) in r.removed {
                 if staged.added.remove(&path).is_none() {
                     staged.removed.push((path, size));
@@ -1615,6 +1622,14 @@ impl ReplicaView<'_> {
         }
         for (b, now) in kept {
             staged.buckets.insert(b, now);
+        }
+        if stats.absent_unknown > 0 && !*self.warned_absent {
+            *self.warned_absent = true;
+            tracing::warn!(
+                table = %self.name,
+                values = stats.absent_unknown,
+                "replica values left NULL: the row images (binlog_row_image = MINIMAL or NOBLOB) left their columns out and no earlier row holds them (an INSERT's columns whose default binlake does not know exactly, e.g. CURRENT_TIMESTAMP); set binlog_row_image = FULL on the primary, or re-snapshot the table to correct them"
+            );
         }
         if !stage {
             let now = now_us() / 1000;
@@ -1918,6 +1933,8 @@ struct BucketJob {
     keep_old: bool,
     changed_keys: HashSet<Vec<u8>>,
     new_rows: RecordBatch,
+    /// (row of `new_rows`, field) absent there, to take from the key's row in `old`.
+    own: Vec<(usize, usize)>,
     key_idx: Vec<usize>,
     key_fields: Vec<SortField>,
     schema: SchemaRef,
@@ -1929,6 +1946,8 @@ struct BucketResult {
     bucket: u32,
     removed: Vec<(String, i64)>,
     added: Option<(String, i64, usize)>,
+    /// Absent values no stored row held (see [`ApplyStats::absent_unknown`]).
+    absent_unknown: u64,
 }
 
 impl BucketResult {
@@ -1975,7 +1994,8 @@ impl BucketJob {
             bucket,
             old,
             changed_keys,
-            new_rows,
+            mut new_rows,
+            own,
             key_idx,
             key_fields,
             schema,
@@ -1983,9 +2003,28 @@ impl BucketJob {
             store,
             ..
         } = self;
-        let encoded = tokio::task::spawn_blocking(move || -> Result<Option<(Bytes, usize)>> {
+        type Encoded = (Option<(Bytes, usize)>, u64);
+        let (encoded, absent_unknown) = tokio::task::spawn_blocking(move || -> Result<Encoded> {
             let converter =
                 RowConverter::new(key_fields).map_err(|e| Error::storage("key encoding", e))?;
+            let key_rows = |rb: &RecordBatch| {
+                let cols: Vec<ArrayRef> = key_idx.iter().map(|&i| rb.column(i).clone()).collect();
+                converter
+                    .convert_columns(&cols)
+                    .map_err(|e| Error::storage("key encoding", e))
+            };
+            // The keys whose own stored row fills absent values of their new row.
+            let mut wants: HashMap<Vec<u8>, Vec<(usize, usize)>> = HashMap::new();
+            if !own.is_empty() {
+                let new_keys = key_rows(&new_rows)?;
+                for &(r, f) in &own {
+                    wants
+                        .entry(new_keys.row(r).data().to_vec())
+                        .or_default()
+                        .push((r, f));
+                }
+            }
+            let (mut found, mut found_at, mut n_found) = (Vec::new(), HashMap::new(), 0);
             let mut parts = Vec::new();
             for bytes in old_bytes {
                 let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
@@ -1994,11 +2033,26 @@ impl BucketJob {
                 for rb in reader {
                     let rb = rb.map_err(|e| Error::storage(format!("read bucket {bucket}"), e))?;
                     let rb = align(&rb, &schema)?;
-                    let cols: Vec<ArrayRef> =
-                        key_idx.iter().map(|&i| rb.column(i).clone()).collect();
-                    let rows = converter
-                        .convert_columns(&cols)
-                        .map_err(|e| Error::storage("key encoding", e))?;
+                    let rows = key_rows(&rb)?;
+                    if !wants.is_empty() {
+                        let hit: arrow::array::BooleanArray = (0..rb.num_rows())
+                            .map(|i| {
+                                let k = rows.row(i).data();
+                                let w = wants.contains_key(k);
+                                if w {
+                                    found_at.insert(k.to_vec(), n_found);
+                                    n_found += 1;
+                                }
+                                Some(w)
+                            })
+                            .collect();
+                        if hit.true_count() > 0 {
+                            found.push(
+                                filter_record_batch(&rb, &hit)
+                                    .map_err(|e| Error::storage("filter", e))?,
+                            );
+                        }
+                    }
                     let keep: arrow::array::BooleanArray = (0..rb.num_rows())
                         .map(|i| Some(!changed_keys.contains(rows.row(i).data())))
                         .collect();
@@ -2009,19 +2063,32 @@ impl BucketJob {
                     }
                 }
             }
+            let mut unknown = 0;
+            let mut patches = Vec::new();
+            for (k, at) in &wants {
+                match found_at.get(k) {
+                    Some(&j) => patches.extend(at.iter().map(|&(r, f)| (r, f, j))),
+                    None => unknown += at.len() as u64,
+                }
+            }
+            if !patches.is_empty() {
+                let found = arrow::compute::concat_batches(&schema, &found)
+                    .map_err(|e| Error::storage("concat", e))?;
+                new_rows = take_patches(&new_rows, &found, &patches)?;
+            }
             if new_rows.num_rows() > 0 {
                 parts.push(new_rows);
             }
             let rows: usize = parts.iter().map(|p| p.num_rows()).sum();
             if rows == 0 {
-                return Ok(None);
+                return Ok((None, unknown));
             }
             let all = arrow::compute::concat_batches(&schema, &parts)
                 .map_err(|e| Error::storage("concat", e))?;
-            Ok(Some((
-                encode_parquet(&all, Vec::new(), Compression::SNAPPY)?,
-                rows,
-            )))
+            Ok((
+                Some((encode_parquet(&all, Vec::new(), Compression::SNAPPY)?, rows)),
+                unknown,
+            ))
         })
         .await
         .map_err(|e| Error::storage("rewrite bucket", e))??;
@@ -2040,6 +2107,7 @@ impl BucketJob {
             bucket,
             removed: old,
             added,
+            absent_unknown,
         })
     }
 }
