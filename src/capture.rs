@@ -104,7 +104,7 @@ pub(crate) trait Sink {
     /// Whether a batch is open.
     fn in_transaction(&self) -> bool;
     /// Snapshot progress recorded with every following commit.
-    fn set_snapshot_state(&mut self, state: Option<serde_json::Value>);
+    fn set_snapshot_state(&mut self, state: Option<SnapshotProgress>);
     /// (changes written, commits).
     fn counts(&self) -> (u64, u64);
     /// The sink's name in metrics (`kafka`, `lake`).
@@ -178,7 +178,7 @@ impl Sink for CaptureWriter {
     fn in_transaction(&self) -> bool {
         CaptureWriter::in_transaction(self)
     }
-    fn set_snapshot_state(&mut self, state: Option<serde_json::Value>) {
+    fn set_snapshot_state(&mut self, state: Option<SnapshotProgress>) {
         CaptureWriter::set_snapshot_state(self, state)
     }
     fn counts(&self) -> (u64, u64) {
@@ -205,7 +205,7 @@ pub(crate) struct Stored {
     pub(crate) resume: ResumePosition,
     pub(crate) file_pos: String,
     pub(crate) ts_us: i64,
-    pub(crate) snapshot: Option<serde_json::Value>,
+    pub(crate) snapshot: Option<SnapshotProgress>,
     /// The schema history stored with that position (JSON), if any.
     pub(crate) schema_history: Option<String>,
 }
@@ -449,10 +449,7 @@ async fn run_once<F: SinkFactory>(
             ts_us: 0,
         }),
     };
-    let stored_progress: Option<SnapshotProgress> = stored
-        .as_ref()
-        .and_then(|s| s.snapshot.clone())
-        .and_then(|v| serde_json::from_value(v).ok());
+    let stored_progress = stored.as_ref().and_then(|s| s.snapshot.clone());
     let snapshot = match (&stored, stored_progress) {
         (Some(_), Some(p)) if !p.is_done() => Some(p),
         (None, _) if cfg.snapshot.mode != SnapshotMode::Never => {
@@ -919,7 +916,7 @@ async fn add_requested<S: Sink>(
 fn record_snapshot_state<S: Sink>(snapshot: &mut Option<SnapshotRun>, writer: &mut S) {
     match snapshot {
         Some(run) if !run.snap.is_done() => {
-            writer.set_snapshot_state(serde_json::to_value(run.snap.progress()).ok());
+            writer.set_snapshot_state(Some(run.snap.progress()));
         }
         _ => {
             writer.set_snapshot_state(None);
@@ -989,11 +986,7 @@ async fn flush_chunks<S: Sink>(
         }
         run.report
             .chunk(&progress, &emit.table, emitted, emit.table_done);
-        writer.set_snapshot_state(if progress.is_done() {
-            None
-        } else {
-            serde_json::to_value(&progress).ok()
-        });
+        writer.set_snapshot_state((!progress.is_done()).then(|| progress.clone()));
         if pending.is_none() {
             *pending = last.clone();
         }

@@ -313,7 +313,7 @@ async fn request_snapshot(cfg: &Config, tables: &[String]) -> anyhow::Result<()>
     };
     let what = if let Some(lake) = &lake
         && lake
-            .get_json(&run::checkpoint_path(&cfg.name))
+            .get_json::<binlake_lake::status::Checkpoint>(&run::checkpoint_path(&cfg.name))
             .await?
             .is_some()
     {

@@ -51,10 +51,6 @@ fn parse_as_of(t: &str) -> Result<i64, String> {
     })
 }
 
-fn checkpoint_of(v: Option<serde_json::Value>) -> Option<Checkpoint> {
-    v.and_then(|v| serde_json::from_value(v).ok())
-}
-
 /// Every table's freshness as JSON (`status --json`, `/status`).
 pub async fn status_json(
     lake_cfg: &binlake_lake::LakeConfig,
@@ -98,7 +94,7 @@ async fn lake_checkpoint(
     kafka: Option<&binlake_kafka::KafkaConfig>,
     name: &str,
 ) -> Result<Option<Checkpoint>, binlake_lake::Error> {
-    if let Some(cp) = checkpoint_of(lake.get_json(&crate::run::checkpoint_path(name)).await?) {
+    if let Some(cp) = lake.get_json(&crate::run::checkpoint_path(name)).await? {
         return Ok(Some(cp));
     }
     let Some(kafka) = kafka else { return Ok(None) };

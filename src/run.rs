@@ -154,12 +154,7 @@ impl SinkFactory for LakeSinkFactory<'_> {
     async fn open(&self, _flavor: Flavor) -> Result<(LakeSink, Option<Stored>), CaptureError> {
         let cfg = self.0;
         let lake = Lake::open(&cfg.lake)?;
-        let checkpoint: Option<Checkpoint> = lake
-            .get_json(&checkpoint_path(&cfg.name))
-            .await?
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| CaptureError::Config(format!("the run checkpoint cannot be read: {e}")))?;
+        let checkpoint: Option<Checkpoint> = lake.get_json(&checkpoint_path(&cfg.name)).await?;
         let stored = match &checkpoint {
             Some(cp) => match &cp.resume {
                 Some(r) => Some(Stored {
@@ -172,7 +167,10 @@ impl SinkFactory for LakeSinkFactory<'_> {
                     ts_us: cp.source_ts_us,
                     snapshot: cp.state.clone(),
                     schema_history: match &cp.schema_history {
-                        Some(path) => lake.get_json(path).await?.map(|v| v.to_string()),
+                        Some(path) => lake
+                            .get_json::<serde_json::Value>(path)
+                            .await?
+                            .map(|v| v.to_string()),
                         None => None,
                     },
                 }),
@@ -223,13 +221,10 @@ async fn roll_snapshot_forward(
     lake: &Lake,
     app_id: &str,
     batch: i64,
-    state: Option<serde_json::Value>,
-) -> Result<Option<serde_json::Value>, CaptureError> {
-    let Some(mut progress) = state
-        .clone()
-        .and_then(|v| serde_json::from_value::<SnapshotProgress>(v).ok())
-    else {
-        return Ok(state);
+    state: Option<SnapshotProgress>,
+) -> Result<Option<SnapshotProgress>, CaptureError> {
+    let Some(mut progress) = state else {
+        return Ok(None);
     };
     for name in progress.tables.clone() {
         let Some((db, table)) = name.split_once('.') else {
@@ -241,16 +236,13 @@ async fn roll_snapshot_forward(
         };
         let applied = read_applied(&t, &[app_id.to_string()]).await?;
         if applied.txns.get(app_id).is_some_and(|v| *v > batch)
-            && let Some(left) = applied
-                .freshness
-                .and_then(|f| f.snapshot)
-                .and_then(|v| serde_json::from_value::<TableSnapshot>(v).ok())
+            && let Some(left) = applied.freshness.and_then(|f| f.snapshot)
         {
             tracing::info!(table = %name, "the table is ahead of the run checkpoint: its snapshot goes on from its own record");
             progress.set_table(&name, left);
         }
     }
-    Ok(serde_json::to_value(progress).ok())
+    Ok(Some(progress))
 }
 
 struct TableState {
@@ -316,7 +308,7 @@ pub(crate) struct LakeSink {
     max_bytes: usize,
     open: bool,
     idle: bool,
-    snapshot: Option<serde_json::Value>,
+    snapshot: Option<SnapshotProgress>,
     changes: u64,
     commits: u64,
     maintained: std::time::Instant,
@@ -390,10 +382,6 @@ impl LakeSink {
                 }
             }
         }
-        let snapshot: Option<SnapshotProgress> = self
-            .snapshot
-            .as_ref()
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
         for (name, changes) in buffer {
             let Some(state) = self.tables.get_mut(&name) else {
                 continue;
@@ -439,14 +427,13 @@ impl LakeSink {
                 txns: vec![(self.app_id.clone(), batch)],
                 file_token: format!("run-{batch:012}-{start}"),
                 resume: resume.clone(),
-                snapshot: serde_json::to_value(match &snapshot {
+                snapshot: Some(match &self.snapshot {
                     Some(p) => p.of_table(&name),
                     None => TableSnapshot {
                         pending: false,
                         ranges: Vec::new(),
                     },
-                })
-                .ok(),
+                }),
             };
             if stage {
                 let r = state.sink.stage(for_r, &progress, false, true).await?;
@@ -630,7 +617,8 @@ impl Sink for LakeSink {
             if self.signals_seen.as_ref().is_some_and(|s| file <= *s) {
                 continue;
             }
-            let signal = self.lake.get_json(&format!("{dir}/{file}")).await?;
+            let signal: Option<serde_json::Value> =
+                self.lake.get_json(&format!("{dir}/{file}")).await?;
             match signal
                 .as_ref()
                 .and_then(|s| s["data"]["data-collections"].as_array())
@@ -667,7 +655,7 @@ impl Sink for LakeSink {
         self.open
     }
 
-    fn set_snapshot_state(&mut self, state: Option<serde_json::Value>) {
+    fn set_snapshot_state(&mut self, state: Option<SnapshotProgress>) {
         self.snapshot = state;
     }
 

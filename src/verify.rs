@@ -250,7 +250,7 @@ pub async fn verify(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<bool> {
     let lake = match lake {
         Some(lake)
             if lake
-                .get_json(&crate::run::checkpoint_path(&cfg.name))
+                .get_json::<Checkpoint>(&crate::run::checkpoint_path(&cfg.name))
                 .await?
                 .is_some() =>
         {
@@ -392,9 +392,8 @@ async fn verify_table(
         .ok_or_else(|| anyhow::anyhow!("the replica disappeared"))?;
     let app = t
         .lake
-        .get_json(&crate::run::checkpoint_path(&t.cfg.name))
+        .get_json::<Checkpoint>(&crate::run::checkpoint_path(&t.cfg.name))
         .await?
-        .and_then(|v| serde_json::from_value::<Checkpoint>(v).ok())
         .and_then(|cp| cp.app_id);
     let q = Lacks { app, position: q };
 
@@ -659,12 +658,7 @@ async fn wait_for_run(
     let path = crate::run::checkpoint_path(&t.cfg.name);
     let deadline = Instant::now() + timeout;
     loop {
-        let cp: Option<Checkpoint> = t
-            .lake
-            .get_json(&path)
-            .await?
-            .map(serde_json::from_value)
-            .transpose()?;
+        let cp: Option<Checkpoint> = t.lake.get_json(&path).await?;
         let resume = cp
             .as_ref()
             .and_then(|c| c.resume.clone())

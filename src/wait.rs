@@ -166,11 +166,7 @@ pub async fn wait(cfg: &Config, args: &WaitArgs) -> anyhow::Result<Waited> {
     let path = crate::run::checkpoint_path(&cfg.name);
     let deadline = Instant::now() + args.timeout;
     loop {
-        let cp: Option<Checkpoint> = lake
-            .get_json(&path)
-            .await?
-            .map(serde_json::from_value)
-            .transpose()?;
+        let cp: Option<Checkpoint> = lake.get_json(&path).await?;
         let Some(cp) = cp else {
             anyhow::bail!(
                 "no run checkpoint of `{}` under {}: `binlake wait` follows `binlake run` (replicas that `materialize` keeps are not supported yet)",

@@ -758,6 +758,61 @@ async fn run_snapshot_under_writes_survives_kill_9_and_reads_each_row_once() {
     drop(p);
 }
 
+/// A run checkpoint whose snapshot progress this binlake cannot read (damaged, or written
+/// by a version with another format) stops `run` and `status` naming the file. It is never
+/// taken for "no snapshot pending", which would end the snapshot with rows never read and
+/// report the replica current.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_snapshot_progress_stops_run_and_status_instead_of_ending_the_snapshot() {
+    let db = unique("it_lake_unread");
+    let name = unique("itlakeunread");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)"],
+    )
+    .await;
+    c.query_drop("INSERT INTO t SELECT seq, 0 FROM seq_1_to_60000")
+        .await
+        .unwrap();
+    let cfg = lake_config(&name, &db, &root, "[snapshot]\nchunk_size = 40\n");
+    let p = start("run", &cfg);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    p.kill9();
+    let path = root.join(format!("_binlake/run/{name}.json"));
+    let mut checkpoint: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(
+        checkpoint["state"]["tables"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "the snapshot was not in progress at the kill: {checkpoint}"
+    );
+    // A field of another type than this version writes.
+    checkpoint["state"]["chunks"] = serde_json::Value::from("many");
+    std::fs::write(&path, checkpoint.to_string()).unwrap();
+    let (code, log) = CaptureProcess::start_command("run", &cfg).wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(1), "run went on: {log}");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("{name}.json")) && last.contains("is not a record binlake can read"),
+        "the last line names the checkpoint: {last}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["status", "--json", "--config"])
+        .arg(&cfg)
+        .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && err.contains(&format!("{name}.json")),
+        "status must not report the replica without its checkpoint: {} {err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn run_replicates_a_table_without_a_key_by_its_configured_key_columns() {
     let db = unique("it_lake_keycols");

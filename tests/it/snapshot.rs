@@ -983,3 +983,62 @@ async fn a_table_without_a_key_is_snapshotted_in_one_consistent_pass() {
     drop(proc);
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
+
+/// A position record whose snapshot progress this binlake cannot read (damaged, or written
+/// by a version with another format) stops capture naming the record. It is never taken
+/// for "no snapshot pending": that would end a snapshot in progress with rows never read,
+/// and the topics would look complete.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_snapshot_progress_stops_capture_instead_of_ending_the_snapshot() {
+    use binlake_kafka::rdkafka::ClientConfig;
+    use binlake_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+    let db = unique("it_snap_unread");
+    let name = unique("itsnapunread");
+    let mut c = setup(&db).await;
+    c.query_drop(
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, pad CHAR(200) NOT NULL DEFAULT '')",
+    )
+    .await
+    .unwrap();
+    c.query_drop("INSERT INTO t (id, v) SELECT seq, 0 FROM seq_1_to_20000")
+        .await
+        .unwrap();
+    let cfg = write_config(&name, &db, "[snapshot]\nchunk_size = 20\n");
+    start_then_kill_9(&cfg).await;
+    let mut record = last_position_record(&name).await;
+    assert!(
+        record["snapshot"]["tables"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "the kill did not land mid-snapshot: {record}"
+    );
+    // A field of another type than this version writes.
+    record["snapshot"]["chunks"] = Json::from("many");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", crate::services::kafka_brokers())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&format!("{name}.offsets"))
+                .key(&name)
+                .payload(&record.to_string()),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let (code, log) = tokio::task::spawn_blocking(move || {
+        CaptureProcess::start(&cfg).wait_exit(Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1), "capture went on: {log}");
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("{name}.offsets"))
+            && last.contains("position record at offset")
+            && last.contains("cannot be read"),
+        "the last line names the record: {last}"
+    );
+    c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
+}

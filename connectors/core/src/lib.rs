@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod config;
 pub mod debezium;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod schema;
 pub mod temporal;
 pub mod value;
 
+pub use checkpoint::{KeyRange, SnapshotProgress, TableSnapshot};
 pub use config::{Problem, Problems, Secret};
 pub use error::{Error, Result};
 pub use event::{

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use binlake_core::debezium::{DebeziumOptions, TableCodec};
-use binlake_core::{ChangeEvent, Op, ResumePosition, SchemaChange, TableSchema};
+use binlake_core::{ChangeEvent, Op, ResumePosition, SchemaChange, SnapshotProgress, TableSchema};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -212,9 +212,9 @@ pub struct StoredPosition {
     pub source_ts_ms: i64,
     /// When the batch was committed, ms since the epoch.
     pub committed_ms: i64,
-    /// The progress of a snapshot in flight (opaque to Kafka: the source's business).
+    /// The progress of a snapshot in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<serde_json::Value>,
+    pub snapshot: Option<SnapshotProgress>,
     /// The offset of `<name>.signals` after the last signal acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signals_offset: Option<i64>,
@@ -271,7 +271,7 @@ pub struct CaptureWriter {
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
     stats: CaptureStats,
-    snapshot: Option<serde_json::Value>,
+    snapshot: Option<SnapshotProgress>,
     pos_buf: String,
     gtid_cache: Option<(binlake_core::Gtid, String)>,
 }
@@ -391,7 +391,7 @@ impl CaptureWriter {
 
     /// Sets the snapshot progress recorded with every following commit (`None` once the
     /// snapshot is complete).
-    pub fn set_snapshot_state(&mut self, state: Option<serde_json::Value>) {
+    pub fn set_snapshot_state(&mut self, state: Option<SnapshotProgress>) {
         self.snapshot = state;
     }
 
@@ -991,12 +991,12 @@ async fn read_last_history(kafka: &KafkaConfig, name: &str) -> Result<Option<Str
 /// What the snapshot of capture `name` has left, from its last position record (`None`
 /// when no snapshot runs or capture has recorded nothing). Reads only the end of
 /// `<name>.offsets`, for status reports: the progress lists the tables still to read.
-pub async fn snapshot_state(kafka: &KafkaConfig, name: &str) -> Result<Option<serde_json::Value>> {
+pub async fn snapshot_state(kafka: &KafkaConfig, name: &str) -> Result<Option<SnapshotProgress>> {
     let topic = CaptureWriter::offsets_topic(name);
     if !crate::client::topic_exists(kafka, &topic).await? {
         return Ok(None);
     }
-    let mut last: Option<Option<serde_json::Value>> = None;
+    let mut last: Option<Option<SnapshotProgress>> = None;
     let group = format!("binlake-status-{name}");
     // Each commit adds a record and a transaction marker: 64 offsets hold the last one.
     crate::client::read_from(
@@ -1004,17 +1004,27 @@ pub async fn snapshot_state(kafka: &KafkaConfig, name: &str) -> Result<Option<se
         &topic,
         &group,
         rdkafka::Offset::OffsetTail(64),
-        |key, value, _| {
+        |key, value, offset| {
             if key == Some(name.as_bytes())
-                && let Some(Ok(p)) = value.map(serde_json::from_slice::<StoredPosition>)
+                && let Some(v) = value
             {
-                last = Some(p.snapshot);
+                last = Some(read_record(&topic, v, offset)?.snapshot);
             }
             Ok(())
         },
     )
     .await?;
     Ok(last.flatten())
+}
+
+/// A position record, or an error naming where it is and why it cannot be read.
+fn read_record(topic: &str, value: &[u8], offset: i64) -> Result<StoredPosition> {
+    serde_json::from_slice(value).map_err(|e| Error::Topic {
+        topic: topic.to_string(),
+        reason: format!(
+            "a position record at offset {offset} cannot be read ({e}): it was damaged, or written by a binlake whose format this one does not read; run the version that wrote it, or capture under a new `name` (which snapshots every table again)"
+        ),
+    })
 }
 
 /// Reads the last committed position record of `name` (read_committed, whole topic).
@@ -1027,13 +1037,7 @@ async fn read_last_position(
     let group = format!("binlake-capture-{name}-offsets-reader");
     crate::client::read_to_end(kafka, topic, &group, |key, value, offset| {
         if key == Some(name.as_bytes()) {
-            last = match value {
-                Some(p) => Some(serde_json::from_slice(p).map_err(|e| Error::Topic {
-                    topic: topic.to_string(),
-                    reason: format!("a position record at offset {offset} cannot be read: {e}"),
-                })?),
-                None => None,
-            };
+            last = value.map(|v| read_record(topic, v, offset)).transpose()?;
         }
         Ok(())
     })

@@ -36,7 +36,7 @@ pub enum Error {
     /// One of binlake's own records (a run checkpoint, a schema history, a signal) is not
     /// what binlake writes: damaged or written by something else.
     #[error(
-        "{path} is not a record binlake can read ({reason}): it was damaged or written by something else; restore it from a backup, or remove it (a removed run checkpoint makes `binlake run` start over with a new snapshot)"
+        "{path} is not a record binlake can read ({reason}): it was damaged, or written by something else or by a newer binlake; restore it from a backup, or remove it (a removed run checkpoint makes `binlake run` start over with a new snapshot)"
     )]
     Corrupt {
         /// The object.

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use binlake_core::SnapshotProgress;
+
 use crate::Result;
 use crate::store::{Lake, TableKind};
 use crate::table::{read_applied, row_count};
@@ -19,9 +21,9 @@ pub struct Checkpoint {
     /// When the pipeline last saw nothing newer on the source (caught up), µs since the
     /// epoch; 0 when it was not caught up.
     pub caught_up_at_us: i64,
-    /// Opaque state of the writer (snapshot progress).
+    /// The progress of the snapshot in flight, if any.
     #[serde(default)]
-    pub state: Option<serde_json::Value>,
+    pub state: Option<SnapshotProgress>,
     /// The batch number of the last batch whose commits all completed.
     #[serde(default)]
     pub batch: i64,
@@ -55,13 +57,7 @@ impl Checkpoint {
     pub fn snapshot_pending(&self) -> Vec<String> {
         self.state
             .as_ref()
-            .and_then(|s| s.get("tables"))
-            .and_then(serde_json::Value::as_array)
-            .map(|ts| {
-                ts.iter()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|s| s.tables.clone())
             .unwrap_or_default()
     }
 }
@@ -148,12 +144,7 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
         // table's own last commit without a checkpoint.
         let snapshot_pending = match checkpoint {
             Some(cp) => cp.snapshot_pending().contains(&name),
-            None => f
-                .snapshot
-                .as_ref()
-                .and_then(|s| s.get("pending"))
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
+            None => f.snapshot.as_ref().is_some_and(|s| s.pending),
         };
         // The table is current to its last change, or to the pipeline's checkpoint when
         // the pipeline covered it (every table holds everything before the checkpoint).

@@ -225,8 +225,9 @@ impl Lake {
         }
     }
 
-    /// Reads a JSON document under the root (`None` when absent).
-    pub async fn get_json(&self, rel: &str) -> Result<Option<serde_json::Value>> {
+    /// Reads a JSON document under the root as a `T` (`None` when absent; an error naming
+    /// the object when it is not a `T`).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, rel: &str) -> Result<Option<T>> {
         let path = self.path(rel);
         match self.store.get(&path).await {
             Ok(r) => {

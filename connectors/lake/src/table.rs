@@ -31,7 +31,7 @@ use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::row::{RowConverter, SortField};
-use binlake_core::{ChangeEvent, EventPosition, Op, TableSchema, Value};
+use binlake_core::{ChangeEvent, EventPosition, Op, TableSchema, TableSnapshot, Value};
 use bytes::Bytes;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -104,7 +104,7 @@ pub struct Progress {
     /// What the source's snapshot leaves of this table after the batch (`binlake run`),
     /// recorded with it: a restart that finds the batch here but not in the run
     /// checkpoint takes the table's snapshot progress from here.
-    pub snapshot: Option<serde_json::Value>,
+    pub snapshot: Option<TableSnapshot>,
 }
 
 /// binlake's record in each commit: what the table is current to.
@@ -129,7 +129,7 @@ pub struct Freshness {
     pub committed_at_us: i64,
     /// See [`Progress::snapshot`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<serde_json::Value>,
+    pub snapshot: Option<TableSnapshot>,
     /// The highest position of a *streamed* change (not a snapshot row) this Delta table
     /// holds, carried over batches without one: a replayed change at or before it is
     /// already here. (`position` may be a snapshot row's, placed at its chunk's high
@@ -2591,7 +2591,13 @@ pub async fn read_applied(t: &DeltaTable, app_ids: &[String]) -> Result<Applied>
     while let Some(ci) = history.next().await {
         let infos = ci.map_err(|e| Error::delta(&url, "read history", e, true))?;
         if let Some(v) = infos.info.get(FRESHNESS_KEY) {
-            applied.freshness = serde_json::from_value(v.clone()).ok();
+            applied.freshness =
+                Some(
+                    serde_json::from_value(v.clone()).map_err(|e| Error::Corrupt {
+                        path: format!("{url}: binlake's record in its last commit"),
+                        reason: e.to_string(),
+                    })?,
+                );
             break;
         }
     }
