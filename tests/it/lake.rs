@@ -436,6 +436,10 @@ async fn run_survives_kill_9_at_random_moments() {
         "two changes share a __seq",
     )
     .await;
+    let cfg2 = cfg.clone();
+    tokio::task::spawn_blocking(move || crate::verify::assert_verified(&cfg2, 1))
+        .await
+        .unwrap();
     let _ = writes;
     drop(p);
 }

@@ -22,6 +22,23 @@ use crate::capture::setup_db;
 use crate::lake::{lake_at, lake_config, start, wait_equal};
 use crate::services::{admin_conn, unique};
 
+/// `binlake verify --json` of `cfg` (whose `binlake run` is running) finds every table
+/// equal to the primary (the crash tests' proof, next to their own comparisons).
+pub(crate) fn assert_verified(cfg: &Path, tables: usize) {
+    // Several chunks per table, so chunk bounds and their positions are exercised too.
+    let (code, out, err) = verify(cfg, &["--json", "--chunk-size", "250"]);
+    let summary = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("equal").is_some() && v.get("table").is_none())
+        .unwrap_or_else(|| panic!("no summary line in verify's output:\n{out}\n{err}"));
+    assert_eq!(
+        (code, &summary["equal"], summary["tables"].as_u64()),
+        (Some(0), &serde_json::Value::Bool(true), Some(tables as u64)),
+        "binlake verify:\n{out}\n{err}"
+    );
+}
+
 /// `binlake verify --config cfg args…`: exit code, stdout, stderr.
 fn verify(cfg: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
