@@ -20,6 +20,7 @@ macro_rules! out {
 
 mod capture;
 mod config;
+mod coverage;
 mod dump;
 mod materialize;
 mod progress;

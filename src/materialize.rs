@@ -15,6 +15,14 @@
 //! reads them again). A commit that conflicts with another worker's (a rebalance race)
 //! fails; the worker then restarts from what the tables record.
 //!
+//! # Coverage
+//!
+//! A worker also records which capture position its tables hold everything up to
+//! ([`crate::coverage`]): the applier gives back, with each committed batch, the consumer
+//! positions at the moment the batch was taken, and when nothing is buffered or in flight
+//! the current positions hold. That is what lets `status` call an idle table current and
+//! `binlake wait` / `/wait` answer for these replicas.
+//!
 //! # Error handling
 //!
 //! One table's problem never stops the others: changes of a table without a primary key
@@ -89,6 +97,7 @@ pub async fn run(
     cfg: &Config,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), MaterializeError> {
+    crate::wait::serve_waiters();
     let mut backoff = Duration::from_millis(500);
     loop {
         match run_once(cfg, &mut shutdown).await {
@@ -119,6 +128,8 @@ struct Gatherer {
     rows: usize,
     bytes: usize,
     first_at: Option<Instant>,
+    /// Partitions assigned or revoked since the loop last looked.
+    reassigned: Vec<(String, i32)>,
 }
 
 /// The writing half of a worker: the lake and the table sinks. While it applies one batch
@@ -130,6 +141,9 @@ struct Applier {
     maintained: Instant,
     /// Tables without a key whose changes are skipped (each reported once).
     keyless: HashSet<String>,
+    /// The consumer positions of the last batch committed (taken with it, see the module
+    /// docs), until the loop takes them.
+    settled: Vec<(String, i32, i64)>,
 }
 
 /// A batch being applied: gives back the applier and the next offsets to record in the
@@ -171,12 +185,15 @@ impl Slot {
         }
     }
 
-    /// Starts applying `buffer` on its own task (after the batch in flight).
+    /// Starts applying `buffer` on its own task (after the batch in flight); `positions`
+    /// are the consumer's when the batch was taken: once it is committed, everything
+    /// consumed below them is in the tables.
     async fn start(
         &mut self,
         consumer: &ChangeConsumer,
         buffer: HashMap<Arc<str>, Vec<Change>>,
         gathered: Option<Duration>,
+        positions: Vec<(String, i32, i64)>,
     ) -> Result<(), MaterializeError> {
         self.idle(consumer).await?;
         let Slot::Idle(mut applier) = std::mem::replace(self, Slot::Empty) else {
@@ -184,6 +201,9 @@ impl Slot {
         };
         *self = Slot::Busy(tokio::spawn(async move {
             let r = applier.flush(buffer, gathered).await;
+            if r.is_ok() {
+                applier.settled = positions;
+            }
             (applier, r)
         }));
         Ok(())
@@ -212,6 +232,17 @@ async fn run_once(
         cfg.materialize.instance_id.as_deref(),
         cfg.encoding.options(&cfg.name, Flavor::Mysql),
     )?;
+    let member = cfg.materialize.instance_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        )
+    });
+    let mut claims = crate::coverage::Claims::start(kafka, &lake, &cfg.name, &member).await?;
+    let claims_lake = lake.clone();
     tracing::info!(group = %group, instance_id = cfg.materialize.instance_id.as_deref().unwrap_or("(dynamic)"), root = %lake.root(), "materializing changes");
     crate::telemetry::set_ready(true);
     let mut g = Gatherer {
@@ -221,6 +252,7 @@ async fn run_once(
         rows: 0,
         bytes: 0,
         first_at: None,
+        reassigned: Vec::new(),
     };
     let mut slot = Slot::Idle(Box::new(Applier {
         lake,
@@ -228,6 +260,7 @@ async fn run_once(
         applied_rows: 0,
         maintained: Instant::now(),
         keyless: HashSet::new(),
+        settled: Vec::new(),
     }));
     let lc = cfg.lake.clone();
     let result: Result<(), MaterializeError> = async {
@@ -241,6 +274,9 @@ async fn run_once(
                 }
                 (_, d) => d,
             };
+            // Coverage claims are looked at even when no message comes.
+            let tick = Instant::now() + crate::coverage::TICK;
+            let deadline = Some(deadline.map_or(tick, |d| d.min(tick)));
             tokio::select! {
                 // Shutting down may drop a recv_many in flight: the messages it held come
                 // after everything buffered in their partitions, and nothing is committed
@@ -304,8 +340,19 @@ async fn run_once(
                     if due || g.rows >= lc.max_batch_rows || g.bytes >= lc.max_batch_bytes {
                         let gathered = g.first_at.map(|t| t.elapsed());
                         let buffer = g.take();
-                        slot.start(&g.consumer, buffer, gathered).await?;
+                        let positions = g.consumer.positions()?;
+                        slot.start(&g.consumer, buffer, gathered, positions).await?;
                     }
+                    for (t, p) in g.reassigned.drain(..) {
+                        claims.revoked(&t, p);
+                    }
+                    if let Slot::Idle(a) = &mut slot {
+                        claims.settled(std::mem::take(&mut a.settled));
+                        if g.buffer.is_empty() {
+                            claims.settled(g.consumer.positions()?);
+                        }
+                    }
+                    claims.step(&mut g.consumer, &claims_lake).await?;
                 }
             }
         }
@@ -334,11 +381,13 @@ impl Gatherer {
                     for (t, p) in tps {
                         self.started
                             .retain(|(st, sp)| !(&**st == t.as_str() && *sp == p));
+                        self.reassigned.push((t.clone(), p));
                         revoked.remove(&(t, p));
                     }
                 }
                 Assignment::Revoked(tps) => {
                     for (t, p) in tps {
+                        self.reassigned.push((t.clone(), p));
                         revoked.insert((t.clone(), p));
                         self.started
                             .retain(|(st, sp)| !(&**st == t.as_str() && *sp == p));
@@ -520,6 +569,7 @@ impl Applier {
                 resume: None,
                 snapshot: None,
             };
+            binlake_core::failpoint::hit("materialize.before_table_commit");
             let stats = match (held(sink.applied_changes()), held(sink.applied_replica())) {
                 (None, None) => sink.apply(&changes, &progress, true, true).await?,
                 (hc, hr) => {

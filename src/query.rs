@@ -72,7 +72,9 @@ async fn table_statuses(
     filter: &binlake_mysql::binlog::Filter,
 ) -> Result<Vec<binlake_lake::status::TableStatus>, binlake_lake::Error> {
     let cp = lake_checkpoint(lake, kafka, name).await?;
-    let mut tables = binlake_lake::status::status(lake, cp.as_ref()).await?;
+    let coverage = binlake_lake::coverage::read_all(lake, name).await?;
+    let coverage = (!coverage.is_empty()).then_some(coverage);
+    let mut tables = binlake_lake::status::status(lake, cp.as_ref(), coverage.as_ref()).await?;
     for t in &mut tables {
         let included = t
             .table

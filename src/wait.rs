@@ -1,4 +1,4 @@
-//! `binlake wait`: read-your-writes for `binlake run`.
+//! `binlake wait`: read-your-writes for `binlake run` and `binlake materialize`.
 //!
 //! An application that wrote to the primary takes the GTID of its commit (MariaDB:
 //! `SELECT @@last_gtid` after COMMIT; MySQL: `@@gtid_executed`, or the GTID the session
@@ -8,22 +8,26 @@
 //! change log holds that transaction. Tables named with `--table` must also be past their
 //! snapshot (a table still being read is incomplete, whatever the position).
 //!
-//! Only `run` keeps a checkpoint of the whole pipeline; for replicas that `materialize`
-//! keeps, a table's own record says where it is but not that an idle table has nothing
-//! newer, so `wait` says it does not apply there (see the issue notes).
+//! For replicas that `materialize` keeps, each table's coverage stands in for the
+//! checkpoint: the capture position its workers confirmed the table holds everything up
+//! to (`binlake_lake::coverage`). `wait` returns once every named table's (or, without
+//! `--table`, every recorded table's) coverage holds `G` and is past its snapshot.
 //!
-//! The checkpoint is read every 50 ms until covered or the timeout.
+//! The checkpoint (or the coverage records) is read every 50 ms until covered or the
+//! timeout.
 //!
-//! `binlake run`'s HTTP endpoint answers the same question without reading storage:
-//! `GET /wait?gtid=G[&tables=db.t,…][&timeout=10s]` is 200 once the run's checkpoint
-//! covers `G` (each checkpoint written wakes the waiters, [`published`]), 408 at the
-//! timeout, 400 for a malformed request; other commands answer 404.
+//! The HTTP endpoint of `run` and `materialize` answers the same question without reading
+//! storage per request: `GET /wait?gtid=G[&tables=db.t,…][&timeout=10s]` is 200 once
+//! covered (each checkpoint written, or each coverage change a worker records or reads,
+//! wakes the waiters: [`published`], [`coverage_changed`]), 408 at the timeout, 400 for a
+//! malformed request; other commands answer 404.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use binlake_core::position::{MariaDbGtidPos, MysqlGtidSet, ResumePosition};
 use binlake_lake::Lake;
+use binlake_lake::coverage::Coverage;
 use binlake_lake::status::Checkpoint;
 use clap::Args;
 
@@ -86,11 +90,14 @@ pub(crate) fn covers(resume: &str, target: &Target) -> Result<bool, String> {
 }
 
 /// What the last run checkpoint covers: its resume position and the tables still being
-/// snapshotted.
+/// snapshotted; or, for `materialize`, each table's coverage.
 #[derive(Debug, Clone, Default)]
 pub struct Covered {
     resume: String,
     pending: Vec<String>,
+    /// `materialize`: per table, the position it holds everything up to and whether it is
+    /// still being snapshotted.
+    tables: Option<std::collections::BTreeMap<String, (String, bool)>>,
 }
 
 impl Covered {
@@ -98,11 +105,43 @@ impl Covered {
         Covered {
             resume: cp.resume.clone().unwrap_or_default(),
             pending: cp.snapshot_pending(),
+            tables: None,
+        }
+    }
+
+    fn of_coverage(c: &Coverage) -> Covered {
+        Covered {
+            tables: Some(
+                c.tables()
+                    .into_iter()
+                    .filter_map(|t| {
+                        let e = c.table(&t)?;
+                        Some((t, (e.resume.clone(), e.snapshot_pending)))
+                    })
+                    .collect(),
+            ),
+            ..Covered::default()
         }
     }
 
     /// Whether this holds `target` and none of `tables` is still being snapshotted.
     fn holds(&self, target: &Target, tables: &[String]) -> Result<bool, String> {
+        if let Some(covered) = &self.tables {
+            let names: Vec<&String> = match tables.is_empty() {
+                true => covered.keys().collect(),
+                false => tables.iter().collect(),
+            };
+            if names.is_empty() {
+                return Ok(false);
+            }
+            for t in names {
+                match covered.get(t) {
+                    Some((resume, false)) if covers(resume, target)? => {}
+                    _ => return Ok(false),
+                }
+            }
+            return Ok(true);
+        }
         if self.resume.is_empty() || tables.iter().any(|t| self.pending.contains(t)) {
             return Ok(false);
         }
@@ -111,6 +150,32 @@ impl Covered {
 
     /// Where the replicas are, for a timeout's message.
     fn said(&self, tables: &[String]) -> String {
+        if let Some(covered) = &self.tables {
+            let at: Vec<String> = covered
+                .iter()
+                .filter(|(t, _)| tables.is_empty() || tables.contains(t))
+                .map(|(t, (resume, pending))| match pending {
+                    true => format!("{t} still being snapshotted"),
+                    false => format!("{t} at {resume}"),
+                })
+                .collect();
+            let missing: Vec<&str> = tables
+                .iter()
+                .filter(|t| !covered.contains_key(*t))
+                .map(String::as_str)
+                .collect();
+            let mut said = match at.is_empty() {
+                true => "no replica has confirmed a position yet".to_string(),
+                false => format!("the replicas: {}", at.join(", ")),
+            };
+            if !missing.is_empty() {
+                said.push_str(&format!(
+                    "; not confirmed by a materialize worker yet: {}",
+                    missing.join(", ")
+                ));
+            }
+            return said;
+        }
         let mut said = format!(
             "the replicas are at {}",
             match self.resume.is_empty() {
@@ -166,15 +231,20 @@ pub async fn wait(cfg: &Config, args: &WaitArgs) -> anyhow::Result<Waited> {
     let path = crate::run::checkpoint_path(&cfg.name);
     let deadline = Instant::now() + args.timeout;
     loop {
-        let cp: Option<Checkpoint> = lake.get_json(&path).await?;
-        let Some(cp) = cp else {
-            anyhow::bail!(
-                "no run checkpoint of `{}` under {}: `binlake wait` follows `binlake run` (replicas that `materialize` keeps are not supported yet)",
-                cfg.name,
-                lake.root()
-            );
+        let now = match lake.get_json::<Checkpoint>(&path).await? {
+            Some(cp) => Covered::of(&cp),
+            None => {
+                let c = binlake_lake::coverage::read_all(&lake, &cfg.name).await?;
+                if c.is_empty() {
+                    anyhow::bail!(
+                        "neither a `binlake run` checkpoint nor `binlake materialize` coverage of `{}` under {}: wait follows the replicas that run or materialize keep with this config's name; start one of them",
+                        cfg.name,
+                        lake.root()
+                    );
+                }
+                Covered::of_coverage(&c)
+            }
         };
-        let now = Covered::of(&cp);
         if now
             .holds(&args.gtid, &args.tables)
             .map_err(anyhow::Error::msg)?
@@ -192,7 +262,14 @@ pub async fn wait(cfg: &Config, args: &WaitArgs) -> anyhow::Result<Waited> {
 static CHECKPOINTS: std::sync::OnceLock<tokio::sync::watch::Sender<Covered>> =
     std::sync::OnceLock::new();
 
-/// Makes `/wait` answer in this process (`binlake run`).
+/// Tells the waiters what `materialize`'s tables are now covered to.
+pub fn coverage_changed(c: &Coverage) {
+    if let Some(tx) = CHECKPOINTS.get() {
+        tx.send_replace(Covered::of_coverage(c));
+    }
+}
+
+/// Makes `/wait` answer in this process (`binlake run`, `binlake materialize`).
 pub fn serve_waiters() {
     CHECKPOINTS.get_or_init(|| tokio::sync::watch::channel(Covered::default()).0);
 }
@@ -209,7 +286,7 @@ pub async fn http_wait(query: &str) -> (u16, String) {
     let Some(tx) = CHECKPOINTS.get() else {
         return (
             404,
-            r#"{"error":"only binlake run answers /wait"}"#.to_string(),
+            r#"{"error":"only binlake run and binlake materialize answer /wait"}"#.to_string(),
         );
     };
     let mut gtid = None;

@@ -2104,6 +2104,147 @@ async fn materialize_status_says_a_table_is_still_being_snapshotted() {
     drop(capture);
 }
 
+/// `materialize`'s replicas answer read-your-writes and say how fresh they are like
+/// `run`'s: `status` calls a table nobody writes current (to the capture heartbeat its
+/// worker confirmed it holds everything up to) and names the position each replica holds
+/// everything up to; `binlake wait` and `/wait` return once the replicas hold a commit,
+/// for the table written and for the idle one, and time out on a GTID not reached.
+#[tokio::test(flavor = "multi_thread")]
+async fn materialize_answers_wait_and_calls_idle_tables_current() {
+    let db = unique("it_mat_wait");
+    let name = unique("itmatwait");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &[
+            "CREATE TABLE busy (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE idle (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO busy VALUES (1, 1)",
+            "INSERT INTO idle VALUES (1, 1), (2, 2)",
+        ],
+    )
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg_c = lake_config(
+        &name,
+        &db,
+        &root,
+        "[capture]\nheartbeat_interval = \"500ms\"",
+    );
+    let cfg_m = lake_config(&name, &db, &root, &format!("[http]\nlisten = \"{addr}\""));
+    let capture = start("capture", &cfg_c);
+    // Each table commit waits a second after its batch was consumed: a wait answered from
+    // what was consumed rather than committed would return before the row is there.
+    let mut m = CaptureProcess::start_command_env(
+        "materialize",
+        &cfg_m,
+        &[(
+            binlake_core::failpoint::ENV,
+            "materialize.before_table_commit=delay:1000",
+        )],
+    );
+    m.wait_for("materializing changes", Duration::from_secs(60));
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "busy", "id", Duration::from_secs(60)).await;
+    wait_equal(&lake, &db, "idle", "id", Duration::from_secs(60)).await;
+
+    // Idle: no change after the snapshot, yet current to the heartbeats that follow.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = status_json(&cfg_m);
+    let idle = status["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == format!("{db}.idle"))
+        .unwrap_or_else(|| panic!("no status of idle: {status}"))
+        .clone();
+    let current = idle["current_to"]
+        .as_str()
+        .and_then(binlake_core::temporal::parse_rfc3339)
+        .unwrap_or_else(|| panic!("idle is current to no time: {status}"));
+    assert!(
+        current >= t0,
+        "the idle table is current only to {} (its last change), not to the heartbeats since: {status}",
+        idle["current_to"]
+    );
+    assert!(
+        idle["applied_through"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("mariadb-gtid:")),
+        "{status}"
+    );
+
+    let wait = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+            .args(["wait", "--config"])
+            .arg(&cfg_m)
+            .args(args)
+            .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let get = |path: String| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || crate::http::get(&addr, &path))
+    };
+    let row = |id: i64| {
+        let lake = &lake;
+        let sql = format!("SELECT id FROM \"{db}\".\"busy\" WHERE id = {id}");
+        async move { query_rows_or_empty(lake, &sql, &["id"]).await }
+    };
+    let (busy, idle) = (format!("{db}.busy"), format!("{db}.idle"));
+    for i in 2..=5i64 {
+        c.query_drop(format!("INSERT INTO busy VALUES ({i}, {i})"))
+            .await
+            .unwrap();
+        let gtid: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
+        if i % 2 == 0 {
+            let (code, err) = wait(&["--gtid", &gtid, "--table", &busy, "--timeout", "30s"]);
+            assert_eq!(code, Some(0), "{err}");
+        } else {
+            let path = format!("/wait?gtid={gtid}&tables={busy}&timeout=30s");
+            let (code, body) = get(path).await.unwrap();
+            assert_eq!(code, 200, "{body}");
+        }
+        // Read-your-writes: the row is there when the wait returns.
+        assert_eq!(row(i).await, vec![vec![i.to_string()]], "after {gtid}");
+        // The table nobody wrote holds that transaction too (it has nothing of it), and
+        // so does every replica.
+        let (code, err) = wait(&["--gtid", &gtid, "--table", &idle, "--timeout", "30s"]);
+        assert_eq!(code, Some(0), "{err}");
+        let (code, body) = get(format!("/wait?gtid={gtid}&timeout=30s")).await.unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+    let gtid: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
+    let (domain, rest) = gtid.split_once('-').unwrap();
+    let (server, seq) = rest.split_once('-').unwrap();
+    let ahead = format!(
+        "{domain}-{server}-{}",
+        seq.parse::<u64>().unwrap() + 1_000_000_000
+    );
+    let (code, err) = wait(&["--gtid", &ahead, "--table", &idle, "--timeout", "1s"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("{idle} at mariadb-gtid:")), "{err}");
+    let (code, body) = get(format!("/wait?gtid={ahead}&timeout=1s")).await.unwrap();
+    assert_eq!(code, 408, "{body}");
+    drop(m);
+    drop(capture);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn materialize_follows_renamed_topics_across_restarts() {
     // Topics named by `[kafka] topic_name` and `[kafka.topics]`: capture writes them,

@@ -37,6 +37,7 @@
 //! | `run.after_part_staged` | a part of a large source transaction written (not committed) and the rest of it |
 //! | `kafka.before_commit` | a capture batch produced (rows and position record) and its Kafka commit |
 //! | `kafka.after_commit` | a Kafka transaction committed and the next batch |
+//! | `materialize.before_table_commit` | a materialize batch consumed (its consumer positions taken) and a table's commits of it (delayed by the coverage test) |
 //! | `materialize.after_table_commit` | one table's commits of a materialize batch and the next table's |
 //! | `materialize.before_offsets` | a materialize batch's Delta commits and the consumer offset commit |
 //! | `snapshot.after_chunk_read` | a snapshot chunk read from the primary and its emission |

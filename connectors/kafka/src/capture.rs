@@ -215,6 +215,12 @@ pub struct StoredPosition {
     /// The progress of a snapshot in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotProgress>,
+    /// Set on a heartbeat's record: the source had nothing newer than `position` for a
+    /// heartbeat interval, so what the record covers is everything up to this time (ms
+    /// since the epoch). Consumers that have everything up to the record are current to
+    /// it, however long ago the last change was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caught_up_ms: Option<i64>,
     /// The offset of `<name>.signals` after the last signal acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signals_offset: Option<i64>,
@@ -268,6 +274,8 @@ pub struct CaptureWriter {
     /// The topics written in the open transaction (to name one deleted under capture).
     txn_topics: HashSet<String>,
     in_txn: bool,
+    /// A heartbeat is in the open transaction (its position record says caught up).
+    idle: bool,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
     stats: CaptureStats,
@@ -376,6 +384,7 @@ impl CaptureWriter {
             inflight: VecDeque::new(),
             txn_topics: HashSet::new(),
             in_txn: false,
+            idle: false,
             key_buf: Vec::with_capacity(256),
             value_buf: Vec::with_capacity(4096),
             stats: CaptureStats::default(),
@@ -746,7 +755,9 @@ impl CaptureWriter {
         let key = serde_json::json!({"serverName": self.name}).to_string();
         let value = serde_json::json!({"ts_ms": now_us() / 1000}).to_string();
         self.send(&topic, Some(key.as_bytes()), Some(value.as_bytes()), None)
-            .await
+            .await?;
+        self.idle = true;
+        Ok(())
     }
 
     /// Produces one record, waiting for earlier deliveries while librdkafka's queue is full.
@@ -897,6 +908,7 @@ impl CaptureWriter {
             committed_ms: now_us() / 1000,
             snapshot: self.snapshot.clone(),
             signals_offset: self.signals_offset,
+            caught_up_ms: self.idle.then(|| now_us() / 1000),
         };
         let value = serde_json::to_vec(&record).map_err(|e| Error::Encode(e.to_string()))?;
         let topic = CaptureWriter::offsets_topic(&self.name);
@@ -932,6 +944,7 @@ impl CaptureWriter {
             return Err(self.explain("commit transaction", &e).await);
         }
         self.in_txn = false;
+        self.idle = false;
         self.txn_topics.clear();
         self.stats.commits += 1;
         tracing::debug!(position = %record.position, messages = self.stats.messages, "kafka transaction committed");
@@ -950,7 +963,63 @@ impl CaptureWriter {
             let _ = tokio::task::spawn_blocking(move || producer.abort_transaction(timeout)).await;
             self.in_txn = false;
         }
+        self.idle = false;
     }
+}
+
+/// The newest committed position record (`None` until there is one), and the task that
+/// follows them (see [`follow_positions`]).
+pub type PositionFollower = (
+    tokio::sync::watch::Receiver<Option<StoredPosition>>,
+    tokio::task::JoinHandle<Result<()>>,
+);
+
+/// Follows capture `name`'s committed position records (read_committed) from the last
+/// ones on: the receiver holds the newest (`None` until capture has recorded one). The
+/// task ends with an error when the topic cannot be read, or when every receiver is gone.
+pub fn follow_positions(kafka: &KafkaConfig, name: &str) -> Result<PositionFollower> {
+    use rdkafka::TopicPartitionList;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Message;
+    let topic = CaptureWriter::offsets_topic(name);
+    let mut c = kafka.client_config();
+    c.set("group.id", format!("binlake-{name}-position-follower"))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10");
+    let consumer: StreamConsumer<QuietEof> = c
+        .create_with_context(QuietEof)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let mut tpl = TopicPartitionList::new();
+    // Each commit adds a record and a transaction marker: 64 offsets hold the last one.
+    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::OffsetTail(64))
+        .map_err(|e| Error::client(format!("assign {topic}"), &e))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::client(format!("assign {topic}"), &e))?;
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let name = name.to_string();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                m = consumer.recv() => match m {
+                    Ok(m) if m.key() == Some(name.as_bytes()) => {
+                        if let Some(v) = m.payload() {
+                            tx.send_replace(Some(read_record(&topic, v, m.offset())?));
+                        }
+                    }
+                    Ok(_) => {}
+                    // Not there yet (capture has not started): wait for it.
+                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(Error::client(format!("read {topic}"), &e)),
+                },
+                _ = tx.closed() => return Ok(()),
+            }
+        }
+    });
+    Ok((rx, task))
 }
 
 /// A consumer context that does not report reaching the end of a partition as an error

@@ -11,6 +11,18 @@
 //! partition to the offset its sink recorded ([`ChangeConsumer::seek`]), which is what
 //! makes materialize exactly once; Kafka's committed group offsets are only written for
 //! lag monitoring.
+//!
+//! # Where the consumer is
+//!
+//! [`ChangeConsumer::positions`] gives, per assigned partition, the offset after
+//! everything handed to the caller, and past transaction markers and aborted records once
+//! the consumer has reached the end: it asks librdkafka for end-of-partition events,
+//! which move its position over them (without them the position stops at the last
+//! message, below a committed transaction's marker, and an idle partition would never
+//! look read to its end). [`ChangeConsumer::end_offsets`] gives the partitions' high
+//! watermarks (read_uncommitted: every record appended so far, committed or not).
+//! Together they tell materialize when it holds everything a capture position record
+//! covers (see `coverage` in the lake crate).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -96,6 +108,8 @@ pub struct ChangeConsumer {
     codecs: Arc<HashMap<String, TableCodec>>,
     /// Topic names and schema fingerprints seen, shared by the messages.
     strings: HashMap<String, Arc<str>>,
+    /// A client for high watermarks ([`ChangeConsumer::end_offsets`]).
+    watermarks: Arc<BaseConsumer<crate::capture::QuietEof>>,
 }
 
 /// A message copied out of librdkafka's buffer, not decoded yet.
@@ -137,6 +151,7 @@ impl ChangeConsumer {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
             .set("topic.metadata.refresh.interval.ms", "5000");
         // Throughput defaults, unless `[kafka.client]` sets them. librdkafka postpones the
         // next fetch by `fetch.queue.backoff.ms` once its queue is full (default 1 s):
@@ -154,6 +169,13 @@ impl ChangeConsumer {
         let consumer: StreamConsumer<RebalanceLog> = c
             .create_with_context(RebalanceLog::default())
             .map_err(|e| Error::Config(e.to_string()))?;
+        // High watermarks are asked with read_uncommitted: the end of everything appended,
+        // open transactions included.
+        let mut w = kafka.client_config();
+        w.set("isolation.level", "read_uncommitted");
+        let watermarks: BaseConsumer<crate::capture::QuietEof> = w
+            .create_with_context(crate::capture::QuietEof)
+            .map_err(|e| Error::Config(e.to_string()))?;
         let subscription = kafka.naming().subscription(name);
         let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
         consumer
@@ -166,7 +188,79 @@ impl ChangeConsumer {
             opts: Arc::new(opts),
             codecs: Arc::new(HashMap::new()),
             strings: HashMap::new(),
+            watermarks: Arc::new(watermarks),
         })
+    }
+
+    /// Per assigned partition, the offset after everything handed out (see the module
+    /// docs); partitions with no position yet are left out.
+    pub fn positions(&self) -> Result<Vec<(String, i32, i64)>> {
+        let tpl = self
+            .consumer
+            .position()
+            .map_err(|e| Error::client("position", &e))?;
+        Ok(tpl
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.topic().to_string(), e.partition(), o)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The high watermark (read_uncommitted) of each of `parts`, and how many partitions
+    /// its topic has.
+    pub async fn end_offsets(
+        &self,
+        parts: &[(String, i32)],
+    ) -> Result<HashMap<(String, i32), (i64, i32)>> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in parts {
+            tpl.add_partition_offset(t, *p, Offset::End)
+                .map_err(|e| Error::client("end offsets", &e))?;
+        }
+        let w = self.watermarks.clone();
+        let timeout = self.kafka.request_timeout;
+        let topics: Vec<String> = {
+            let mut t: Vec<String> = parts.iter().map(|(t, _)| t.clone()).collect();
+            t.sort();
+            t.dedup();
+            t
+        };
+        tokio::task::spawn_blocking(move || {
+            let ends = w
+                .offsets_for_times(tpl, timeout)
+                .map_err(|e| Error::client("end offsets", &e))?;
+            let mut counts = HashMap::new();
+            for t in &topics {
+                let md = w
+                    .fetch_metadata(Some(t), timeout)
+                    .map_err(|e| Error::client(format!("metadata of {t}"), &e))?;
+                let n = md
+                    .topics()
+                    .first()
+                    .map_or(0, |m| m.partitions().len() as i32);
+                counts.insert(t.clone(), n);
+            }
+            Ok(ends
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((
+                        (e.topic().to_string(), e.partition()),
+                        (o, counts.get(e.topic()).copied().unwrap_or(0)),
+                    )),
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+        .map_err(|e| Error::Client {
+            operation: "end offsets".into(),
+            reason: e.to_string(),
+            transient: true,
+        })?
     }
 
     /// `(db, table)` of a change topic: the table whose topic it is among the schemas
@@ -222,6 +316,9 @@ impl ChangeConsumer {
             };
             match m {
                 Ok(m) => break m,
+                // The end of a partition: its position is now past any transaction
+                // markers there (see the module docs); nothing to hand out.
+                Err(KafkaError::PartitionEOF(_)) => {}
                 // The subscription matches no topic yet (capture has not written one):
                 // keep waiting, new topics are picked up as they appear.
                 Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
@@ -239,6 +336,7 @@ impl ChangeConsumer {
         while raw.len() < max {
             match self.consumer.recv().now_or_never() {
                 Some(Ok(m)) => raw.push(to_raw(&mut self.strings, &m)),
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(KafkaError::MessageConsumption(
                     RDKafkaErrorCode::UnknownTopicOrPartition,
                 ))) => break,

@@ -36,6 +36,7 @@
 
 pub mod arrow_map;
 pub mod config;
+pub mod coverage;
 mod error;
 pub mod query;
 pub mod status;

@@ -81,8 +81,8 @@ pub struct TableStatus {
     pub lag_seconds: Option<f64>,
     /// The source position (GTIDs, as `binlake wait --gtid` takes them) the replica holds
     /// every transaction up to: the pipeline's checkpoint when it covers the table, else
-    /// the table's own last batch (`binlake run`; `None` for `materialize`, whose records
-    /// name binlog positions only).
+    /// the table's own last batch (`binlake run`), or for `materialize` the capture
+    /// position its workers confirmed the table holds everything up to.
     pub applied_through: Option<String>,
     /// A snapshot of the table is being read (the first one, one requested, or one after a
     /// DDL that changed its rows): the replica is incomplete, so it is current to no time
@@ -111,8 +111,13 @@ fn rfc3339(us: i64) -> Option<String> {
     binlake_core::temporal::format_utc_timestamp(us, 3)
 }
 
-/// Every table's status. `checkpoint` is the pipeline's, when there is one.
-pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<TableStatus>> {
+/// Every table's status. `checkpoint` is the pipeline's, when there is one; `coverage`
+/// what `materialize` workers recorded (see [`crate::coverage`]).
+pub async fn status(
+    lake: &Lake,
+    checkpoint: Option<&Checkpoint>,
+    coverage: Option<&crate::coverage::Coverage>,
+) -> Result<Vec<TableStatus>> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -155,14 +160,26 @@ pub async fn status(lake: &Lake, checkpoint: Option<&Checkpoint>) -> Result<Vec<
                 current = current.max(cp.caught_up_at_us);
             }
         }
+        // `materialize`: the table holds everything up to the capture position its
+        // workers confirmed (an idle table is then current to the heartbeat's time).
+        let covered = coverage.and_then(|c| c.table(&name));
+        if let Some(c) = covered {
+            current = current.max(c.current_to_us());
+        }
         if snapshot_pending {
             current = 0;
         }
-        let applied_through = match checkpoint.filter(|_| !behind_checkpoint && !snapshot_pending) {
-            Some(cp) => cp.resume.clone().or(f.resume.clone()),
-            None if snapshot_pending => None,
-            None => f.resume.clone(),
-        };
+        let applied_through =
+            match checkpoint.filter(|_| !behind_checkpoint && !snapshot_pending) {
+                Some(cp) => cp.resume.clone().or(f.resume.clone()),
+                None if snapshot_pending => None,
+                None => f.resume.clone(),
+            }
+            .or_else(|| {
+                covered
+                    .filter(|c| !snapshot_pending && !c.snapshot_pending)
+                    .map(|c| c.resume.clone())
+            });
         out.push(TableStatus {
             table: name,
             rows: row_count(&replica),

@@ -264,6 +264,15 @@ impl Lake {
         Ok(names)
     }
 
+    /// Deletes an object under the root (gone already is fine).
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(format!("delete {path}"), e)),
+        }
+    }
+
     /// Writes a JSON document under the root (replacing it).
     pub async fn put_json(&self, rel: &str, v: &serde_json::Value) -> Result<()> {
         let path = self.path(rel);
