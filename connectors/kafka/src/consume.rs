@@ -153,7 +153,7 @@ impl ChangeConsumer {
         }
         let consumer: StreamConsumer<RebalanceLog> = c
             .create_with_context(RebalanceLog::default())
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::config(&e))?;
         let subscription = kafka.naming().subscription(name);
         let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
         consumer
