@@ -1,7 +1,8 @@
 //! Kafka over TLS, through the test broker's TLS listeners (certificates made by
 //! `tests/services/kafka.sh` with openssl): `capture` and `materialize` (the real binary)
 //! over SSL with the broker's certificate and host name verified, over mTLS (a client
-//! certificate) and over SASL_SSL with SCRAM-SHA-512 each bring every insert, update and
+//! certificate and key given as PEM text from the environment, as the Helm chart's
+//! `kafka.clientSecrets` passes them) and over SASL_SSL with SCRAM-SHA-512 each bring every insert, update and
 //! delete of the primary to the replica. A CA that did not sign the broker's certificate,
 //! no client certificate on the listener that requires one, and a wrong SCRAM password
 //! each stop both with an error that names the setting to fix, not a stall.
@@ -15,8 +16,11 @@ use crate::capture::{CaptureProcess, setup_db, write_config_at};
 use crate::lake::{lake_at, wait_equal};
 use crate::services::{KafkaTls, kafka_tls, make_ca, unique};
 
-/// The variable the configs take the SASL password from (`${…}` substitution).
+/// The variable the configs take the SASL password (or the client key) from (`${…}`
+/// substitution).
 const PASSWORD_ENV: &str = "BINLAKE_IT_KAFKA_PASSWORD";
+/// The variable the mTLS config takes the client certificate from.
+const CERT_ENV: &str = "BINLAKE_IT_KAFKA_CERT";
 
 /// A config for `db.*` through `brokers` with `client` as its `[kafka.client]`, and the
 /// lake in `root`.
@@ -36,12 +40,12 @@ fn verified(ca: &Path) -> String {
     )
 }
 
+/// The client certificate and key as PEM text from the environment (`ssl.certificate.pem`,
+/// `ssl.key.pem`), as the Helm chart's `kafka.clientSecrets` passes them.
 fn mutual(tls: &KafkaTls) -> String {
     format!(
-        "{}\"ssl.certificate.location\" = \"{}\"\n\"ssl.key.location\" = \"{}\"\n",
+        "{}\"ssl.certificate.pem\" = \"${{{CERT_ENV}}}\"\n\"ssl.key.pem\" = \"${{{PASSWORD_ENV}}}\"\n",
         verified(&tls.ca),
-        tls.client_cert.display(),
-        tls.client_key.display()
     )
 }
 
@@ -53,9 +57,10 @@ fn scram(tls: &KafkaTls) -> String {
     )
 }
 
-/// Capture and materialize through `brokers`; the replica must equal the primary after a
-/// snapshot and some inserts, updates and deletes. Neither logs `password`.
-async fn replicates_through(what: &str, brokers: &str, client: &str, password: &str) {
+/// Capture and materialize through `brokers`, with `password` in `PASSWORD_ENV` (and
+/// `cert` in `CERT_ENV`); the replica must equal the primary after a snapshot and some
+/// inserts, updates and deletes. Neither logs `password`.
+async fn replicates_through(what: &str, brokers: &str, client: &str, password: &str, cert: &str) {
     let db = unique("it_ktls");
     let name = unique("itktls");
     let root = std::env::temp_dir().join(unique("binlake-ktls"));
@@ -64,11 +69,14 @@ async fn replicates_through(what: &str, brokers: &str, client: &str, password: &
         .await
         .unwrap();
     let cfg = config(&name, &db, brokers, &root, client);
-    let env = [(PASSWORD_ENV, password.to_string())];
+    let env = [
+        (PASSWORD_ENV, password.to_string()),
+        (CERT_ENV, cert.to_string()),
+    ];
     let start = move |command: &'static str,
                       needle: &'static str,
                       cfg: PathBuf,
-                      env: [(&'static str, String); 1]| {
+                      env: [(&'static str, String); 2]| {
         tokio::task::spawn_blocking(move || {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let mut p = CaptureProcess::start_command_env(command, &cfg, &env);
@@ -116,6 +124,7 @@ async fn capture_and_materialize_over_tls_verifying_the_broker() {
         &tls.ssl_brokers,
         &verified(&tls.ca),
         "unused-password",
+        "",
     )
     .await;
 }
@@ -123,7 +132,9 @@ async fn capture_and_materialize_over_tls_verifying_the_broker() {
 #[tokio::test(flavor = "multi_thread")]
 async fn capture_and_materialize_over_mtls_with_a_client_certificate() {
     let tls = kafka_tls();
-    replicates_through("mTLS", &tls.mtls_brokers, &mutual(&tls), "unused-password").await;
+    let cert = std::fs::read_to_string(&tls.client_cert).unwrap();
+    let key = std::fs::read_to_string(&tls.client_key).unwrap();
+    replicates_through("mTLS", &tls.mtls_brokers, &mutual(&tls), &key, &cert).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,6 +145,7 @@ async fn capture_and_materialize_over_sasl_ssl_with_scram_sha_512() {
         &tls.sasl_ssl_brokers,
         &scram(&tls),
         &tls.scram_password,
+        "",
     )
     .await;
 }
