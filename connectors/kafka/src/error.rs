@@ -309,6 +309,18 @@ mod tests {
         assert!(!e.is_transient(), "{e}");
     }
 
+    #[test]
+    fn an_unreadable_location_file_is_named() {
+        let e = Error::config(&KafkaError::ClientCreation(
+            "ssl.ca.location failed: error:05880002:x509 certificate routines::system lib".into(),
+        ));
+        assert!(
+            e.to_string().contains("does not exist or cannot be read"),
+            "{e}"
+        );
+        assert!(!e.is_transient());
+    }
+
     // The messages librdkafka 2.12 gives against tests/services/kafka.sh's listeners.
     #[test]
     fn tls_and_sasl_failures_are_told_apart() {
