@@ -16,6 +16,7 @@ mod faults;
 mod http;
 mod kafka;
 mod kafka_compat;
+mod kafka_tls;
 mod lake;
 mod mariadb;
 mod row_images;

@@ -3,8 +3,6 @@
 //! `verify_identity`; a wrong CA, and TLS asked of a server that does not offer it, stop
 //! with errors that say what to check.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use binlake_mysql::TlsMode;
@@ -13,86 +11,7 @@ use binlake_mysql::{Error, connect};
 use mysql_async::prelude::Queryable;
 
 use crate::alt_mariadb::AltMariaDb;
-use crate::services::{capture_source, unique};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (`<name>-ca.pem`) and, when `server`, a server certificate it signed for
-/// 127.0.0.1 (`server-cert.pem`, `server-key.pem`).
-fn make_ca(dir: &Path, name: &str, server: bool) -> PathBuf {
-    let ca_key = format!("{name}-ca-key.pem");
-    let ca = format!("{name}-ca.pem");
-    openssl(dir, &["genrsa", "-out", &ca_key, "2048"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            &ca_key,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=binlake test CA {name}"),
-            "-out",
-            &ca,
-        ],
-    );
-    if server {
-        openssl(dir, &["genrsa", "-out", "server-key.pem", "2048"]);
-        openssl(
-            dir,
-            &[
-                "req",
-                "-new",
-                "-key",
-                "server-key.pem",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-out",
-                "server.csr",
-            ],
-        );
-        std::fs::write(
-            dir.join("san.ext"),
-            "subjectAltName = IP:127.0.0.1, DNS:localhost\n",
-        )
-        .unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                &ca,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-                "-out",
-                "server-cert.pem",
-            ],
-        );
-    }
-    dir.join(ca)
-}
+use crate::services::{capture_source, make_ca, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_verify_identity_replicates_and_misconfigurations_are_named() {

@@ -9,7 +9,14 @@
 # Ports: 127.0.0.1:${BINLAKE_KAFKA_PORT:-19092} (PLAINTEXT),
 # ${BINLAKE_KAFKA_CONTROLLER_PORT:-19093} (CONTROLLER) and
 # ${BINLAKE_KAFKA_SASL_PORT:-PORT+2} (SASL_PLAINTEXT, mechanism PLAIN, user `binlake`,
-# password `binlake-sasl`: for the secured-cluster test). Topics are not auto-created.
+# password `binlake-sasl`: for the secured-cluster test). TLS listeners, with certificates
+# this script makes with openssl (a CA, the broker's certificate for 127.0.0.1/localhost,
+# a client certificate) in <state>/tls, kept across starts:
+# ${BINLAKE_KAFKA_SSL_PORT:-PORT+3} (SSL, server certificate only),
+# ${BINLAKE_KAFKA_SASL_SSL_PORT:-PORT+4} (SASL_SSL, mechanism SCRAM-SHA-512, user
+# `binlake`, password `binlake-scram`) and ${BINLAKE_KAFKA_MTLS_PORT:-PORT+5} (SSL that
+# requires a client certificate signed by the CA). `env` prints where tests find them.
+# Topics are not auto-created.
 set -euo pipefail
 
 log() { echo "[kafka] $*" >&2; }
@@ -30,11 +37,18 @@ MARKER=$CACHE/.complete # holds the sha256 of the pom the jars were fetched for
 PORT=${BINLAKE_KAFKA_PORT:-19092}
 CONTROLLER_PORT=${BINLAKE_KAFKA_CONTROLLER_PORT:-19093}
 SASL_PORT=${BINLAKE_KAFKA_SASL_PORT:-$((PORT + 2))}
+SSL_PORT=${BINLAKE_KAFKA_SSL_PORT:-$((PORT + 3))}
+SASL_SSL_PORT=${BINLAKE_KAFKA_SASL_SSL_PORT:-$((PORT + 4))}
+MTLS_PORT=${BINLAKE_KAFKA_MTLS_PORT:-$((PORT + 5))}
+SCRAM_USER=binlake
+SCRAM_PASSWORD=binlake-scram
 HEAP=${BINLAKE_KAFKA_HEAP:-1g}
 START_TIMEOUT=${BINLAKE_KAFKA_START_TIMEOUT:-60}
 STOP_TIMEOUT=${BINLAKE_KAFKA_STOP_TIMEOUT:-30}
-[[ $PORT =~ ^[0-9]+$ && $CONTROLLER_PORT =~ ^[0-9]+$ && $SASL_PORT =~ ^[0-9]+$ ]] ||
-    die "BINLAKE_KAFKA_PORT, BINLAKE_KAFKA_CONTROLLER_PORT and BINLAKE_KAFKA_SASL_PORT must be port numbers"
+for p in "$PORT" "$CONTROLLER_PORT" "$SASL_PORT" "$SSL_PORT" "$SASL_SSL_PORT" "$MTLS_PORT"; do
+    [[ $p =~ ^[0-9]+$ ]] ||
+        die "BINLAKE_KAFKA_PORT, BINLAKE_KAFKA_CONTROLLER_PORT, BINLAKE_KAFKA_SASL_PORT, BINLAKE_KAFKA_SSL_PORT, BINLAKE_KAFKA_SASL_SSL_PORT and BINLAKE_KAFKA_MTLS_PORT must be port numbers ('$p')"
+done
 
 RUN=$SERVICES_DIR/kafka
 DATA=$RUN/data
@@ -44,7 +58,10 @@ LOG4J=$RUN/log4j2.properties
 PIDFILE=$RUN/kafka.pid
 SERVER_LOG=$LOGS/server.log
 OUT_LOG=$LOGS/kafka.out
-FORMATTED_FOR=$RUN/.formatted-for # ports the storage was formatted with
+FORMATTED_FOR=$RUN/.formatted-for # ports (and SCRAM users) the storage was formatted with
+TLS=$RUN/tls
+# Test-only secret of the broker's PKCS12 keystore.
+KEYSTORE_PASSWORD=binlake-keystore
 
 JAVA=${JAVA:-$(if [[ -n ${JAVA_HOME:-} ]]; then echo "$JAVA_HOME/bin/java"; else echo java; fi)}
 
@@ -89,6 +106,49 @@ check_java() {
     [[ ${v%%.*} =~ ^[0-9]+$ && ${v%%.*} -ge 17 ]] || die "Kafka 4 needs Java 17+, $JAVA is version '${v:-unknown}'"
 }
 
+# The test PKI, made once with openssl and kept (reused while every file is there): a CA,
+# the broker's certificate (SAN 127.0.0.1 and localhost, so clients can verify the
+# hostname) in a PKCS12 keystore, and a client certificate for the mTLS listener. The
+# broker trusts the CA's PEM directly (ssl.truststore.type=PEM): no keytool needed.
+ensure_tls() {
+    local f complete=1
+    for f in ca.pem ca-key.pem broker.p12 client-cert.pem client-key.pem; do
+        [[ -s $TLS/$f ]] || complete=0
+    done
+    ((complete)) && return 0
+    command -v openssl >/dev/null || die "openssl not found (Debian: apt-get install openssl)"
+    log "making the test CA and certificates in $TLS"
+    rm -rf "$TLS.tmp"
+    mkdir -p "$TLS.tmp"
+    (
+        cd "$TLS.tmp"
+        set -e
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem \
+            -days 3650 -subj "/CN=binlake test Kafka CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+        openssl req -newkey rsa:2048 -nodes -keyout broker-key.pem -out broker.csr \
+            -subj "/CN=127.0.0.1"
+        printf '%s\n' 'subjectAltName = IP:127.0.0.1, DNS:localhost' \
+            'extendedKeyUsage = serverAuth, clientAuth' >broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+            -days 3650 -extfile broker.ext -out broker-cert.pem
+        openssl pkcs12 -export -in broker-cert.pem -inkey broker-key.pem -certfile ca.pem \
+            -name broker -out broker.p12 -passout "pass:$KEYSTORE_PASSWORD"
+        openssl req -newkey rsa:2048 -nodes -keyout client-key.pem -out client.csr \
+            -subj "/CN=binlake"
+        echo 'extendedKeyUsage = clientAuth' >client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+            -days 3650 -extfile client.ext -out client-cert.pem
+        rm -f ./*.csr ./*.ext
+    ) >"$LOGS/tls.log" 2>&1 || {
+        log "making the certificates failed:"
+        tail -n 30 "$LOGS/tls.log" >&2
+        exit 1
+    }
+    rm -rf "$TLS"
+    mv "$TLS.tmp" "$TLS"
+}
+
 write_config() {
     mkdir -p "$DATA" "$LOGS"
     cat >"$PROPS.new" <<EOF
@@ -96,15 +156,28 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,SSL://127.0.0.1:$SSL_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT,MTLS://127.0.0.1:$MTLS_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,SSL://127.0.0.1:$SSL_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT,MTLS://127.0.0.1:$MTLS_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,MTLS:SSL
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 # A secured listener for clients (SASL/PLAIN), as on clusters that require authentication.
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_binlake="binlake-sasl";
+# TLS listeners (certificates from ensure_tls): SSL checks no client certificate, MTLS
+# requires one signed by the test CA, SASL_SSL authenticates with SCRAM-SHA-512 (the user
+# is created when the storage is formatted).
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS/broker.p12
+ssl.keystore.password=$KEYSTORE_PASSWORD
+ssl.key.password=$KEYSTORE_PASSWORD
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS/ca.pem
+ssl.client.auth=none
+listener.name.mtls.ssl.client.auth=required
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$DATA
 
 # Single node: every internal topic has one replica.
@@ -165,15 +238,16 @@ java_opts() {
         -Djava.awt.headless=true -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$LOGS")
 }
 
-# Format the KRaft storage once (re-format if the ports changed: the standalone
-# controller records its own endpoint in the bootstrap metadata).
+# Format the KRaft storage once (re-format if the ports or the SCRAM user changed: the
+# standalone controller records its own endpoint in the bootstrap metadata, and the SCRAM
+# credentials are written there at format time).
 # Partition folders above which the (disposable) test state is wiped at start: every test
 # makes topics of its own, and a broker holding tens of thousands of partitions takes
 # minutes to start.
 MAX_PARTITIONS=${BINLAKE_KAFKA_MAX_PARTITIONS:-1000}
 
 ensure_formatted() {
-    local want="$PORT $CONTROLLER_PORT"
+    local want="$PORT $CONTROLLER_PORT scram:$SCRAM_USER:$SCRAM_PASSWORD"
     if [[ -f $DATA/meta.properties ]]; then
         local partitions
         partitions=$(find "$DATA" -mindepth 1 -maxdepth 1 -type d | wc -l)
@@ -184,7 +258,7 @@ ensure_formatted() {
         elif [[ -f $FORMATTED_FOR && $(<"$FORMATTED_FOR") == "$want" ]]; then
             return 0
         else
-            log "ports changed since the storage was formatted; wiping $DATA"
+            log "ports or SCRAM users changed since the storage was formatted; wiping $DATA"
             rm -rf "$DATA"
             mkdir -p "$DATA"
         fi
@@ -198,7 +272,9 @@ ensure_formatted() {
     log "formatting storage in $DATA (cluster id $id)"
     if ! "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$LOG4J" -cp "$LIB/*" \
         kafka.tools.StorageTool format --standalone \
-        -t "$id" -c "$PROPS" >"$LOGS/format.log" 2>&1; then
+        -t "$id" -c "$PROPS" \
+        --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]" \
+        >"$LOGS/format.log" 2>&1; then
         log "storage format failed:"
         tail -n 30 "$LOGS/format.log" >&2
         exit 1
@@ -245,11 +321,13 @@ cmd_start() {
         die "kafka (pid $(server_pid)) is alive but its port $PORT is closed; run '$0 stop' first"
     fi
     local p
-    for p in "$PORT" "$CONTROLLER_PORT" "$SASL_PORT"; do
-        port_open "$p" && die "port $p is already in use by another process (set BINLAKE_KAFKA_PORT / BINLAKE_KAFKA_CONTROLLER_PORT / BINLAKE_KAFKA_SASL_PORT)"
+    for p in "$PORT" "$CONTROLLER_PORT" "$SASL_PORT" "$SSL_PORT" "$SASL_SSL_PORT" "$MTLS_PORT"; do
+        port_open "$p" && die "port $p is already in use by another process (set BINLAKE_KAFKA_PORT / BINLAKE_KAFKA_CONTROLLER_PORT / BINLAKE_KAFKA_SASL_PORT / BINLAKE_KAFKA_SSL_PORT / BINLAKE_KAFKA_SASL_SSL_PORT / BINLAKE_KAFKA_MTLS_PORT)"
     done
     ensure_jars
     check_java
+    mkdir -p "$LOGS"
+    ensure_tls
     write_config
     java_opts
     ensure_formatted
@@ -321,6 +399,14 @@ cmd_status() {
 cmd_env() {
     echo "export BINLAKE_TEST_KAFKA_BROKERS=127.0.0.1:$PORT"
     echo "export BINLAKE_TEST_KAFKA_SASL_BROKERS=127.0.0.1:$SASL_PORT"
+    echo "export BINLAKE_TEST_KAFKA_SSL_BROKERS=127.0.0.1:$SSL_PORT"
+    echo "export BINLAKE_TEST_KAFKA_SASL_SSL_BROKERS=127.0.0.1:$SASL_SSL_PORT"
+    echo "export BINLAKE_TEST_KAFKA_MTLS_BROKERS=127.0.0.1:$MTLS_PORT"
+    echo "export BINLAKE_TEST_KAFKA_CA=$TLS/ca.pem"
+    echo "export BINLAKE_TEST_KAFKA_CLIENT_CERT=$TLS/client-cert.pem"
+    echo "export BINLAKE_TEST_KAFKA_CLIENT_KEY=$TLS/client-key.pem"
+    echo "export BINLAKE_TEST_KAFKA_SCRAM_USER=$SCRAM_USER"
+    echo "export BINLAKE_TEST_KAFKA_SCRAM_PASSWORD=$SCRAM_PASSWORD"
     echo "export BINLAKE_TEST_KAFKA_LIB=$LIB"
 }
 

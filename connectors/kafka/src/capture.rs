@@ -989,7 +989,7 @@ pub fn follow_positions(kafka: &KafkaConfig, name: &str) -> Result<PositionFollo
         .set("fetch.wait.max.ms", "10");
     let consumer: StreamConsumer<QuietEof> = c
         .create_with_context(QuietEof)
-        .map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(|e| Error::config(&e))?;
     let mut tpl = TopicPartitionList::new();
     // Each commit adds a record and a transaction marker: 64 offsets hold the last one.
     tpl.add_partition_offset(&topic, 0, rdkafka::Offset::OffsetTail(64))

@@ -29,7 +29,7 @@ pub async fn transactional_producer(
         );
     let producer: FutureProducer<ClientErrors> = c
         .create_with_context(ClientErrors)
-        .map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(|e| Error::config(&e))?;
     let timeout = cfg.request_timeout;
     // init_transactions blocks the calling thread until the coordinator answers.
     let producer =
@@ -57,7 +57,7 @@ pub fn read_committed_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
     c.create_with_context(ClientErrors)
-        .map_err(|e| Error::Config(e.to_string()))
+        .map_err(|e| Error::config(&e))
 }
 
 /// The shape of a topic binlake writes to.
@@ -80,7 +80,7 @@ pub async fn ensure_topic(cfg: &KafkaConfig, spec: &TopicSpec) -> Result<()> {
     let admin: AdminClient<ClientErrors> = cfg
         .client_config()
         .create_with_context(ClientErrors)
-        .map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(|e| Error::config(&e))?;
     let mut topic = NewTopic::new(
         &spec.name,
         spec.partitions,
@@ -128,7 +128,7 @@ pub(crate) async fn topic_exists(cfg: &KafkaConfig, topic: &str) -> Result<bool>
     let admin: AdminClient<ClientErrors> = cfg
         .client_config()
         .create_with_context(ClientErrors)
-        .map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(|e| Error::config(&e))?;
     let timeout = cfg.request_timeout;
     let topic = topic.to_string();
     // fetch_metadata blocks the calling thread.
@@ -155,7 +155,7 @@ pub(crate) async fn topic_names(cfg: &KafkaConfig) -> Result<HashSet<String>> {
     let admin: AdminClient<ClientErrors> = cfg
         .client_config()
         .create_with_context(ClientErrors)
-        .map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(|e| Error::config(&e))?;
     let timeout = cfg.request_timeout;
     tokio::task::spawn_blocking(move || {
         let md = admin
@@ -228,7 +228,7 @@ pub(crate) async fn read_from(
         .set("fetch.wait.max.ms", "10");
     let consumer: StreamConsumer<crate::capture::QuietEof> = c
         .create_with_context(crate::capture::QuietEof)
-        .map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(|e| Error::config(&e))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, from)
         .map_err(|e| Error::client(format!("assign {topic}"), &e))?;

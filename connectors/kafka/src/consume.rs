@@ -168,14 +168,14 @@ impl ChangeConsumer {
         }
         let consumer: StreamConsumer<RebalanceLog> = c
             .create_with_context(RebalanceLog::default())
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::config(&e))?;
         // High watermarks are asked with read_uncommitted: the end of everything appended,
         // open transactions included.
         let mut w = kafka.client_config();
         w.set("isolation.level", "read_uncommitted");
         let watermarks: BaseConsumer<crate::capture::QuietEof> = w
             .create_with_context(crate::capture::QuietEof)
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::config(&e))?;
         let subscription = kafka.naming().subscription(name);
         let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
         consumer

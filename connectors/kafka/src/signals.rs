@@ -75,7 +75,7 @@ pub async fn request_snapshot(
         .client_config()
         .set("enable.idempotence", "true")
         .create_with_context(ClientErrors)
-        .map_err(|e| Error::Config(e.to_string()))?;
+        .map_err(|e| Error::config(&e))?;
     let value = serde_json::to_vec(&Signal {
         kind: "execute-snapshot".into(),
         data: SignalData {
@@ -128,7 +128,7 @@ impl SignalReader {
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "100")
             .create_with_context(crate::capture::QuietEof)
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::config(&e))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, 0, Offset::Offset(next))
             .map_err(|e| Error::client(format!("assign {topic}"), &e))?;
