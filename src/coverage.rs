@@ -9,10 +9,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use binlake_kafka::capture::PositionFollower;
 use binlake_kafka::{ChangeConsumer, StoredPosition};
 use binlake_lake::Lake;
 use binlake_lake::coverage::{Coverage, CoverageFile, PartitionCoverage};
-use tokio::sync::watch;
 
 use crate::materialize::MaterializeError;
 
@@ -33,8 +33,7 @@ struct Claim {
 
 /// The claims of one worker.
 pub struct Claims {
-    positions: watch::Receiver<Option<StoredPosition>>,
-    follower: tokio::task::JoinHandle<binlake_kafka::Result<()>>,
+    follower: PositionFollower,
     name: String,
     member: String,
     /// `committed_ms` of the newest record claimed.
@@ -69,10 +68,8 @@ impl Claims {
         member: &str,
     ) -> Result<Claims, MaterializeError> {
         binlake_lake::coverage::remove_stale(lake, name, now_us(), STALE_US).await?;
-        let (positions, follower) = binlake_kafka::capture::follow_positions(kafka, name)?;
         Ok(Claims {
-            positions,
-            follower,
+            follower: PositionFollower::new(kafka, name)?,
             name: name.to_string(),
             member: member.to_string(),
             claimed_ms: 0,
@@ -111,16 +108,7 @@ impl Claims {
         consumer: &mut ChangeConsumer,
         lake: &Lake,
     ) -> Result<(), MaterializeError> {
-        if self.follower.is_finished() {
-            let r = (&mut self.follower).await.map_err(|e| {
-                MaterializeError::Config(format!("the position follower failed: {e}"))
-            })?;
-            r?;
-            return Err(MaterializeError::Config(
-                "the position follower stopped".into(),
-            ));
-        }
-        let newest = self.positions.borrow().clone();
+        let newest = self.follower.latest()?.cloned();
         if let Some(record) = newest.filter(|r| r.committed_ms > self.claimed_ms) {
             // Read the record first, then the ends: every record of its transaction was
             // appended before it was committed, so it lies below the ends asked now.

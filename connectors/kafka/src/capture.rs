@@ -967,59 +967,77 @@ impl CaptureWriter {
     }
 }
 
-/// The newest committed position record (`None` until there is one), and the task that
-/// follows them (see [`follow_positions`]).
-pub type PositionFollower = (
-    tokio::sync::watch::Receiver<Option<StoredPosition>>,
-    tokio::task::JoinHandle<Result<()>>,
-);
+/// Follows capture `name`'s committed position records (read_committed), from the last
+/// ones on. It runs no task of its own: [`PositionFollower::latest`] takes what has
+/// arrived, and dropping it closes its consumer at once.
+pub struct PositionFollower {
+    consumer: rdkafka::consumer::StreamConsumer<QuietEof>,
+    topic: String,
+    name: String,
+    latest: Option<StoredPosition>,
+}
 
-/// Follows capture `name`'s committed position records (read_committed) from the last
-/// ones on: the receiver holds the newest (`None` until capture has recorded one). The
-/// task ends with an error when the topic cannot be read, or when every receiver is gone.
-pub fn follow_positions(kafka: &KafkaConfig, name: &str) -> Result<PositionFollower> {
-    use rdkafka::TopicPartitionList;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::message::Message;
-    let topic = CaptureWriter::offsets_topic(name);
-    let mut c = kafka.client_config();
-    c.set("group.id", format!("binlake-{name}-position-follower"))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10");
-    let consumer: StreamConsumer<QuietEof> = c
-        .create_with_context(QuietEof)
-        .map_err(|e| Error::config(&e))?;
-    let mut tpl = TopicPartitionList::new();
-    // Each commit adds a record and a transaction marker: 64 offsets hold the last one.
-    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::OffsetTail(64))
-        .map_err(|e| Error::client(format!("assign {topic}"), &e))?;
-    consumer
-        .assign(&tpl)
-        .map_err(|e| Error::client(format!("assign {topic}"), &e))?;
-    let (tx, rx) = tokio::sync::watch::channel(None);
-    let name = name.to_string();
-    let task = tokio::spawn(async move {
+impl std::fmt::Debug for PositionFollower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PositionFollower")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PositionFollower {
+    /// Starts reading `<name>.offsets` at its last records.
+    pub fn new(kafka: &KafkaConfig, name: &str) -> Result<PositionFollower> {
+        use rdkafka::TopicPartitionList;
+        use rdkafka::consumer::Consumer;
+        let topic = CaptureWriter::offsets_topic(name);
+        let mut c = kafka.client_config();
+        c.set("group.id", format!("binlake-{name}-position-follower"))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "10");
+        let consumer: rdkafka::consumer::StreamConsumer<QuietEof> = c
+            .create_with_context(QuietEof)
+            .map_err(|e| Error::config(&e))?;
+        let mut tpl = TopicPartitionList::new();
+        // Each commit adds a record and a transaction marker: 64 offsets hold the last one.
+        tpl.add_partition_offset(&topic, 0, rdkafka::Offset::OffsetTail(64))
+            .map_err(|e| Error::client(format!("assign {topic}"), &e))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| Error::client(format!("assign {topic}"), &e))?;
+        Ok(PositionFollower {
+            consumer,
+            topic,
+            name: name.to_string(),
+            latest: None,
+        })
+    }
+
+    /// The newest committed record that has arrived (`None` until capture has recorded
+    /// one); never waits.
+    pub fn latest(&mut self) -> Result<Option<&StoredPosition>> {
+        use futures::FutureExt;
+        use rdkafka::message::Message;
         loop {
-            tokio::select! {
-                m = consumer.recv() => match m {
-                    Ok(m) if m.key() == Some(name.as_bytes()) => {
-                        if let Some(v) = m.payload() {
-                            tx.send_replace(Some(read_record(&topic, v, m.offset())?));
-                        }
+            match self.consumer.recv().now_or_never() {
+                None => break,
+                Some(Ok(m)) => {
+                    if m.key() == Some(self.name.as_bytes())
+                        && let Some(v) = m.payload()
+                    {
+                        self.latest = Some(read_record(&self.topic, v, m.offset())?);
                     }
-                    Ok(_) => {}
-                    // Not there yet (capture has not started): wait for it.
-                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    Err(e) => return Err(Error::client(format!("read {topic}"), &e)),
-                },
-                _ = tx.closed() => return Ok(()),
+                }
+                // Not there yet (capture has not started): later.
+                Some(Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                ))) => break,
+                Some(Err(e)) => return Err(Error::client(format!("read {}", self.topic), &e)),
             }
         }
-    });
-    Ok((rx, task))
+        Ok(self.latest.as_ref())
+    }
 }
 
 /// A consumer context that does not report reaching the end of a partition as an error
