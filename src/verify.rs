@@ -17,20 +17,25 @@
 //! For each table:
 //!
 //! 1. Load the replica at its current version **V**; the run's `txn` version in it names
-//!    the last batch it holds, **B**.
+//!    the last batch it holds, **B** (for a replica `materialize` keeps: the `txn` of each
+//!    partition of its topic names the last Kafka offset it holds).
 //! 2. Read the primary in chunks of key ranges (the snapshot's `ChunkReader`: rows whose
 //!    key is after the last chunk's, in key order, `LIMIT n`), each in its own
 //!    `START TRANSACTION WITH CONSISTENT SNAPSHOT`, whose binlog position **Pᵢ** MariaDB
 //!    names (`Binlog_snapshot_file` / `_position`): chunk i is exactly the range at Pᵢ.
 //!    No lock is taken; a read view is held for one chunk only. Each chunk keeps only its
 //!    digest (row count, sum of 128-bit row hashes) and its bounds.
-//! 3. Wait until `binlake run`'s checkpoint covers the primary's GTID position read
-//!    after the last chunk (≥ every Pᵢ), and the table is past any snapshot in progress.
+//! 3. Wait until `binlake run`'s checkpoint (or, for `materialize`, the table's coverage
+//!    record: `binlake_lake::coverage`) covers the primary's GTID position read after the
+//!    last chunk (≥ every Pᵢ), and the table is past any snapshot in progress.
 //! 4. Read the change log's entries that V lacks, in change-log order: those of its
 //!    commits after the one of batch B (each batch is committed to the replica and the
 //!    change log with the same `txn`, and `__seq` carries the change-log commit version,
 //!    so the cut is exact; re-applying changes V already has would hide a replica edited
-//!    behind binlake's back). Without a `txn` to go by, the entries at or after the
+//!    behind binlake's back). For `materialize`, the entries after each partition's offset
+//!    V holds (`__kafka_partition`, `__kafka_offset`): exact too, each batch's commits to
+//!    both tables record the same offsets, and a key's changes are in one partition, in
+//!    order. Without a `txn` to go by, the entries at or after the
 //!    replica's last applied position. For a key k of chunk i, the replica's state at
 //!    Pᵢ is: the row of the last of k's logged changes at or before Pᵢ (none if it is a
 //!    delete), or, when k has no such change, its row in V. This *redoes* the log from V
@@ -78,8 +83,9 @@
 //! # Limits
 //!
 //! Tables without a primary key, and tables whose key has a text (collation-ordered)
-//! column, are not verified (reported, exit 1). Only replicas kept by `binlake run` (its
-//! checkpoint says when they have passed a position). A TRUNCATE or a DDL of the table
+//! column, are not verified (reported, exit 1). `--repair` only for replicas kept by
+//! `binlake run` (for `materialize`, `binlake snapshot --table` reads a table again
+//! through capture). A TRUNCATE or a DDL of the table
 //! while it is verified makes that table's result unreliable: it is reported as an error.
 
 use std::collections::{BTreeMap, HashMap};
@@ -219,11 +225,22 @@ struct ChunkState {
 }
 
 /// What tells the changes a replica version lacks: the run's app id (its `txn` in both
-/// the replica and the change log), else the replica's last applied position.
+/// the replica and the change log), or for `materialize` the Kafka offset of each
+/// partition the replica holds, else the replica's last applied position.
 #[derive(Debug)]
 struct Lacks {
     app: Option<String>,
+    offsets: Option<Vec<(i32, Option<i64>)>>,
     position: Option<(String, u64)>,
+}
+
+/// Which writer keeps the replicas: what tells verify they have passed a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// `binlake run`: its checkpoint.
+    Run,
+    /// `binlake materialize`: its workers' coverage records.
+    Materialize,
 }
 
 /// Per table: what verify needs of it.
@@ -233,6 +250,7 @@ struct Target<'a> {
     schema: Arc<TableSchema>,
     lake: &'a Lake,
     cfg: &'a Config,
+    writer: Writer,
 }
 
 /// Runs `binlake verify`; `Ok(true)` when every table is equal.
@@ -247,21 +265,34 @@ pub async fn verify(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<bool> {
         true => None,
         false => Some(Lake::open(&cfg.lake)?),
     };
-    let lake = match lake {
-        Some(lake)
-            if lake
-                .get_json::<Checkpoint>(&crate::run::checkpoint_path(&cfg.name))
-                .await?
-                .is_some() =>
+    let mut writer = None;
+    if let Some(lake) = &lake {
+        if lake
+            .get_json::<Checkpoint>(&crate::run::checkpoint_path(&cfg.name))
+            .await?
+            .is_some()
         {
-            lake
+            writer = Some(Writer::Run);
+        } else if !binlake_lake::coverage::read_all(lake, &cfg.name)
+            .await?
+            .is_empty()
+        {
+            writer = Some(Writer::Materialize);
         }
+    }
+    let (lake, writer) = match (lake, writer) {
+        (Some(lake), Some(w)) => (lake, w),
         _ => anyhow::bail!(
-            "the lake at {} holds no checkpoint of a `binlake run` named `{}`: verify compares the replicas `run` keeps (its checkpoint tells when they have passed a position); start `binlake run` with this config first",
+            "the lake at {} holds neither a checkpoint of a `binlake run` named `{}` nor the coverage records of a `binlake materialize` of it: verify compares the replicas run or materialize keep (their records tell when the replicas have passed a position); start one of them with this config first",
             cfg.lake.root,
             cfg.name
         ),
     };
+    if args.repair && writer == Writer::Materialize {
+        anyhow::bail!(
+            "--repair reads the differing keys again through `binlake run`; for replicas that materialize keeps, read the differing tables again with `binlake snapshot --table db.t` (capture takes the request)"
+        );
+    }
     let info = probe(cfg).await?;
     let snap_cfg = SnapshotConfig {
         chunk_size: args.chunk_size.max(1),
@@ -302,6 +333,7 @@ pub async fn verify(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<bool> {
                         schema,
                         lake: &lake,
                         cfg,
+                        writer,
                     };
                     verify_table(&t, &mut reader, args, &mut report).await
                 }
@@ -390,12 +422,45 @@ async fn verify_table(
         .load(&url)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the replica disappeared"))?;
-    let app = t
-        .lake
-        .get_json::<Checkpoint>(&crate::run::checkpoint_path(&t.cfg.name))
-        .await?
-        .and_then(|cp| cp.app_id);
-    let q = Lacks { app, position: q };
+    let (app, offsets) = match t.writer {
+        Writer::Run => (
+            t.lake
+                .get_json::<Checkpoint>(&crate::run::checkpoint_path(&t.cfg.name))
+                .await?
+                .and_then(|cp| cp.app_id),
+            None,
+        ),
+        // The offsets of the topic's partitions the version holds (`txn` per partition).
+        Writer::Materialize => {
+            // A worker confirms a table once it has claimed a position record after
+            // consuming the table's topic (within a capture heartbeat of that).
+            let deadline = Instant::now() + args.timeout;
+            let c = loop {
+                let coverage = binlake_lake::coverage::read_all(t.lake, &t.cfg.name).await?;
+                if let Some(c) = coverage.table(&t.name) {
+                    break c.clone();
+                }
+                if Instant::now() > deadline {
+                    anyhow::bail!(
+                        "no materialize worker has confirmed a position of this table within {}: are capture and materialize running? (--timeout to wait longer)",
+                        humantime::format_duration(args.timeout)
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let mut offsets = Vec::new();
+            for p in 0..c.partitions {
+                let app = crate::materialize::app_id(&c.topic, p);
+                offsets.push((p, binlake_lake::table::txn_version(&replica, &app).await?));
+            }
+            (None, Some(offsets))
+        }
+    };
+    let q = Lacks {
+        app,
+        offsets,
+        position: q,
+    };
 
     // First pass: digests per chunk over the whole table.
     let whole = Bounds {
@@ -569,7 +634,10 @@ async fn replica_side(
     let target = info.gtid_position.ok_or_else(|| {
         anyhow::anyhow!("the primary reports no GTID position (MySQL: gtid_mode=ON is needed)")
     })?;
-    wait_for_run(t, &target, args.timeout).await?;
+    match t.writer {
+        Writer::Run => wait_for_run(t, &target, args.timeout).await?,
+        Writer::Materialize => wait_for_materialize(t, &target, args.timeout).await?,
+    }
     let (db, table) = t.name.split_once('.').unwrap_or((&t.name, ""));
     let changes_url = t.lake.table_url(db, table, TableKind::Changes)?;
     let changes = match t.lake.load(&changes_url).await? {
@@ -580,10 +648,11 @@ async fn replica_side(
                 }
                 None => None,
             };
-            let since = match (since, &q.position) {
-                (Some(v), _) => Since::Version(v),
-                (None, Some((file, pos))) => Since::Position(file.clone(), *pos),
-                (None, None) => Since::All,
+            let since = match (since, &q.offsets, &q.position) {
+                (Some(v), _, _) => Since::Version(v),
+                (None, Some(offsets), _) => Since::Offsets(offsets.clone()),
+                (None, None, Some((file, pos))) => Since::Position(file.clone(), *pos),
+                (None, None, None) => Since::All,
             };
             binlake_lake::verify::changes_since(&cl, &t.codec, &since).await?
         }
@@ -642,6 +711,45 @@ async fn replica_side(
 async fn probe(cfg: &Config) -> anyhow::Result<binlake_mysql::ServerInfo> {
     let mut conn = binlake_mysql::connect(&cfg.source).await?;
     Ok(binlake_mysql::ServerInfo::probe(&mut conn, &cfg.source).await?)
+}
+
+/// Waits until the materialize workers have confirmed that the table holds everything up
+/// to `target` and is past its snapshot (`binlake_lake::coverage`).
+async fn wait_for_materialize(
+    t: &Target<'_>,
+    target: &ResumePosition,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let want = match target {
+        ResumePosition::MariaDbGtids(p) => crate::wait::Target::MariaDb(p.clone()),
+        ResumePosition::MysqlGtids(s) => crate::wait::Target::Mysql(s.clone()),
+        ResumePosition::File(_) => anyhow::bail!("the primary reports no GTID position"),
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let coverage = binlake_lake::coverage::read_all(t.lake, &t.cfg.name).await?;
+        let c = coverage.table(&t.name);
+        if let Some(c) = c.filter(|c| !c.snapshot_pending) {
+            match crate::wait::covers(&c.resume, &want) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => anyhow::bail!(e),
+            }
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "the materialize workers of `{}` did not confirm the primary's position {target} for this table within {} (confirmed: {}): are capture and materialize running and caught up? (--timeout to wait longer)",
+                t.cfg.name,
+                humantime::format_duration(timeout),
+                match c {
+                    Some(c) if c.snapshot_pending => "its snapshot still in progress".to_string(),
+                    Some(c) => c.resume.clone(),
+                    None => "nothing".to_string(),
+                }
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until the run checkpoint covers `target` and the table is past its snapshot.

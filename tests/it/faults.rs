@@ -595,6 +595,11 @@ async fn capture_and_materialize_crashed_at_every_failpoint_and_a_primary_restar
     wait_change_logs(&root, &db, &want).await;
     let got = change_log_positions(&root, &db).await;
     assert_exactly_once("the change log", &want, &got);
+    // `binlake verify` proves it too (the tables and the marker table).
+    let cfg2 = cfg.clone();
+    tokio::task::spawn_blocking(move || crate::verify::assert_verified(&cfg2, TABLES.len() + 1))
+        .await
+        .unwrap();
     drop(materialize);
     drop(capture);
 }

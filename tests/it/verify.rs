@@ -408,7 +408,7 @@ async fn verify_finds_a_right_replica_equal_while_writes_go_on() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn verify_refuses_an_uncaptured_table_with_2_and_a_lake_without_a_run_with_1() {
+async fn verify_refuses_an_uncaptured_table_with_2_and_a_lake_no_writer_keeps_with_1() {
     let db = unique("it_verify_usage");
     let name = unique("itverifyusage");
     let root = std::env::temp_dir().join(unique("binlake-verify"));
@@ -419,11 +419,12 @@ async fn verify_refuses_an_uncaptured_table_with_2_and_a_lake_without_a_run_with
     assert!(err.contains("is not captured by this config"), "{err}");
     let (code, out, err) = verify(&cfg, &["--table", "no_dot"]);
     assert_eq!(code, Some(2), "{out}{err}");
-    // No `binlake run` has written this lake: nothing to compare with.
+    // Neither `binlake run` nor `binlake materialize` has written this lake: nothing to
+    // compare with.
     let (code, out, err) = verify(&cfg, &[]);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(
-        err.contains("holds no checkpoint of a `binlake run`"),
+        err.contains("holds neither a checkpoint of a `binlake run`"),
         "{err}"
     );
     assert!(!root.exists(), "verify created the lake folder");
@@ -464,4 +465,105 @@ async fn verify_names_partial_row_images_it_cannot_replay_and_passes_once_quiet(
     wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
     let (code, out, err) = verify(&cfg, &["--chunk-size", "100"]);
     assert_eq!(code, Some(0), "{out}\n{err}");
+}
+
+/// Replicas that `materialize` keeps (capture → Kafka → materialize): equal under a
+/// concurrent write workload; a primary edited behind binlake's back is reported with the
+/// exact keys; `--repair` says what to do instead (it goes through `binlake run`).
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_compares_materialize_replicas_and_names_the_keys_that_differ() {
+    let db = unique("it_verify_mat");
+    let name = unique("itverifymat");
+    let root = std::env::temp_dir().join(unique("binlake-verify"));
+    let mut c = setup_db(
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))"],
+    )
+    .await;
+    c.query_drop("INSERT INTO t SELECT seq, 0, CONCAT('row ', seq) FROM seq_1_to_4000")
+        .await
+        .unwrap();
+    let cfg = lake_config(
+        &name,
+        &db,
+        &root,
+        "[capture]\nheartbeat_interval = \"500ms\"",
+    );
+    let _capture = start("capture", &cfg);
+    let _materialize = start("materialize", &cfg);
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(&db, "", stop.clone(), |i| {
+        let id = (i * 7919) % 4500 + 1;
+        match i % 4 {
+            0 | 3 => format!("UPDATE t SET v = v + 1, note = 'u{i}' WHERE id = {id}"),
+            1 => format!("DELETE FROM t WHERE id = {id}"),
+            _ => {
+                format!("INSERT INTO t VALUES ({id}, {i}, 'i{i}') ON DUPLICATE KEY UPDATE v = {i}")
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cfg2 = cfg.clone();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || verify(&cfg2, &["--chunk-size", "250", "--json"]))
+            .await
+            .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    assert!(writes > 200, "too few concurrent writes ({writes})");
+    let t = table_json(&out, &format!("{db}.t"));
+    assert_eq!(code, Some(0), "{t}\n{err}");
+    assert_eq!(t["chunks"].as_u64().map(|n| n >= 10), Some(true), "{t}");
+
+    // The primary edited behind binlake's back (not in the binlog).
+    let present: Vec<i64> = c
+        .query("SELECT id FROM t ORDER BY id LIMIT 3")
+        .await
+        .unwrap();
+    let (changed, gone) = (present[0], present[1]);
+    c.query_drop("SET SESSION sql_log_bin = 0").await.unwrap();
+    c.query_drop(format!("UPDATE t SET v = v + 1000 WHERE id = {changed}"))
+        .await
+        .unwrap();
+    c.query_drop(format!("DELETE FROM t WHERE id = {gone}"))
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t VALUES (9000001, 1, 'new')")
+        .await
+        .unwrap();
+    c.query_drop("SET SESSION sql_log_bin = 1").await.unwrap();
+    let cfg2 = cfg.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || verify(&cfg2, &["--json"]))
+        .await
+        .unwrap();
+    let t = table_json(&out, &format!("{db}.t"));
+    assert_eq!(code, Some(1), "{t}\n{err}");
+    let keys = |what: &str| -> Vec<String> {
+        t[what]["sample"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.to_string())
+            .collect()
+    };
+    assert_eq!(
+        (keys("different"), keys("extra"), keys("missing")),
+        (
+            vec![format!("\"id={changed}\"")],
+            vec![format!("\"id={gone}\"")],
+            vec!["\"id=9000001\"".to_string()]
+        ),
+        "{t}"
+    );
+    let cfg2 = cfg.clone();
+    let (code, _, err) = tokio::task::spawn_blocking(move || verify(&cfg2, &["--repair"]))
+        .await
+        .unwrap();
+    assert!(
+        code == Some(1) && err.contains("binlake snapshot --table"),
+        "{code:?} {err}"
+    );
 }

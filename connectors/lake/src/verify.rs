@@ -340,6 +340,10 @@ pub enum Since {
     /// the replica has (a snapshot's rows share their chunk's position), which are
     /// applied again.
     Position(String, u64),
+    /// For a replica `materialize` keeps: per partition of its topic, the last Kafka
+    /// offset the replica holds (`None`: nothing of it); those after it: exact (each
+    /// batch's commits to both tables record the same offsets).
+    Offsets(Vec<(i32, Option<i64>)>),
     /// All of them.
     All,
 }
@@ -451,6 +455,29 @@ pub async fn changes_since(
         .collect();
     let filter = match from {
         Since::Version(v) => format!("WHERE \"__seq\" >= {}", (v + 1) << 32),
+        Since::Offsets(held) => {
+            let mut or: Vec<String> = held
+                .iter()
+                .map(|(p, o)| match o {
+                    Some(o) => {
+                        format!("(\"__kafka_partition\" = {p} AND \"__kafka_offset\" > {o})")
+                    }
+                    None => format!("\"__kafka_partition\" = {p}"),
+                })
+                .collect();
+            // Partitions the topic did not have when the offsets were read: all of them.
+            let known: Vec<String> = held.iter().map(|(p, _)| p.to_string()).collect();
+            if !known.is_empty() {
+                or.push(format!(
+                    "\"__kafka_partition\" NOT IN ({})",
+                    known.join(", ")
+                ));
+            }
+            match or.is_empty() {
+                true => String::new(),
+                false => format!("WHERE {}", or.join(" OR ")),
+            }
+        }
         // Binlog file names of one server sort by their sequence number (same base,
         // zero-padded); a longer name is a later file past 999999.
         Since::Position(file, pos) => format!(
