@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use binlake_lake::Lake;
-use binlake_lake::query::OutputFormat;
+use binlake_lake::query::{AsOf, OutputFormat};
 use binlake_lake::status::Checkpoint;
 use clap::{Args, ValueEnum};
 
@@ -40,15 +40,28 @@ pub struct QueryArgs {
     /// transaction stamped at or before this time (RFC 3339: 2026-11-26T10:00:00Z,
     /// 2026-11-26T15:30:00+05:30), computed from the change logs. Binlog timestamps have
     /// whole seconds: a time inside a second counts all of that second's transactions.
-    #[arg(long, value_name = "TIME", value_parser = parse_as_of)]
-    pub as_of: Option<i64>,
+    /// Or a GTID position (MariaDB `0-1-5316`, one per domain separated by commas; a MySQL
+    /// GTID set `uuid:1-77`): every table at the same source position.
+    #[arg(long, value_name = "TIME|GTID", value_parser = parse_as_of)]
+    pub as_of: Option<AsOfArg>,
 }
 
-/// `--as-of`: an RFC 3339 time, as µs since the epoch (a usage error, exit 2, otherwise).
-fn parse_as_of(t: &str) -> Result<i64, String> {
-    binlake_core::temporal::parse_rfc3339(t).ok_or_else(|| {
-        "not an RFC 3339 time with an offset, like 2026-11-26T10:00:00Z or 2026-11-26T15:30:00+05:30".to_string()
-    })
+/// `--as-of` as given: what it names, and the text (for messages).
+#[derive(Debug, Clone)]
+pub struct AsOfArg(AsOf, String);
+
+/// `--as-of`: an RFC 3339 time, or a GTID position (a usage error, exit 2, otherwise).
+fn parse_as_of(t: &str) -> Result<AsOfArg, String> {
+    if let Some(us) = binlake_core::temporal::parse_rfc3339(t) {
+        return Ok(AsOfArg(AsOf::Time(us), t.to_string()));
+    }
+    match crate::wait::parse_target(t) {
+        Ok(crate::wait::Target::MariaDb(p)) => Ok(AsOfArg(AsOf::MariaDb(p), t.to_string())),
+        Ok(crate::wait::Target::Mysql(s)) => Ok(AsOfArg(AsOf::Mysql(s), t.to_string())),
+        Err(_) => Err(
+            "neither an RFC 3339 time with an offset (2026-11-26T10:00:00Z, 2026-11-26T15:30:00+05:30) nor a GTID position (MariaDB 0-1-5316; MySQL uuid:1-77)".to_string(),
+        ),
+    }
 }
 
 /// Every table's freshness as JSON (`status --json`, `/status`).
@@ -168,28 +181,37 @@ pub async fn status(cfg: &Config, json: bool) -> Result<(), binlake_lake::Error>
 /// Runs the query and prints or writes the result.
 pub async fn query(cfg: &Config, args: &QueryArgs) -> Result<(), binlake_lake::Error> {
     let lake = Lake::open(&cfg.lake)?;
-    let ctx = binlake_lake::query::session(&lake, args.as_of).await?;
-    if let Some(t) = args.as_of {
+    let as_of = args.as_of.as_ref().map(|a| &a.0);
+    let ctx = binlake_lake::query::session(&lake, as_of).await?;
+    if let Some(AsOfArg(as_of, said)) = &args.as_of {
         let time = |us| binlake_core::temporal::format_utc_timestamp(us, 6).unwrap_or_default();
-        let before: Vec<String> = binlake_lake::query::history_starts(&ctx, &args.sql)
-            .await?
-            .into_iter()
-            .filter(|(_, start)| t < *start)
-            .map(|(table, start)| format!("{table} (from {})", time(start)))
-            .collect();
+        let before: Vec<String> = match as_of {
+            AsOf::Time(t) => binlake_lake::query::history_starts(&ctx, &args.sql)
+                .await?
+                .into_iter()
+                .filter(|(_, start)| t < start)
+                .map(|(table, start)| format!("{table} (from {})", time(start)))
+                .collect(),
+            _ => binlake_lake::query::gtid_history_gaps(&ctx, &args.sql, as_of).await?,
+        };
         if !before.is_empty() {
-            return Err(binlake_lake::Error::Query(format!(
-                "--as-of {} is before the history the lake has of {}: each change log begins with the table's snapshot, and nothing is known of the table before it; ask for a later time",
-                time(t),
-                before.join(", ")
-            )));
+            return Err(binlake_lake::Error::Query(match as_of {
+                AsOf::Time(t) => format!(
+                    "--as-of {} is before the history the lake has of {}: each change log begins with the table's snapshot, and nothing is known of the table before it; ask for a later time",
+                    time(*t),
+                    before.join(", ")
+                ),
+                _ => format!(
+                    "--as-of {said} is not known to reach the history the lake has of {}: each change log begins with the table's snapshot, and no change in it of a table the query reads lies at or after that snapshot's start; ask for a later position, or add to the query a table changed since",
+                    before.join(", ")
+                ),
+            }));
         }
-        let partial = binlake_lake::query::partial_histories(&ctx, &args.sql, t).await?;
+        let partial = binlake_lake::query::partial_histories(&ctx, &args.sql, as_of).await?;
         if !partial.is_empty() {
             return Err(binlake_lake::Error::Query(format!(
-                "--as-of cannot rebuild {} at {}: the change log holds row images that left columns out (binlog_row_image = MINIMAL or NOBLOB on the primary; see its __absent column), whose values it does not pair with them; query the current replica, or read the change log itself",
+                "--as-of cannot rebuild {} at {said}: the change log holds row images that left columns out (binlog_row_image = MINIMAL or NOBLOB on the primary; see its __absent column), whose values it does not pair with them; query the current replica, or read the change log itself",
                 partial.join(", "),
-                time(t)
             )));
         }
     }

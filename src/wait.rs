@@ -60,7 +60,7 @@ pub enum Target {
     Mysql(MysqlGtidSet),
 }
 
-fn parse_target(s: &str) -> Result<Target, String> {
+pub(crate) fn parse_target(s: &str) -> Result<Target, String> {
     let s = s.trim();
     if let Ok(p) = MariaDbGtidPos::from_str(s)
         && !p.is_empty()

@@ -1595,6 +1595,103 @@ pub(crate) fn query_cli(config: &Path, args: &[&str]) -> (Option<i32>, String, S
     )
 }
 
+/// `db.a` and `db.b` on the primary as `t,id,v` lines.
+async fn both_tables(c: &mut mysql_async::Conn, db: &str) -> Vec<String> {
+    c.query_map(
+        format!(
+            "SELECT 'a', id, v FROM {db}.a UNION ALL SELECT 'b', id, v FROM {db}.b ORDER BY 1, 2"
+        ),
+        |(t, id, v): (String, i64, i64)| format!("{t},{id},{v}"),
+    )
+    .await
+    .unwrap()
+}
+
+/// `--as-of <GTID>`: every table at the same source position (a consistent cut), also
+/// after a later snapshot of a table put newer rows (read after the position) into its
+/// change log; a position before the tables' history refused; malformed is a usage error.
+#[tokio::test(flavor = "multi_thread")]
+async fn as_of_a_gtid_answers_every_table_at_the_same_source_position() {
+    let db = unique("it_lake_asofgtid");
+    let name = unique("itlakeasofgtid");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &[
+            "CREATE TABLE a (id INT PRIMARY KEY, v INT)",
+            "CREATE TABLE b (id INT PRIMARY KEY, v INT)",
+            "INSERT INTO a VALUES (1, 0), (2, 0), (5, 0)",
+            "INSERT INTO b VALUES (1, 0), (2, 0)",
+        ],
+    )
+    .await;
+    let before: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
+    let cfg = lake_config(&name, &db, &root, "");
+    let p = start("run", &cfg);
+    let lake = lake_at(&root);
+    wait_equal(&lake, &db, "a", "id", Duration::from_secs(30)).await;
+    wait_equal(&lake, &db, "b", "id", Duration::from_secs(30)).await;
+    // One transaction over both tables: the position to query at.
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("UPDATE a SET v = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE b SET v = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    let g1: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
+    let sql = format!(
+        "SELECT 'a' AS t, id, v FROM \"{db}\".\"a\" UNION ALL SELECT 'b' AS t, id, v FROM \"{db}\".\"b\" ORDER BY t, id"
+    );
+    let at_g1 = both_tables(&mut c, &db).await;
+    for sql in [
+        "UPDATE a SET v = 2 WHERE id = 1",
+        "DELETE FROM b WHERE id = 2",
+        "INSERT INTO a VALUES (3, 3)",
+        "UPDATE a SET id = 10 WHERE id = 2",
+        "UPDATE b SET v = 2 WHERE id = 1",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    let now = both_tables(&mut c, &db).await;
+    let g2: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
+    wait_equal(&lake, &db, "a", "id", Duration::from_secs(30)).await;
+    wait_equal(&lake, &db, "b", "id", Duration::from_secs(30)).await;
+    let as_of = |g: &str| {
+        let (code, out, err) = query_cli(&cfg, &["--as-of", g, "--format", "csv", &sql]);
+        assert_eq!(code, Some(0), "--as-of {g}: {err}");
+        out.lines().skip(1).map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(as_of(&g1), at_g1, "at {g1}");
+    assert_eq!(as_of(&g2), now, "at {g2}");
+    // A snapshot of `a` read after g2 adds rows newer than g1 to its change log: they are
+    // not the state at g1 (their keys changed after g1), except where nothing changed.
+    let (code, out) = crate::snapshot::request_snapshot(&cfg, &format!("{db}.a"));
+    assert_eq!(code, Some(0), "{out}");
+    let reads = format!("SELECT count(*) AS n FROM \"{db}\".\"a__changes\" WHERE __op = 'r'");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while query_rows_or_empty(&lake, &reads, &["n"]).await != vec![vec!["7".to_string()]] {
+        assert!(
+            Instant::now() < deadline,
+            "the second snapshot of a did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(as_of(&g1), at_g1, "at {g1}, after the second snapshot");
+    assert_eq!(as_of(&g2), now, "at {g2}, after the second snapshot");
+    // Before the tables' history: refused, naming them.
+    let (code, _, err) = query_cli(&cfg, &["--as-of", &before, &sql]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("is not known to reach the history") && err.contains(&format!("{db}.a")),
+        "{err}"
+    );
+    let (code, _, err) = query_cli(&cfg, &["--as-of", "0-1-x", &sql]);
+    assert_eq!(code, Some(2), "{err}");
+    drop(p);
+}
+
 /// `--as-of`: the state at a past source time, ordered by `__seq` (a key change's delete
 /// before its create; a TRUNCATE in the same second as the changes around it); times with
 /// offsets; a time before the table's snapshot refused; a malformed time a usage error.
@@ -1627,7 +1724,9 @@ async fn as_of_answers_from_the_state_at_a_past_source_time() {
         .await
         .unwrap();
     wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
-    let ctx = binlake_lake::query::session(&lake, Some(t)).await.unwrap();
+    let ctx = binlake_lake::query::session(&lake, Some(&binlake_lake::query::AsOf::Time(t)))
+        .await
+        .unwrap();
     let then = binlake_lake::query::run(
         &ctx,
         &format!("SELECT id, v FROM \"{db}\".\"t\" ORDER BY id"),
@@ -1648,9 +1747,12 @@ async fn as_of_answers_from_the_state_at_a_past_source_time() {
     .await;
     assert_eq!(rows(&now), want(&[("2", "B"), ("4", "d"), ("10", "a")]));
     // The as-of view of the present is the replica.
-    let ctx = binlake_lake::query::session(&lake, Some(now_us() + 5_000_000))
-        .await
-        .unwrap();
+    let ctx = binlake_lake::query::session(
+        &lake,
+        Some(&binlake_lake::query::AsOf::Time(now_us() + 5_000_000)),
+    )
+    .await
+    .unwrap();
     let at_now = binlake_lake::query::run(
         &ctx,
         &format!("SELECT id, v FROM \"{db}\".\"t\" ORDER BY id"),
@@ -1719,7 +1821,7 @@ async fn as_of_answers_from_the_state_at_a_past_source_time() {
         .unwrap();
     wait_equal(&lake, &db, "t", "id", Duration::from_secs(30)).await;
     let after = now_us() + 2_000_000;
-    let ctx = binlake_lake::query::session(&lake, Some(after))
+    let ctx = binlake_lake::query::session(&lake, Some(&binlake_lake::query::AsOf::Time(after)))
         .await
         .unwrap();
     let truncated = binlake_lake::query::run(

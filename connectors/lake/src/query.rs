@@ -11,6 +11,27 @@
 //! second counts every transaction stamped with that second. A table whose change log
 //! begins with its snapshot has no history before it ([`history_starts`]): `binlake query`
 //! refuses an as-of time before that for the tables a query reads.
+//!
+//! # As of a GTID position
+//!
+//! With a GTID position G (MariaDB GTIDs, one per domain; a MySQL GTID set), every table is
+//! answered at the same source position: a consistent cut. A streamed change counts when
+//! its transaction's GTID (`__gtid`) is in G. A snapshot row (no GTID: it is the row as
+//! the chunk read it, at its high watermark W) counts unless its key has, before it in
+//! change-log order, a streamed change not in G: then W is past a change G does not hold,
+//! and the row may hold it. Otherwise the key did not change between G and W (or W is
+//! before G), so the row is the key's state at G. Then, as for a time: per key its last
+//! counted change, unless a delete, after the last counted TRUNCATE.
+//!
+//! Exact when G is a prefix of the binlog, as a GTID an application reads after its commit
+//! or `@@gtid_binlog_pos` is with one replication domain (MySQL: one server's GTIDs). With
+//! several MariaDB domains whose transactions change the same row interleaved, a row image
+//! counted may carry another domain's later change (images are whole rows).
+//!
+//! Where a table's history starts is a binlog position here: the first snapshot row's
+//! watermark. G must be known to reach it: some streamed change (of a table the query
+//! reads) in G must lie at or after it ([`gtid_history_gaps`]), else the answer would take
+//! snapshot rows read after G for the state at G.
 
 use std::sync::Arc;
 
@@ -31,9 +52,67 @@ fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// A DataFusion session with every table of the lake registered; with `as_of` (µs since
-/// the epoch), replicas are answered from their change logs as of that source time.
-pub async fn session(lake: &Lake, as_of: Option<i64>) -> Result<SessionContext> {
+/// What `--as-of` names.
+#[derive(Debug, Clone)]
+pub enum AsOf {
+    /// A source commit time, µs since the epoch.
+    Time(i64),
+    /// A MariaDB GTID position (the last GTID of each domain).
+    MariaDb(binlake_core::MariaDbGtidPos),
+    /// A MySQL GTID set.
+    Mysql(binlake_core::MysqlGtidSet),
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+impl AsOf {
+    /// SQL over a change log's columns: the change counts at this point (for a GTID
+    /// position: a streamed change whose transaction is in it; see the module docs).
+    fn counts(&self) -> String {
+        let any = |or: Vec<String>| match or.is_empty() {
+            true => "false".to_string(),
+            false => format!("COALESCE({}, false)", or.join(" OR ")),
+        };
+        match self {
+            AsOf::Time(ts) => format!("\"__commit_ts\" <= to_timestamp_micros({ts})"),
+            AsOf::MariaDb(pos) => any(
+                pos.gtids()
+                    .map(|g| {
+                        format!(
+                            "(split_part(\"__gtid\", '-', 1) = {d} AND TRY_CAST(split_part(\"__gtid\", '-', 3) AS DECIMAL(20, 0)) <= {s})",
+                            d = quote(&g.domain.to_string()),
+                            s = g.seq
+                        )
+                    })
+                    .collect(),
+            ),
+            AsOf::Mysql(set) => any(
+                set.iter_intervals()
+                    .map(|(uuid, tag, a, b)| {
+                        let sid = match tag {
+                            Some(t) => format!("{uuid}:{t}"),
+                            None => uuid.to_string(),
+                        };
+                        format!(
+                            "(lower(regexp_replace(\"__gtid\", ':[0-9]+$', '')) = {sid} AND TRY_CAST(regexp_replace(\"__gtid\", '^.*:', '') AS DECIMAL(20, 0)) BETWEEN {a} AND {b})",
+                            sid = quote(&sid.to_ascii_lowercase())
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn is_gtid(&self) -> bool {
+        !matches!(self, AsOf::Time(_))
+    }
+}
+
+/// A DataFusion session with every table of the lake registered; with `as_of`, replicas
+/// are answered from their change logs as of that source time or GTID position.
+pub async fn session(lake: &Lake, as_of: Option<&AsOf>) -> Result<SessionContext> {
     let ctx = SessionContext::new();
     let catalog = ctx
         .catalog("datafusion")
@@ -67,7 +146,7 @@ pub async fn session(lake: &Lake, as_of: Option<i64>) -> Result<SessionContext> 
                 ctx.register_table(TableReference::partial(db.clone(), table.clone()), provider)
                     .map_err(qerr)?;
             }
-            Some(ts) => {
+            Some(as_of) => {
                 let snap = r.snapshot().map_err(qerr)?;
                 let key: Vec<String> = snap
                     .metadata()
@@ -80,13 +159,31 @@ pub async fn session(lake: &Lake, as_of: Option<i64>) -> Result<SessionContext> 
                     continue;
                 }
                 let ch = format!("{}.{}", ident(&db), ident(&format!("{table}__changes")));
-                // Every change up to the time, numbered in change-log order.
-                let upto = format!(
-                    "SELECT *, row_number() OVER (ORDER BY {CHANGE_ORDER}) AS __ord FROM {ch} \
-                     WHERE \"__commit_ts\" <= to_timestamp_micros({ts})"
-                );
+                let counts = as_of.counts();
+                // Every change that counts, numbered in change-log order.
+                let upto = match as_of.is_gtid() {
+                    false => format!(
+                        "upto AS (SELECT *, row_number() OVER (ORDER BY {CHANGE_ORDER}) AS __ord FROM {ch} \
+                         WHERE {counts})"
+                    ),
+                    // A snapshot row counts unless its key has an earlier streamed change
+                    // that does not (see the module docs).
+                    true => format!(
+                        "numbered AS (SELECT *, row_number() OVER (ORDER BY {CHANGE_ORDER}) AS __ord, {counts} AS __counts FROM {ch}), \
+                         beyond AS (SELECT {keys}, min(__ord) AS __beyond FROM numbered \
+                           WHERE \"__op\" NOT IN ('r', 't') AND NOT __counts GROUP BY {keys}), \
+                         upto AS (SELECT n.* FROM numbered n LEFT JOIN beyond b ON {join} \
+                           WHERE CASE WHEN n.\"__op\" = 'r' THEN b.__beyond IS NULL OR n.__ord < b.__beyond ELSE n.__counts END)",
+                        keys = key.join(", "),
+                        join = key
+                            .iter()
+                            .map(|k| format!("n.{k} = b.{k}"))
+                            .collect::<Vec<_>>()
+                            .join(" AND "),
+                    ),
+                };
                 let sql = format!(
-                    "WITH upto AS ({upto}), \
+                    "WITH {upto}, \
                      live AS (SELECT * FROM upto WHERE \"__op\" <> 't' \
                        AND __ord > COALESCE((SELECT max(__ord) FROM upto WHERE \"__op\" = 't'), 0)) \
                      SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY __ord DESC) AS __rn FROM live) \
@@ -166,12 +263,72 @@ pub async fn history_starts(ctx: &SessionContext, sql: &str) -> Result<Vec<(Stri
     Ok(out)
 }
 
-/// The replicas `sql` reads whose change log holds, at or before `as_of` (µs), changes
+/// With `as_of` a GTID position: the replicas `sql` reads whose history (from their first
+/// snapshot row's binlog position) the position is not known to reach: no streamed change
+/// in it, of any table `sql` reads, lies at or after that row (see the module docs).
+pub async fn gtid_history_gaps(
+    ctx: &SessionContext,
+    sql: &str,
+    as_of: &AsOf,
+) -> Result<Vec<String>> {
+    let at = |batches: &[RecordBatch]| -> Option<(u64, u64)> {
+        use arrow::array::Array;
+        let b = batches.iter().find(|b| b.num_rows() > 0)?;
+        let file = arrow::compute::cast(b.column(0), &DataType::Utf8).ok()?;
+        let file = file.as_any().downcast_ref::<arrow::array::StringArray>()?;
+        let pos = arrow::compute::cast(b.column(1), &DataType::Int64).ok()?;
+        let pos = arrow::array::cast::as_primitive_array::<Int64Type>(&pos);
+        if file.is_null(0) || pos.is_null(0) {
+            return None;
+        }
+        let seq = binlake_core::position::binlog_file_sequence(file.value(0)).unwrap_or(0);
+        Some((seq, pos.value(0) as u64))
+    };
+    let counts = as_of.counts();
+    let mut reached: Option<(u64, u64)> = None;
+    let mut starts = Vec::new();
+    for (db, table, ch) in replicas_read(ctx, sql)? {
+        // The last streamed change in the position.
+        let last = run(
+            ctx,
+            &format!(
+                "SELECT \"__binlog_file\", \"__binlog_pos\" FROM {ch} WHERE \"__op\" <> 'r' AND {counts} \
+                 ORDER BY length(\"__binlog_file\") DESC, \"__binlog_file\" DESC, \"__binlog_pos\" DESC LIMIT 1"
+            ),
+        )
+        .await?;
+        reached = reached.max(at(&last));
+        // Where its history starts: its first snapshot's first row (see history_starts).
+        let first = run(
+            ctx,
+            &format!(
+                "SELECT \"__binlog_file\", \"__binlog_pos\" FROM {ch} WHERE \"__op\" = 'r' \
+                 AND (\"__seq\" IS NULL OR \"__seq\" / 4294967296 = (SELECT min(\"__seq\" / 4294967296) FROM {ch})) \
+                 ORDER BY length(\"__binlog_file\"), \"__binlog_file\", \"__binlog_pos\" LIMIT 1"
+            ),
+        )
+        .await?;
+        if let Some(start) = at(&first) {
+            starts.push((format!("{db}.{table}"), start));
+        }
+    }
+    Ok(starts
+        .into_iter()
+        .filter(|(_, start)| reached.is_none_or(|r| r < *start))
+        .map(|(t, _)| t)
+        .collect())
+}
+
+/// The replicas `sql` reads whose change log holds, at `as_of`, changes
 /// whose row images left columns out (`__absent`, `binlog_row_image = MINIMAL` or
 /// `NOBLOB`): their rows cannot be rebuilt from the change log alone (the replica merged
 /// the left-out columns from rows the change log does not pair them with, e.g. across a
 /// key change), so an as-of answer for them would be wrong.
-pub async fn partial_histories(ctx: &SessionContext, sql: &str, as_of: i64) -> Result<Vec<String>> {
+pub async fn partial_histories(
+    ctx: &SessionContext,
+    sql: &str,
+    as_of: &AsOf,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (db, table, ch) in replicas_read(ctx, sql)? {
         let provider = ctx
@@ -192,8 +349,9 @@ pub async fn partial_histories(ctx: &SessionContext, sql: &str, as_of: i64) -> R
             ctx,
             &format!(
                 "SELECT count(*) FROM {ch} WHERE \"{absent}\" IS NOT NULL \
-                 AND \"__commit_ts\" <= to_timestamp_micros({as_of})",
-                absent = crate::table::ABSENT
+                 AND {counts}",
+                absent = crate::table::ABSENT,
+                counts = as_of.counts(),
             ),
         )
         .await?;
