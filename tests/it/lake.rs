@@ -2206,6 +2206,76 @@ async fn materialize_status_says_a_table_is_still_being_snapshotted() {
     drop(capture);
 }
 
+/// With `[encoding] schemas = true` every topic a Kafka Connect `JsonConverter` with
+/// `schemas.enable=true` reads is in `{"schema", "payload"}` form and conforms to its
+/// schema: the change topics, the schema-change topic and the heartbeat topic; and
+/// materialize reads the change topics in that form into a replica equal to the primary,
+/// across an ALTER TABLE.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_connect_schemas_every_topic_conforms_and_materialize_reads_it() {
+    let db = unique("it_connect_schemas");
+    let name = unique("itconnectschemas");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &[
+            "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20), amount DECIMAL(10, 2))",
+            "INSERT INTO t VALUES (1, 'a', 1.50), (2, 'b', NULL)",
+        ],
+    )
+    .await;
+    let cfg = lake_config(
+        &name,
+        &db,
+        &root,
+        "[capture]\nheartbeat_interval = \"500ms\"\n[encoding]\nschemas = true",
+    );
+    let capture = start("capture", &cfg);
+    let m = start("materialize", &cfg);
+    let lake = lake_at(&root);
+    for sql in [
+        "INSERT INTO t VALUES (3, 'c', 3.25)".to_string(),
+        "ALTER TABLE t ADD COLUMN n INT NOT NULL DEFAULT 7".to_string(),
+        "UPDATE t SET v = 'B', n = 8 WHERE id = 2".to_string(),
+        "DELETE FROM t WHERE id = 1".to_string(),
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(60)).await;
+    let conform = |topic: &str, msgs: &[crate::capture::Msg]| {
+        for (key, value, _, _) in msgs {
+            for (part, v) in [("key", key), ("value", value)] {
+                let Some(v) = v else { continue };
+                binlake_core::debezium::connect::conforms(&v["schema"], &v["payload"])
+                    .unwrap_or_else(|e| panic!("{topic} {part}: {e}\n{v}"));
+            }
+        }
+    };
+    let data = crate::capture::wait_for_messages(&format!("{name}.{db}.t"), 6, 30).await;
+    assert!(data.len() >= 6, "{} change messages", data.len());
+    conform("change topic", &data);
+    let ddl = crate::capture::wait_for_messages(&format!("{name}.schema-changes"), 1, 30).await;
+    let alter = ddl
+        .iter()
+        .filter_map(|m| m.1.as_ref())
+        .find(|v| {
+            v["payload"]["ddl"]
+                .as_str()
+                .is_some_and(|d| d.contains("ADD COLUMN n"))
+        })
+        .unwrap_or_else(|| panic!("no ALTER in the schema-change topic: {ddl:?}"));
+    assert_eq!(
+        alter["payload"]["tableChanges"][0]["type"], "ALTER",
+        "{alter}"
+    );
+    conform("schema-change topic", &ddl);
+    let beats = crate::capture::wait_for_messages(&format!("{name}.heartbeat"), 1, 30).await;
+    assert!(!beats.is_empty(), "no heartbeat");
+    conform("heartbeat topic", &beats);
+    drop(m);
+    drop(capture);
+}
+
 /// `materialize`'s replicas answer read-your-writes and say how fresh they are like
 /// `run`'s: `status` calls a table nobody writes current (to the capture heartbeat its
 /// worker confirmed it holds everything up to) and names the position each replica holds

@@ -956,6 +956,7 @@ fn envelope_connect_schema(
     schema
 }
 
+pub mod connect;
 mod decode;
 mod schema_change;
 

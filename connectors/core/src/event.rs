@@ -176,6 +176,8 @@ pub struct SchemaChange {
     pub gtid: Option<Gtid>,
     /// Where the statement is in the binlog.
     pub position: BinlogFilePos,
+    /// The server that wrote the statement (its event header's `server_id`).
+    pub server_id: u32,
     /// Commit time on the source, µs since the epoch.
     pub ts_us: i64,
     /// The captured tables the statement created, altered or dropped, with their schema

@@ -675,9 +675,19 @@ impl CaptureWriter {
         self.begin()?;
         let topic = format!("{}.schema-changes", self.name);
         self.ensure_single_partition_topic(&topic).await?;
-        let key = serde_json::json!({"databaseName": s.database}).to_string();
-        let value =
-            binlake_core::debezium::schema_change_value(&self.opts, s, now_us() / 1000).to_string();
+        use binlake_core::debezium::connect;
+        let key = serde_json::json!({"databaseName": s.database});
+        let value = binlake_core::debezium::schema_change_value(&self.opts, s, now_us() / 1000);
+        // With `schemas = true`, in Connect's schema + payload form like the change topics,
+        // so that one converter setting reads every topic.
+        let (key, value) = match self.opts.schemas {
+            true => (
+                connect::with_schema(connect::schema_change_key_schema(&self.opts), key),
+                connect::with_schema(connect::schema_change_value_schema(&self.opts), value),
+            ),
+            false => (key, value),
+        };
+        let (key, value) = (key.to_string(), value.to_string());
         self.send(&topic, Some(key.as_bytes()), Some(value.as_bytes()), None)
             .await
     }
@@ -752,8 +762,17 @@ impl CaptureWriter {
         self.begin()?;
         let topic = format!("{}.heartbeat", self.name);
         self.ensure_single_partition_topic(&topic).await?;
-        let key = serde_json::json!({"serverName": self.name}).to_string();
-        let value = serde_json::json!({"ts_ms": now_us() / 1000}).to_string();
+        use binlake_core::debezium::connect;
+        let key = serde_json::json!({"serverName": self.name});
+        let value = serde_json::json!({"ts_ms": now_us() / 1000});
+        let (key, value) = match self.opts.schemas {
+            true => (
+                connect::with_schema(connect::heartbeat_key_schema(), key),
+                connect::with_schema(connect::heartbeat_value_schema(), value),
+            ),
+            false => (key, value),
+        };
+        let (key, value) = (key.to_string(), value.to_string());
         self.send(&topic, Some(key.as_bytes()), Some(value.as_bytes()), None)
             .await?;
         self.idle = true;

@@ -26,10 +26,13 @@ pub fn schema_change_value(opts: &DebeziumOptions, change: &SchemaChange, now_ms
             "connector": opts.flavor.connector_name(),
             "name": opts.server_name,
             "ts_ms": change.ts_us / 1000,
+            "snapshot": "false",
             "db": change.database,
+            "server_id": change.server_id,
             "gtid": change.gtid.as_ref().map(ToString::to_string),
             "file": change.position.file,
             "pos": change.position.pos,
+            "row": 0,
         },
         "ts_ms": now_ms,
         "databaseName": change.database,
@@ -180,8 +183,8 @@ mod tests {
     use crate::position::BinlogFilePos;
     use crate::schema::{Column, Flavor};
 
-    #[test]
-    fn alter_and_drop_are_described_as_debezium_does() {
+    /// An ALTER of `shop.orders` (four columns) and a DROP of `shop.old`.
+    fn example() -> SchemaChange {
         let schema = TableSchema {
             database: "shop".into(),
             table: "orders".into(),
@@ -223,11 +226,12 @@ mod tests {
             ],
             primary_key: vec![0],
         };
-        let change = SchemaChange {
+        SchemaChange {
             database: "shop".into(),
             ddl: "ALTER TABLE orders ADD note VARCHAR(40); DROP TABLE old".into(),
             gtid: None,
             position: BinlogFilePos::new("mariadb-bin.000001".to_string(), 4),
+            server_id: 1,
             ts_us: 1_700_000_000_000_000,
             tables: vec![
                 TableChange {
@@ -250,7 +254,12 @@ mod tests {
                 },
             ],
             history: None,
-        };
+        }
+    }
+
+    #[test]
+    fn alter_and_drop_are_described_as_debezium_does() {
+        let change = example();
         let opts = DebeziumOptions::new("cdc", Flavor::MariaDb);
         let v = schema_change_value(&opts, &change, 1);
         assert_eq!(v["source"]["name"], "cdc");
@@ -283,5 +292,25 @@ mod tests {
             v["tableChanges"][1],
             json!({"type": "DROP", "id": "\"shop\".\"old\"", "table": null})
         );
+    }
+
+    #[test]
+    fn schema_changes_conform_to_their_connect_schema() {
+        let change = example();
+        for flavor in [Flavor::MariaDb, Flavor::Mysql] {
+            let opts = DebeziumOptions::new("cdc", flavor);
+            let v = schema_change_value(&opts, &change, 1);
+            let schema = super::super::connect::schema_change_value_schema(&opts);
+            super::super::connect::conforms(&schema, &v).unwrap();
+            // What the schema requires of the source is there.
+            assert_eq!(
+                (
+                    &v["source"]["server_id"],
+                    &v["source"]["row"],
+                    &v["source"]["snapshot"]
+                ),
+                (&json!(1), &json!(0), &json!("false"))
+            );
+        }
     }
 }

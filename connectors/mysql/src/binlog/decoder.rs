@@ -684,6 +684,7 @@ impl Decoder {
             ddl: sql,
             gtid,
             position: BinlogFilePos::new(self.file.to_string(), start),
+            server_id: self.server_id,
             ts_us,
             tables,
             history: self.lookup.snapshot().map(Into::into),
