@@ -301,7 +301,7 @@ mod tests {
             let opts = DebeziumOptions::new("cdc", flavor);
             let v = schema_change_value(&opts, &change, 1);
             let schema = super::super::connect::schema_change_value_schema(&opts);
-            super::super::connect::conforms(&schema, &v).unwrap();
+            super::super::connect::conforms(&schema, &v).unwrap_or_else(|e| panic!("{e}"));
             // What the schema requires of the source is there.
             assert_eq!(
                 (
