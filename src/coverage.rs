@@ -38,6 +38,9 @@ pub struct Claims {
     member: String,
     /// `committed_ms` of the newest record claimed.
     claimed_ms: i64,
+    /// When the last claim was made: at most one per [`TICK`] (each asks the brokers for
+    /// high watermarks, while capture may commit many records a second).
+    claimed_at: Instant,
     pending: VecDeque<Claim>,
     /// Per partition, the offset below which everything consumed is in the tables.
     settled: HashMap<Part, i64>,
@@ -73,6 +76,7 @@ impl Claims {
             name: name.to_string(),
             member: member.to_string(),
             claimed_ms: 0,
+            claimed_at: Instant::now() - TICK,
             pending: VecDeque::new(),
             settled: HashMap::new(),
             mine: HashMap::new(),
@@ -109,7 +113,10 @@ impl Claims {
         lake: &Lake,
     ) -> Result<(), MaterializeError> {
         let newest = self.follower.latest()?.cloned();
-        if let Some(record) = newest.filter(|r| r.committed_ms > self.claimed_ms) {
+        if let Some(record) = newest
+            .filter(|r| r.committed_ms > self.claimed_ms)
+            .filter(|_| self.claimed_at.elapsed() >= TICK)
+        {
             // Read the record first, then the ends: every record of its transaction was
             // appended before it was committed, so it lies below the ends asked now.
             let parts: Vec<Part> = consumer
@@ -120,6 +127,7 @@ impl Claims {
             if !parts.is_empty() {
                 let ends = consumer.end_offsets(&parts).await?;
                 self.claimed_ms = record.committed_ms;
+                self.claimed_at = Instant::now();
                 self.pending.push_back(Claim { record, ends });
                 // Newer claims cover more; the oldest go first when too many wait.
                 while self.pending.len() > 8 {

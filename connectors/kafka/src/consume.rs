@@ -110,6 +110,8 @@ pub struct ChangeConsumer {
     strings: HashMap<String, Arc<str>>,
     /// A client for high watermarks ([`ChangeConsumer::end_offsets`]).
     watermarks: Arc<BaseConsumer<crate::capture::QuietEof>>,
+    /// Partitions per topic, as first asked.
+    partition_counts: HashMap<String, i32>,
 }
 
 /// A message copied out of librdkafka's buffer, not decoded yet.
@@ -189,6 +191,7 @@ impl ChangeConsumer {
             codecs: Arc::new(HashMap::new()),
             strings: HashMap::new(),
             watermarks: Arc::new(watermarks),
+            partition_counts: HashMap::new(),
         })
     }
 
@@ -212,7 +215,7 @@ impl ChangeConsumer {
     /// The high watermark (read_uncommitted) of each of `parts`, and how many partitions
     /// its topic has.
     pub async fn end_offsets(
-        &self,
+        &mut self,
         parts: &[(String, i32)],
     ) -> Result<HashMap<(String, i32), (i64, i32)>> {
         let mut tpl = TopicPartitionList::new();
@@ -222,17 +225,20 @@ impl ChangeConsumer {
         }
         let w = self.watermarks.clone();
         let timeout = self.kafka.request_timeout;
-        let topics: Vec<String> = {
-            let mut t: Vec<String> = parts.iter().map(|(t, _)| t.clone()).collect();
-            t.sort();
-            t.dedup();
-            t
-        };
-        tokio::task::spawn_blocking(move || {
+        // Partition counts are asked once per topic and assignment (partitions added to a
+        // topic rebalance the group, which clears them: see `take_assignments`).
+        let mut counts = self.partition_counts.clone();
+        let mut topics: Vec<String> = parts
+            .iter()
+            .map(|(t, _)| t.clone())
+            .filter(|t| !counts.contains_key(t))
+            .collect();
+        topics.sort();
+        topics.dedup();
+        let (ends, counts) = tokio::task::spawn_blocking(move || {
             let ends = w
                 .offsets_for_times(tpl, timeout)
                 .map_err(|e| Error::client("end offsets", &e))?;
-            let mut counts = HashMap::new();
             for t in &topics {
                 let md = w
                     .fetch_metadata(Some(t), timeout)
@@ -243,24 +249,27 @@ impl ChangeConsumer {
                     .map_or(0, |m| m.partitions().len() as i32);
                 counts.insert(t.clone(), n);
             }
-            Ok(ends
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some((
-                        (e.topic().to_string(), e.partition()),
-                        (o, counts.get(e.topic()).copied().unwrap_or(0)),
-                    )),
-                    _ => None,
-                })
-                .collect())
+            Ok::<_, Error>((ends, counts))
         })
         .await
         .map_err(|e| Error::Client {
             operation: "end offsets".into(),
             reason: e.to_string(),
             transient: true,
-        })?
+        })??;
+        let out = ends
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((
+                    (e.topic().to_string(), e.partition()),
+                    (o, counts.get(e.topic()).copied().unwrap_or(0)),
+                )),
+                _ => None,
+            })
+            .collect();
+        self.partition_counts = counts;
+        Ok(out)
     }
 
     /// `(db, table)` of a change topic: the table whose topic it is among the schemas
@@ -283,13 +292,19 @@ impl ChangeConsumer {
     }
 
     /// Assignment changes since the last call.
-    pub fn take_assignments(&self) -> Vec<Assignment> {
-        self.consumer
+    pub fn take_assignments(&mut self) -> Vec<Assignment> {
+        let changes: Vec<Assignment> = self
+            .consumer
             .context()
             .0
             .lock()
             .map(|mut l| std::mem::take(&mut *l))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // Partitions added to a topic rebalance the group: ask the counts again.
+        if !changes.is_empty() {
+            self.partition_counts.clear();
+        }
+        changes
     }
 
     /// The next messages, decoded: waits for one (until `deadline`, then returns none),
