@@ -62,6 +62,34 @@ request_timeout = "soon"
     assert!(!stderr.contains("s3cr3t-value"), "{stderr}");
 }
 
+/// `[source.masking]` mistakes: a hash without its salt, zero characters, a bad pattern.
+#[test]
+fn validate_names_masking_mistakes() {
+    let path = write_config(
+        r#"
+name = "shop"
+[source]
+host = "127.0.0.1"
+user = "binlake"
+[source.masking]
+mask_with_chars = { "shop.users.phone" = 0 }
+truncate_to_chars = { "shop.[users.notes" = 10 }
+hash_sha256 = ["shop.users.email"]
+"#,
+    );
+    let out = binlake().arg("validate").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "3 problems",
+        "source.masking.mask_with_chars.\"shop.users.phone\"",
+        "source.masking.hash_salt: hash_sha256 needs a salt",
+        "`shop.[users.notes` is not a valid pattern",
+    ] {
+        assert!(stderr.contains(needle), "missing `{needle}` in:\n{stderr}");
+    }
+}
+
 #[test]
 fn validate_never_echoes_a_malformed_or_unterminated_secret_and_exits_2() {
     for (text, secret) in [

@@ -2206,6 +2206,123 @@ async fn materialize_status_says_a_table_is_still_being_snapshotted() {
     drop(capture);
 }
 
+/// `[source.masking]`: masked text columns never reach Kafka or the lake in the clear,
+/// for snapshot rows and streamed changes alike (capture → Kafka → materialize); the salt
+/// is never logged; a rule that matches a non-text column stops capture naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn masked_columns_never_leave_binlake_in_the_clear() {
+    use binlake_core::Value;
+    use binlake_core::masking::Mask;
+    let db = unique("it_masking");
+    let name = unique("itmasking");
+    let root = std::env::temp_dir().join(unique("binlake-lake"));
+    let mut c = setup_db(
+        &db,
+        &[
+            "CREATE TABLE users (id INT PRIMARY KEY, email VARCHAR(80), ssn CHAR(11), bio TEXT, age INT)",
+            "INSERT INTO users VALUES (1, 'alice@example.com', '123-45-6789', 'a long story about alice', 30)",
+        ],
+    )
+    .await;
+    let salt = "s3cret-pepper";
+    let rules = format!(
+        "[source.masking]\nmask_with_chars = {{ \"{db}.users.email\" = 6 }}\ntruncate_to_chars = {{ \"{db}.*.bio\" = 6 }}\nhash_sha256 = [\"{db}.users.ssn\"]\nhash_salt = \"{salt}\"\n"
+    );
+    // `[source.masking]` goes after `[lake]` in the file: a table of its own.
+    let cfg = lake_config(&name, &db, &root, &rules);
+    let capture = start("capture", &cfg);
+    let m = start("materialize", &cfg);
+    c.query_drop(
+        "INSERT INTO users VALUES (2, 'bob@example.com', '987-65-4321', 'bob was here', NULL)",
+    )
+    .await
+    .unwrap();
+    c.query_drop("UPDATE users SET email = 'alice@new.example', age = 31 WHERE id = 1")
+        .await
+        .unwrap();
+    let hash = |v: &str| {
+        let mut v = Value::String(v.into());
+        Mask::Sha256 { salt: salt.into() }.apply(&mut v);
+        match v {
+            Value::String(s) => s,
+            _ => unreachable!(),
+        }
+    };
+    let want = vec![
+        vec![
+            "1".to_string(),
+            "******".into(),
+            hash("123-45-6789"),
+            "a long".into(),
+            "31".into(),
+        ],
+        vec![
+            "2".to_string(),
+            "******".into(),
+            hash("987-65-4321"),
+            "bob wa".into(),
+            "NULL".into(),
+        ],
+    ];
+    let lake = lake_at(&root);
+    let sql = format!("SELECT id, email, ssn, bio, age FROM \"{db}\".\"users\" ORDER BY id");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = query_rows_or_empty(&lake, &sql, &["id", "email", "ssn", "bio", "age"]).await;
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Neither the topic nor the change log holds a clear value; the salt is in no log.
+    let msgs = crate::capture::wait_for_messages(&format!("{name}.{db}.users"), 3, 30).await;
+    let text: String = msgs
+        .iter()
+        .filter_map(|m| m.1.as_ref())
+        .map(|v| v.to_string())
+        .collect();
+    let changes = query_rows_or_empty(
+        &lake,
+        &format!("SELECT email, ssn, bio FROM \"{db}\".\"users__changes\""),
+        &["email", "ssn", "bio"],
+    )
+    .await;
+    let changes = format!("{changes:?}");
+    for clear in ["example", "123-45", "987-65", "long story", "was here"] {
+        assert!(!text.contains(clear), "`{clear}` in the topic: {text}");
+        assert!(
+            !changes.contains(clear),
+            "`{clear}` in the change log: {changes}"
+        );
+    }
+    let (_, clog) = tokio::task::spawn_blocking(move || capture.terminate(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(!clog.contains(salt), "the salt was logged:\n{clog}");
+    drop(m);
+
+    // A rule that matches an INT column: capture stops and names it.
+    let bad = lake_config(
+        &unique("itmaskingbad"),
+        &db,
+        &std::env::temp_dir().join(unique("binlake-lake")),
+        &format!("[source.masking]\nmask_with_chars = {{ \"{db}.users.a*\" = 3 }}\n"),
+    );
+    let (code, log) = tokio::task::spawn_blocking(move || {
+        CaptureProcess::start_command("capture", &bad).wait_exit(Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        code == Some(1)
+            && last.contains(&format!("{db}.users.age"))
+            && last.contains("text columns"),
+        "{code:?}: {last}"
+    );
+}
+
 /// With `[encoding] schemas = true` every topic a Kafka Connect `JsonConverter` with
 /// `schemas.enable=true` reads is in `{"schema", "payload"}` form and conforms to its
 /// schema: the change topics, the schema-change topic and the heartbeat topic; and

@@ -23,6 +23,7 @@ pub mod debezium;
 pub mod error;
 pub mod event;
 pub mod failpoint;
+pub mod masking;
 pub mod position;
 pub mod schema;
 pub mod temporal;

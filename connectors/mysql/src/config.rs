@@ -68,6 +68,10 @@ pub struct SourceConfig {
     /// primary key; the columns must be unique and NOT NULL.
     #[serde(default)]
     pub key_columns: BTreeMap<String, Vec<String>>,
+    /// Text columns whose values are masked where they are read, so the original never
+    /// leaves binlake (see `binlake_core::masking`).
+    #[serde(default)]
+    pub masking: MaskingConfig,
     /// Where to start reading when binlake has no recorded position yet: `end` (the
     /// default: changes from now on), or a position: `file:mysql-bin.000042:4`,
     /// `mariadb-gtid:0-1-100` or `gtid:<MySQL GTID set>`.
@@ -105,6 +109,44 @@ pub enum TlsMode {
     VerifyIdentity,
 }
 
+/// `[source.masking]`: `db.table.column` glob patterns of text columns (the first rule
+/// that matches a column applies: hash, then mask, then truncate).
+///
+/// ```toml
+/// [source.masking]
+/// mask_with_chars = { "shop.users.email" = 8 }    # 8 asterisks
+/// truncate_to_chars = { "shop.*.notes" = 100 }    # the first 100 characters
+/// hash_sha256 = ["shop.users.ssn"]                # hex SHA-256 of salt + value
+/// hash_salt = "${BINLAKE_MASK_SALT}"
+/// ```
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// Pattern → the number of `*` that replace every value.
+    #[serde(default)]
+    pub mask_with_chars: BTreeMap<String, usize>,
+    /// Pattern → the number of characters kept.
+    #[serde(default)]
+    pub truncate_to_chars: BTreeMap<String, usize>,
+    /// Patterns of columns replaced by the hex SHA-256 of `hash_salt` and the value.
+    #[serde(default)]
+    pub hash_sha256: Vec<String>,
+    /// The salt of `hash_sha256` (a secret: never logged).
+    #[serde(default)]
+    pub hash_salt: Option<Secret>,
+}
+
+impl std::fmt::Debug for MaskingConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaskingConfig")
+            .field("mask_with_chars", &self.mask_with_chars)
+            .field("truncate_to_chars", &self.truncate_to_chars)
+            .field("hash_sha256", &self.hash_sha256)
+            .field("hash_salt", &self.hash_salt.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for SourceConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SourceConfig")
@@ -118,6 +160,7 @@ impl std::fmt::Debug for SourceConfig {
             .field("exclude", &self.exclude)
             .field("exclude_columns", &self.exclude_columns)
             .field("key_columns", &self.key_columns)
+            .field("masking", &self.masking)
             .field("start", &self.start)
             .field("tls", &self.tls)
             .field("tls_ca", &self.tls_ca)
@@ -141,6 +184,7 @@ impl SourceConfig {
             exclude: Vec::new(),
             exclude_columns: Vec::new(),
             key_columns: BTreeMap::new(),
+            masking: MaskingConfig::default(),
             start: None,
             tls: TlsMode::default(),
             tls_ca: None,
@@ -212,10 +256,40 @@ impl SourceConfig {
                 );
             }
         }
+        let m = &self.masking;
+        for (field, rules) in [
+            ("mask_with_chars", &m.mask_with_chars),
+            ("truncate_to_chars", &m.truncate_to_chars),
+        ] {
+            for (p, n) in rules {
+                problems.check_range(
+                    &format!("{path}.masking"),
+                    &format!("{field}.{p:?}"),
+                    *n,
+                    1..=65_535,
+                    "characters",
+                );
+            }
+        }
+        if !m.hash_sha256.is_empty() && m.hash_salt.as_ref().is_none_or(|s| s.expose().is_empty()) {
+            problems.push(
+                &format!("{path}.masking"),
+                "hash_salt",
+                "hash_sha256 needs a salt, a secret: e.g. hash_salt = \"${BINLAKE_MASK_SALT}\"",
+            );
+        }
+        let mask_patterns: Vec<String> = m
+            .mask_with_chars
+            .keys()
+            .chain(m.truncate_to_chars.keys())
+            .chain(&m.hash_sha256)
+            .cloned()
+            .collect();
         for (field, patterns) in [
             ("include", &self.include),
             ("exclude", &self.exclude),
             ("exclude_columns", &self.exclude_columns),
+            ("masking", &mask_patterns),
         ] {
             for (i, p) in patterns.iter().enumerate() {
                 if let Err(e) = glob::Pattern::new(p) {
@@ -243,6 +317,7 @@ impl SourceConfig {
         // validate() has checked the patterns.
         crate::binlog::Filter::new(&self.include, &self.exclude, &self.exclude_columns)
             .and_then(|f| f.with_key_columns(&self.key_columns))
+            .and_then(|f| f.with_masking(&self.masking))
             .unwrap_or_default()
     }
 

@@ -273,6 +273,8 @@ pub struct ChunkReader {
     opts: Arc<DebeziumOptions>,
     status_query: &'static str,
     flavor: Flavor,
+    /// The source's filter: its column masks apply to the rows read.
+    filter: Arc<crate::binlog::Filter>,
 }
 
 impl std::fmt::Debug for ChunkReader {
@@ -370,6 +372,7 @@ impl ChunkReader {
                 opts,
                 status_query,
                 flavor,
+                filter: Arc::new(filter),
             },
             tables,
         ))
@@ -385,6 +388,7 @@ impl ChunkReader {
             opts: self.opts.clone(),
             status_query: self.status_query,
             flavor: self.flavor,
+            filter: self.filter.clone(),
         })
     }
 
@@ -650,6 +654,18 @@ impl ChunkReader {
                     reason,
                 })?;
             out.push(row);
+        }
+        let masks = self
+            .filter
+            .masks_for(&schema)
+            .map_err(|reason| Error::Unexpected {
+                target: "snapshot".into(),
+                reason,
+            })?;
+        if let Some(masks) = &masks {
+            for row in &mut out {
+                binlake_core::masking::apply(masks, row);
+            }
         }
         let cut_at = if !keyless && n == self.cfg.chunk_size {
             out.last()

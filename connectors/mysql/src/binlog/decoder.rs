@@ -821,6 +821,9 @@ impl Decoder {
             filter.apply_key(&mut schema);
             def.schema = Arc::new(schema);
         }
+        def.masks = filter
+            .masks_for(&def.schema)
+            .map_err(|e| self.err(start, Some(&format!("{db}.{table}")), e))?;
         self.by_name
             .insert((db.into_owned(), table.into_owned()), def.schema.clone());
         self.tables.insert(
@@ -910,7 +913,7 @@ impl Decoder {
         let query = self.txn.as_ref().and_then(|t| t.query.clone());
         while c.remaining() > 0 {
             let left = c.remaining();
-            let before = match &before_cols {
+            let mut before = match &before_cols {
                 Some(present) => Some(
                     decode_image(&def, &mut c, present, false, None)
                         .map_err(|e| self.err(start, Some(&qualified()), e.0))?,
@@ -938,6 +941,12 @@ impl Decoder {
                 && let Some(row) = after.as_mut()
             {
                 fill_defaults(&def.schema, row);
+            }
+            // Masked columns (after the after-image took what it lacks from the before).
+            if let Some(masks) = &def.masks {
+                for row in [before.as_mut(), after.as_mut()].into_iter().flatten() {
+                    binlake_core::masking::apply(masks, row);
+                }
             }
             let (txn_info, gtid, ts_us) = match self.txn.as_mut() {
                 Some(t) => {

@@ -11,10 +11,15 @@
 //! primary key: the message key, the snapshot's chunking order and the lake replica's
 //! identity. They must be unique and NOT NULL; a table that lacks one of them keeps its
 //! own key.
+//!
+//! Masked columns (`[source.masking]`, `db.table.column` patterns of text columns) have
+//! their values replaced where rows are read (binlog and snapshot), see
+//! `binlake_core::masking`.
 
 use std::collections::BTreeMap;
 
-use binlake_core::TableSchema;
+use binlake_core::masking::Mask;
+use binlake_core::{ColumnType, TableSchema};
 use glob::{MatchOptions, Pattern};
 
 const SYSTEM_SCHEMAS: &[&str] = &["mysql", "sys", "information_schema", "performance_schema"];
@@ -27,6 +32,8 @@ pub struct Filter {
     exclude_columns: Vec<Pattern>,
     /// Configured key columns: the first matching pattern wins.
     keys: Vec<(Pattern, Vec<String>)>,
+    /// Masked columns (`db.table.column` patterns): the first matching rule wins.
+    masks: Vec<(Pattern, Mask)>,
     /// Also the server's own schemas (for `binlake binlog dump`).
     system: bool,
 }
@@ -54,8 +61,63 @@ impl Filter {
             exclude: compile(exclude)?,
             exclude_columns: compile(exclude_columns)?,
             keys: Vec::new(),
+            masks: Vec::new(),
             system: false,
         })
+    }
+
+    /// The same filter with column masking (`[source.masking]`).
+    pub fn with_masking(mut self, cfg: &crate::config::MaskingConfig) -> Result<Self, String> {
+        let pattern = |p: &str| Pattern::new(p).map_err(|e| format!("invalid pattern `{p}`: {e}"));
+        let salt: std::sync::Arc<str> = cfg
+            .hash_salt
+            .as_ref()
+            .map(|s| s.expose())
+            .unwrap_or_default()
+            .into();
+        for p in &cfg.hash_sha256 {
+            self.masks
+                .push((pattern(p)?, Mask::Sha256 { salt: salt.clone() }));
+        }
+        for (p, n) in &cfg.mask_with_chars {
+            self.masks.push((pattern(p)?, Mask::Chars(*n)));
+        }
+        for (p, n) in &cfg.truncate_to_chars {
+            self.masks.push((pattern(p)?, Mask::Truncate(*n)));
+        }
+        Ok(self)
+    }
+
+    /// The masks of `schema`'s columns (`None` when no column is masked); an error when a
+    /// rule matches a key column (the key identifies the row) or a column that is not
+    /// text.
+    pub fn masks_for(&self, schema: &TableSchema) -> Result<Option<Vec<Option<Mask>>>, String> {
+        if self.masks.is_empty() {
+            return Ok(None);
+        }
+        let mut any = false;
+        let mut out = Vec::with_capacity(schema.columns.len());
+        for (i, c) in schema.columns.iter().enumerate() {
+            let name = format!("{}.{}.{}", schema.database, schema.table, c.name);
+            let Some((p, m)) = self.masks.iter().find(|(p, _)| p.matches_with(&name, OPTS)) else {
+                out.push(None);
+                continue;
+            };
+            if schema.primary_key.contains(&i) {
+                return Err(format!(
+                    "[source.masking] `{p}` matches {name}, a column of the table's key: the key identifies the row and cannot be masked; narrow the pattern (or exclude the column from the key with [source] key_columns)"
+                ));
+            }
+            if !matches!(c.ty, ColumnType::String { .. }) {
+                return Err(format!(
+                    "[source.masking] `{p}` matches {name}, a {} column: masking applies to text columns (CHAR, VARCHAR, TEXT); narrow the pattern, or leave the column out with [source] exclude_columns",
+                    c.ty.sql_name()
+                ));
+            }
+            any = true;
+            out.push(Some(m.clone()));
+        }
+        Ok(any.then_some(out))
     }
 
     /// The same filter with configured key columns: `db.table` pattern → columns.
@@ -250,6 +312,70 @@ mod tests {
         assert!(f.column_excluded("crm", "users", "password_hash"));
         assert!(!f.column_excluded("crm", "users", "email"));
         assert!(Filter::new(&["[".into()], &[], &[]).is_err());
+    }
+
+    #[test]
+    fn masks_apply_to_text_columns_outside_the_key_and_name_what_they_cannot_mask() {
+        use binlake_core::masking::Mask;
+        use binlake_core::{Column, ColumnType};
+        let text = || ColumnType::String {
+            kind: binlake_core::schema::StringKind::VarChar,
+            length: 80,
+            charset: "utf8mb4".into(),
+            json: false,
+        };
+        let schema = TableSchema {
+            database: "shop".into(),
+            table: "users".into(),
+            columns: vec![
+                Column::new(
+                    "id",
+                    ColumnType::Integer {
+                        bits: 32,
+                        unsigned: false,
+                    },
+                    false,
+                ),
+                Column::new("email", text(), true),
+                Column::new(
+                    "age",
+                    ColumnType::Integer {
+                        bits: 32,
+                        unsigned: false,
+                    },
+                    true,
+                ),
+            ],
+            primary_key: vec![0],
+        };
+        let cfg = |rule: &str| crate::config::MaskingConfig {
+            mask_with_chars: BTreeMap::from([(rule.to_string(), 4)]),
+            ..Default::default()
+        };
+        let f = Filter::default()
+            .with_masking(&cfg("shop.users.email"))
+            .unwrap_or_default();
+        assert_eq!(
+            f.masks_for(&schema),
+            Ok(Some(vec![None, Some(Mask::Chars(4)), None]))
+        );
+        let f = Filter::default()
+            .with_masking(&cfg("shop.other.*"))
+            .unwrap_or_default();
+        assert_eq!(f.masks_for(&schema), Ok(None));
+        let f = Filter::default()
+            .with_masking(&cfg("shop.users.*"))
+            .unwrap_or_default();
+        let e = f.masks_for(&schema).err().unwrap_or_default();
+        assert!(e.contains("shop.users.id") && e.contains("key"), "{e}");
+        let f = Filter::default()
+            .with_masking(&cfg("shop.users.age"))
+            .unwrap_or_default();
+        let e = f.masks_for(&schema).err().unwrap_or_default();
+        assert!(
+            e.contains("shop.users.age") && e.contains("text columns"),
+            "{e}"
+        );
     }
 
     #[test]

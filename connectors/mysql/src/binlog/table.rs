@@ -54,6 +54,8 @@ pub struct TableDef {
     pub projection: Vec<Option<usize>>,
     /// Whether names came from the table map (`binlog_row_metadata=FULL`).
     pub full_metadata: bool,
+    /// Per column of `schema`, its mask (`[source.masking]`); `None` when none is masked.
+    pub masks: Option<Vec<Option<binlake_core::masking::Mask>>>,
 }
 
 /// Whether a `flavor` server lists a column of table-map type `ty` (ENUM and SET already
@@ -327,6 +329,7 @@ pub fn table_def(
         decoders,
         projection,
         full_metadata,
+        masks: None,
     })
 }
 
