@@ -634,10 +634,7 @@ async fn replica_side(
     let target = info.gtid_position.ok_or_else(|| {
         anyhow::anyhow!("the primary reports no GTID position (MySQL: gtid_mode=ON is needed)")
     })?;
-    match t.writer {
-        Writer::Run => wait_for_run(t, &target, args.timeout).await?,
-        Writer::Materialize => wait_for_materialize(t, &target, args.timeout).await?,
-    }
+    wait_for_replicas(t, &target, args.timeout).await?;
     let (db, table) = t.name.split_once('.').unwrap_or((&t.name, ""));
     let changes_url = t.lake.table_url(db, table, TableKind::Changes)?;
     let changes = match t.lake.load(&changes_url).await? {
@@ -713,9 +710,10 @@ async fn probe(cfg: &Config) -> anyhow::Result<binlake_mysql::ServerInfo> {
     Ok(binlake_mysql::ServerInfo::probe(&mut conn, &cfg.source).await?)
 }
 
-/// Waits until the materialize workers have confirmed that the table holds everything up
-/// to `target` and is past its snapshot (`binlake_lake::coverage`).
-async fn wait_for_materialize(
+/// Waits until the replicas' writer has confirmed that the table holds everything up to
+/// `target` and is past its snapshot: `binlake run`'s checkpoint, or for `materialize` the
+/// table's coverage record (`binlake_lake::coverage`).
+async fn wait_for_replicas(
     t: &Target<'_>,
     target: &ResumePosition,
     timeout: Duration,
@@ -727,53 +725,30 @@ async fn wait_for_materialize(
     };
     let deadline = Instant::now() + timeout;
     loop {
-        let coverage = binlake_lake::coverage::read_all(t.lake, &t.cfg.name).await?;
-        let c = coverage.table(&t.name);
-        if let Some(c) = c.filter(|c| !c.snapshot_pending) {
-            match crate::wait::covers(&c.resume, &want) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => anyhow::bail!(e),
+        // Where the writer says the table is: its position (empty: none yet) and whether
+        // its snapshot is still in progress.
+        let (resume, pending) = match t.writer {
+            Writer::Run => {
+                let cp: Option<Checkpoint> = t
+                    .lake
+                    .get_json(&crate::run::checkpoint_path(&t.cfg.name))
+                    .await?;
+                (
+                    cp.as_ref()
+                        .and_then(|c| c.resume.clone())
+                        .unwrap_or_default(),
+                    cp.as_ref()
+                        .is_some_and(|c| c.snapshot_pending().contains(&t.name)),
+                )
             }
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "the materialize workers of `{}` did not confirm the primary's position {target} for this table within {} (confirmed: {}): are capture and materialize running and caught up? (--timeout to wait longer)",
-                t.cfg.name,
-                humantime::format_duration(timeout),
-                match c {
-                    Some(c) if c.snapshot_pending => "its snapshot still in progress".to_string(),
-                    Some(c) => c.resume.clone(),
-                    None => "nothing".to_string(),
-                }
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until the run checkpoint covers `target` and the table is past its snapshot.
-async fn wait_for_run(
-    t: &Target<'_>,
-    target: &ResumePosition,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let want = match target {
-        ResumePosition::MariaDbGtids(p) => crate::wait::Target::MariaDb(p.clone()),
-        ResumePosition::MysqlGtids(s) => crate::wait::Target::Mysql(s.clone()),
-        ResumePosition::File(_) => anyhow::bail!("the primary reports no GTID position"),
-    };
-    let path = crate::run::checkpoint_path(&t.cfg.name);
-    let deadline = Instant::now() + timeout;
-    loop {
-        let cp: Option<Checkpoint> = t.lake.get_json(&path).await?;
-        let resume = cp
-            .as_ref()
-            .and_then(|c| c.resume.clone())
-            .unwrap_or_default();
-        let pending = cp
-            .as_ref()
-            .is_some_and(|c| c.snapshot_pending().contains(&t.name));
+            Writer::Materialize => {
+                let coverage = binlake_lake::coverage::read_all(t.lake, &t.cfg.name).await?;
+                coverage
+                    .table(&t.name)
+                    .map(|c| (c.resume.clone(), c.snapshot_pending))
+                    .unwrap_or_default()
+            }
+        };
         if !resume.is_empty() && !pending {
             match crate::wait::covers(&resume, &want) {
                 Ok(true) => return Ok(()),
@@ -783,8 +758,14 @@ async fn wait_for_run(
         }
         if Instant::now() > deadline {
             anyhow::bail!(
-                "the run `{}` did not reach the primary's position {target} within {} (it is at {}{}): is `binlake run` running and caught up? (--timeout to wait longer)",
-                t.cfg.name,
+                "{} did not reach the primary's position {target} within {} (it is at {}{}): {} (--timeout to wait longer)",
+                match t.writer {
+                    Writer::Run => format!("the run `{}`", t.cfg.name),
+                    Writer::Materialize => format!(
+                        "the table's replica, as the materialize workers of `{}` confirmed it,",
+                        t.cfg.name
+                    ),
+                },
                 humantime::format_duration(timeout),
                 match resume.is_empty() {
                     true => "no position",
@@ -793,6 +774,10 @@ async fn wait_for_run(
                 match pending {
                     true => ", the table's snapshot still in progress",
                     false => "",
+                },
+                match t.writer {
+                    Writer::Run => "is `binlake run` running and caught up?",
+                    Writer::Materialize => "are capture and materialize running and caught up?",
                 }
             );
         }
