@@ -462,6 +462,26 @@ fn crashed_at(p: CaptureProcess, failpoint: &str) {
     );
 }
 
+/// `binlake wait --config cfg args…`: exit code and stderr.
+fn wait_cli(cfg: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
+        .args(["wait", "--config"])
+        .arg(cfg)
+        .args(args)
+        .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `GET path` from the HTTP endpoint at `addr`, off the async threads.
+fn http_get(addr: String, path: String) -> tokio::task::JoinHandle<(u16, String)> {
+    tokio::task::spawn_blocking(move || crate::http::get(&addr, &path))
+}
+
 /// `binlake wait --gtid` and `GET /wait?gtid=`: return once the replicas hold the GTID of
 /// a commit (the row is then in the replica), time out (exit 1, 408) on a GTID not
 /// reached, and refuse a table the config does not capture or a malformed GTID (exit 2,
@@ -482,23 +502,8 @@ async fn wait_returns_once_the_replica_holds_a_commit() {
     let cfg = lake_config(&name, &db, &root, &format!("[http]\nlisten = \"{addr}\""));
     let p = start("run", &cfg);
     let lake = lake_at(&root);
-    let wait = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-            .args(["wait", "--config"])
-            .arg(&cfg)
-            .args(args)
-            .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let get = |path: String| {
-        let addr = addr.clone();
-        tokio::task::spawn_blocking(move || crate::http::get(&addr, &path))
-    };
+    let wait = |args: &[&str]| wait_cli(&cfg, args);
+    let get = |path: String| http_get(addr.clone(), path);
     let table = format!("{db}.t");
     for i in 1..=6 {
         c.query_drop(format!("INSERT INTO t VALUES ({i}, {i})"))
@@ -2473,23 +2478,8 @@ async fn materialize_answers_wait_and_calls_idle_tables_current() {
         "{status}"
     );
 
-    let wait = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_binlake"))
-            .args(["wait", "--config"])
-            .arg(&cfg_m)
-            .args(args)
-            .env("BINLAKE_IT_MYSQL_PASSWORD", "binlake")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let get = |path: String| {
-        let addr = addr.clone();
-        tokio::task::spawn_blocking(move || crate::http::get(&addr, &path))
-    };
+    let wait = |args: &[&str]| wait_cli(&cfg_m, args);
+    let get = |path: String| http_get(addr.clone(), path);
     let row = |id: i64| {
         let lake = &lake;
         let sql = format!("SELECT id FROM \"{db}\".\"busy\" WHERE id = {id}");
