@@ -19,6 +19,9 @@ use crate::materialize::MaterializeError;
 /// How often an idle worker looks at its claims.
 pub const TICK: Duration = Duration::from_millis(200);
 
+/// How often a worker writes its coverage record at most (object stores bill writes).
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+
 /// Records of workers silent this long are removed when a worker starts.
 const STALE_US: i64 = 3_600_000_000;
 
@@ -148,6 +151,7 @@ impl Claims {
         while self.pending.front().is_some_and(|c| c.ends.is_empty()) {
             self.pending.pop_front();
         }
+        let mut changed = false;
         for (part, partitions, record) in settled_now {
             let Some(table) = self.table_of(consumer, &part.0).await? else {
                 continue;
@@ -174,9 +178,16 @@ impl Claims {
             {
                 self.mine.insert(part, entry);
                 self.dirty = true;
+                changed = true;
             }
         }
-        if self.dirty && self.written.elapsed() >= TICK {
+        if changed {
+            // This process's waiters learn at once; the record (for other processes and
+            // `status`) is written at most once a second.
+            self.merged.merge(self.mine.values().cloned());
+            crate::wait::coverage_changed(&self.merged);
+        }
+        if self.dirty && self.written.elapsed() >= WRITE_EVERY {
             let file = CoverageFile {
                 written_at_us: now_us(),
                 partitions: self.mine.values().cloned().collect(),
@@ -184,8 +195,6 @@ impl Claims {
             binlake_lake::coverage::write(lake, &self.name, &self.member, &file).await?;
             self.dirty = false;
             self.written = Instant::now();
-            self.merged.merge(file.partitions);
-            crate::wait::coverage_changed(&self.merged);
         }
         // Other workers' records, for `/wait` on tables whose partitions they hold.
         if self.read_others.elapsed() >= Duration::from_secs(1) {
