@@ -188,11 +188,7 @@ impl Sink for CaptureWriter {
         "kafka"
     }
     async fn snapshot_requests(&mut self) -> Result<Vec<KeyRange>, CaptureError> {
-        Ok(CaptureWriter::snapshot_requests(self)
-            .await?
-            .iter()
-            .map(|t| KeyRange::whole(t))
-            .collect())
+        Ok(CaptureWriter::snapshot_requests(self).await?)
     }
     async fn write_schema_history(&mut self, json: &str) -> Result<(), CaptureError> {
         Ok(CaptureWriter::write_schema_history(self, json).await?)

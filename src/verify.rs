@@ -73,8 +73,9 @@
 //!
 //! # Repair
 //!
-//! `--repair` asks the run (its signal folder, as `binlake snapshot` does) to snapshot
-//! exactly the differing keys again: one key range per differing key, from the primary key
+//! `--repair` asks the run (its signal folder, as `binlake snapshot` does), or for
+//! replicas `materialize` keeps capture (its `<name>.signals` topic), to snapshot exactly
+//! the differing keys again: one key range per differing key, from the primary key
 //! before it to it, and for keys the primary does not have (extra in the replica) the
 //! request names them so that the snapshot deletes them when its read of the range does
 //! not find them. The rows arrive through the on-demand snapshot path, merged into the
@@ -83,9 +84,7 @@
 //! # Limits
 //!
 //! Tables without a primary key, and tables whose key has a text (collation-ordered)
-//! column, are not verified (reported, exit 1). `--repair` only for replicas kept by
-//! `binlake run` (for `materialize`, `binlake snapshot --table` reads a table again
-//! through capture). A TRUNCATE or a DDL of the table
+//! column, are not verified (reported, exit 1). A TRUNCATE or a DDL of the table
 //! while it is verified makes that table's result unreliable: it is reported as an error.
 
 use std::collections::{BTreeMap, HashMap};
@@ -178,6 +177,9 @@ pub struct TableReport {
     /// With `--repair`: the key ranges asked to be read again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair_ranges: Option<usize>,
+    /// Who was asked: `the run`, or `capture` (for replicas that materialize keeps).
+    #[serde(skip)]
+    pub repair_by: &'static str,
 }
 
 /// A key range of a chunk, with its bounds as key bytes (`binlake_lake::verify`) and as
@@ -288,9 +290,9 @@ pub async fn verify(cfg: &Config, args: &VerifyArgs) -> anyhow::Result<bool> {
             cfg.name
         ),
     };
-    if args.repair && writer == Writer::Materialize {
+    if args.repair && writer == Writer::Materialize && cfg.kafka.is_none() {
         anyhow::bail!(
-            "--repair reads the differing keys again through `binlake run`; for replicas that materialize keeps, read the differing tables again with `binlake snapshot --table db.t` (capture takes the request)"
+            "--repair asks capture to read the differing keys again through `<name>.signals`: the config needs its [kafka] section"
         );
     }
     let info = probe(cfg).await?;
@@ -397,7 +399,10 @@ fn print_report(r: &TableReport, json: bool) {
         }
     }
     if let Some(n) = r.repair_ranges {
-        out!("  repair: asked the run to read {n} key ranges again");
+        out!(
+            "  repair: asked {} to read {n} key ranges again",
+            r.repair_by
+        );
     }
 }
 
@@ -499,7 +504,22 @@ async fn verify_table(
     report.equal = report.missing.count + report.extra.count + report.different.count == 0;
     if args.repair && !ranges.is_empty() {
         report.repair_ranges = Some(ranges.len());
-        crate::run::request_ranges(t.lake, &t.cfg.name, &ranges).await?;
+        report.repair_by = match t.writer {
+            Writer::Run => "the run",
+            Writer::Materialize => "capture",
+        };
+        match (t.writer, &t.cfg.kafka) {
+            (Writer::Materialize, Some(kafka)) => {
+                binlake_kafka::signals::request_ranges(
+                    kafka,
+                    &t.cfg.name,
+                    &ranges,
+                    t.cfg.capture.replication_factor,
+                )
+                .await?
+            }
+            _ => crate::run::request_ranges(t.lake, &t.cfg.name, &ranges).await?,
+        }
     }
     Ok(())
 }

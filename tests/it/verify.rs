@@ -469,7 +469,8 @@ async fn verify_names_partial_row_images_it_cannot_replay_and_passes_once_quiet(
 
 /// Replicas that `materialize` keeps (capture → Kafka → materialize): equal under a
 /// concurrent write workload; a primary edited behind binlake's back is reported with the
-/// exact keys; `--repair` says what to do instead (it goes through `binlake run`).
+/// exact keys; `--repair` has capture read exactly those keys again and the replica
+/// converges.
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_compares_materialize_replicas_and_names_the_keys_that_differ() {
     let db = unique("it_verify_mat");
@@ -558,12 +559,28 @@ async fn verify_compares_materialize_replicas_and_names_the_keys_that_differ() {
         ),
         "{t}"
     );
+    // --repair asks capture (through `<name>.signals`) to read exactly those keys again;
+    // materialize applies them, and verify finds the replica equal.
     let cfg2 = cfg.clone();
-    let (code, _, err) = tokio::task::spawn_blocking(move || verify(&cfg2, &["--repair"]))
+    let (code, out, err) = tokio::task::spawn_blocking(move || verify(&cfg2, &["--repair"]))
         .await
         .unwrap();
+    assert_eq!(code, Some(1), "{out}{err}");
     assert!(
-        code == Some(1) && err.contains("binlake snapshot --table"),
-        "{code:?} {err}"
+        out.contains("repair: asked capture to read 3 key ranges again"),
+        "{out}"
     );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let cfg2 = cfg.clone();
+        let (code, out, err) = tokio::task::spawn_blocking(move || verify(&cfg2, &[]))
+            .await
+            .unwrap();
+        if code == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not repaired: {out}{err}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    wait_equal(&lake, &db, "t", "id", Duration::from_secs(10)).await;
 }

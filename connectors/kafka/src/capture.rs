@@ -409,10 +409,10 @@ impl CaptureWriter {
         &self.stats
     }
 
-    /// The tables of snapshot requests (`binlake snapshot`) that arrived since the last
-    /// call. The signals are marked taken in the next commit, which must also record the
+    /// What the snapshot requests (`binlake snapshot`, `binlake verify --repair`) that
+    /// arrived since the last call ask to read: whole tables and key ranges. The signals are marked taken in the next commit, which must also record the
     /// snapshot progress that includes these tables.
-    pub async fn snapshot_requests(&mut self) -> Result<Vec<String>> {
+    pub async fn snapshot_requests(&mut self) -> Result<Vec<binlake_core::KeyRange>> {
         if self.signals.is_none() {
             let from = self.signals_offset.unwrap_or(0);
             self.signals = Some(

@@ -1,6 +1,8 @@
 //! Signals to a running capture through `<name>.signals`: `binlake snapshot --table`
 //! writes an `execute-snapshot` request there (Debezium's signal shape), the capture reads
-//! it while it streams and snapshots the tables named.
+//! it while it streams and snapshots the tables named. `binlake verify --repair` writes
+//! the same signal with binlake's `key-ranges` (the differing keys' ranges) instead of
+//! whole tables.
 //!
 //! Each signal is acted on once: the capture records the offset after the last signal it
 //! took in its position record, in the same Kafka transaction as the snapshot progress
@@ -9,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use binlake_core::KeyRange;
 use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -44,6 +47,10 @@ pub struct SignalData {
     /// `incremental` (the only kind binlake runs: watermark-based, while streaming).
     #[serde(rename = "type", default = "incremental")]
     pub kind: String,
+    /// binlake's addition (`binlake verify --repair`): key ranges of tables to read again,
+    /// with the keys to delete when the primary does not have them.
+    #[serde(rename = "key-ranges", default, skip_serializing_if = "Vec::is_empty")]
+    pub key_ranges: Vec<KeyRange>,
 }
 
 fn incremental() -> String {
@@ -70,6 +77,27 @@ pub async fn request_snapshot(
     tables: &[String],
     replication: i32,
 ) -> Result<()> {
+    send_signal(kafka, name, tables, &[], replication).await
+}
+
+/// Asks capture `name` to read `ranges` again while it streams (`binlake verify
+/// --repair`): an `execute-snapshot` signal with binlake's `key-ranges` and no whole table.
+pub async fn request_ranges(
+    kafka: &KafkaConfig,
+    name: &str,
+    ranges: &[KeyRange],
+    replication: i32,
+) -> Result<()> {
+    send_signal(kafka, name, &[], ranges, replication).await
+}
+
+async fn send_signal(
+    kafka: &KafkaConfig,
+    name: &str,
+    tables: &[String],
+    ranges: &[KeyRange],
+    replication: i32,
+) -> Result<()> {
     ensure_signals_topic(kafka, name, replication).await?;
     let producer: FutureProducer<ClientErrors> = kafka
         .client_config()
@@ -81,6 +109,7 @@ pub async fn request_snapshot(
         data: SignalData {
             data_collections: tables.to_vec(),
             kind: incremental(),
+            key_ranges: ranges.to_vec(),
         },
     })
     .map_err(|e| Error::Encode(e.to_string()))?;
@@ -147,9 +176,9 @@ impl SignalReader {
         self.next
     }
 
-    /// The tables of the snapshot requests that arrived, in order (malformed signals are
-    /// logged and skipped).
-    pub fn take(&mut self) -> Result<Vec<String>> {
+    /// What the snapshot requests that arrived ask to read, in order: whole tables and key
+    /// ranges (malformed signals are logged and skipped).
+    pub fn take(&mut self) -> Result<Vec<KeyRange>> {
         let mut tables = Vec::new();
         loop {
             let m = match self.consumer.recv().now_or_never() {
@@ -161,8 +190,9 @@ impl SignalReader {
             self.next = m.offset() + 1;
             match m.payload().map(serde_json::from_slice::<Signal>) {
                 Some(Ok(s)) if s.kind == "execute-snapshot" => {
-                    tracing::info!(tables = ?s.data.data_collections, offset = m.offset(), "snapshot requested");
-                    tables.extend(s.data.data_collections);
+                    tracing::info!(tables = ?s.data.data_collections, key_ranges = s.data.key_ranges.len(), offset = m.offset(), "snapshot requested");
+                    tables.extend(s.data.data_collections.iter().map(|t| KeyRange::whole(t)));
+                    tables.extend(s.data.key_ranges);
                 }
                 other => tracing::warn!(
                     topic = %self.topic,
