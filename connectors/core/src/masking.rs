@@ -13,6 +13,7 @@
 //! shortened to the column's length). It is not byte-compatible with Debezium's hashing
 //! strategies.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -59,10 +60,9 @@ impl Mask {
                 let mut h = Sha256::new();
                 h.update(salt.as_bytes());
                 h.update(s.as_bytes());
-                let digest = h.finalize();
                 let mut hex = String::with_capacity(64);
-                for b in digest {
-                    hex.push_str(&format!("{b:02x}"));
+                for b in h.finalize() {
+                    let _ = write!(hex, "{b:02x}");
                 }
                 *s = hex;
             }
