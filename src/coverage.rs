@@ -196,8 +196,9 @@ impl Claims {
             self.dirty = false;
             self.written = Instant::now();
         }
-        // Other workers' records, for `/wait` on tables whose partitions they hold.
-        if self.read_others.elapsed() >= Duration::from_secs(1) {
+        // Other workers' records, for `/wait` on tables whose partitions they hold: read
+        // only while a request waits (a listing and a read per worker on an object store).
+        if crate::wait::has_waiters() && self.read_others.elapsed() >= Duration::from_secs(1) {
             let mut all = binlake_lake::coverage::read_all(lake, &self.name).await?;
             all.merge(self.mine.values().cloned());
             if all != self.merged {

@@ -262,6 +262,11 @@ pub async fn wait(cfg: &Config, args: &WaitArgs) -> anyhow::Result<Waited> {
 static CHECKPOINTS: std::sync::OnceLock<tokio::sync::watch::Sender<Covered>> =
     std::sync::OnceLock::new();
 
+/// Whether a `/wait` request is waiting in this process.
+pub fn has_waiters() -> bool {
+    CHECKPOINTS.get().is_some_and(|tx| tx.receiver_count() > 0)
+}
+
 /// Tells the waiters what `materialize`'s tables are now covered to.
 pub fn coverage_changed(c: &Coverage) {
     if let Some(tx) = CHECKPOINTS.get() {
