@@ -219,7 +219,12 @@ async fn run_once(
             "materialize needs a [kafka] section with bootstrap_servers".into(),
         )
     })?;
-    let lake = Lake::open(&cfg.lake)?;
+    // Merge-on-read key indexes are per writer: a static member keeps its own across
+    // restarts; a dynamic one is named by its process (see `key_index::sweep_dead`).
+    let lake = Lake::open(&cfg.lake)?.with_writer(match &cfg.materialize.instance_id {
+        Some(id) => format!("materialize-{id}"),
+        None => format!("materialize-pid{}", std::process::id()),
+    });
     let group = cfg
         .materialize
         .group

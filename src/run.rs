@@ -153,7 +153,7 @@ impl SinkFactory for LakeSinkFactory<'_> {
     type Sink = LakeSink;
     async fn open(&self, _flavor: Flavor) -> Result<(LakeSink, Option<Stored>), CaptureError> {
         let cfg = self.0;
-        let lake = Lake::open(&cfg.lake)?;
+        let lake = Lake::open(&cfg.lake)?.with_writer("run");
         let checkpoint: Option<Checkpoint> = lake.get_json(&checkpoint_path(&cfg.name)).await?;
         let stored = match &checkpoint {
             Some(cp) => match &cp.resume {

@@ -367,6 +367,13 @@ async fn run_replicates_every_type_exactly_and_logs_every_change_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_survives_kill_9_at_random_moments() {
+    kill_9_run("").await;
+}
+
+/// `run` with `[lake] extra` killed (-9) ten times under random writes, then caught up:
+/// the replica equals the primary (and `binlake verify` says so) and the change log
+/// holds each change once. Returns the database and the lake's root.
+async fn kill_9_run(extra: &str) -> (String, PathBuf) {
     let db = unique("it_lake_kill");
     let name = unique("itlakekill");
     let root = std::env::temp_dir().join(unique("binlake-lake"));
@@ -380,7 +387,7 @@ async fn run_survives_kill_9_at_random_moments() {
             .await
             .unwrap();
     }
-    let cfg = lake_config(&name, &db, &root, "");
+    let cfg = lake_config(&name, &db, &root, extra);
     let mut writes = 200u64;
     let mut seed = std::process::id() as u64;
     let mut rnd = move |n: u64| {
@@ -442,6 +449,72 @@ async fn run_survives_kill_9_at_random_moments() {
         .unwrap();
     let _ = writes;
     drop(p);
+    (db, root)
+}
+
+/// A merge-on-read replica (deletion vectors and a key index) through ten kill -9s:
+/// every change once, `binlake verify` equal, and DuckDB's `delta_scan` and the
+/// `deltalake` Python package (its `QueryBuilder`) read exactly the primary's rows
+/// through its deletion vectors.
+#[tokio::test(flavor = "multi_thread")]
+async fn merge_on_read_run_survives_kill_9_and_duckdb_and_deltalake_read_it() {
+    let (db, root) = kill_9_run(r#"replica_mode = "merge_on_read""#).await;
+    let replica = root.join(&db).join("t").join("replica");
+    // The replica is merge-on-read: its protocol has the feature and its files carry
+    // deletion vectors.
+    let log: String = walk(&replica.join("_delta_log"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        log.contains("\"readerFeatures\":[\"deletionVectors\"]"),
+        "protocol: {}",
+        log.lines().next().unwrap_or_default()
+    );
+    assert!(
+        log.contains("\"deletionVector\":{"),
+        "no deletion vector was written"
+    );
+    let (_, want) = primary_rows(&db, "t").await;
+    let script = format!(
+        r#"
+import duckdb, deltalake, json, pyarrow
+# deltalake's DataFusion engine applies deletion vectors (its pyarrow dataset refuses
+# tables that have them).
+t = deltalake.DeltaTable("{replica}")
+q = deltalake.QueryBuilder().register("t", t).execute("SELECT id, v, s FROM t ORDER BY id")
+rows = pyarrow.table(q.read_all()).to_pylist()
+con = duckdb.connect()
+ext = "{ext}"
+if ext:
+    con.execute(f"SET extension_directory = '{{ext}}'")
+d = con.execute("SELECT id, v, s FROM delta_scan('{replica}') ORDER BY id").fetchall()
+cell = lambda x: "NULL" if x is None else str(x)
+print(json.dumps({{"deltalake": [[cell(r["id"]), cell(r["v"]), cell(r["s"])] for r in rows],
+                  "duckdb": [[cell(x) for x in r] for r in d]}}))
+"#,
+        replica = replica.display(),
+        ext = std::env::var("BINLAKE_DUCKDB_EXTENSION_DIR").unwrap_or_default(),
+    );
+    let out = match std::process::Command::new(python())
+        .args(["-c", &script])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            crate::services::unavailable("the Python venv (tests/services/python.sh start)", e)
+        }
+    };
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = serde_json::json!(want);
+    assert_eq!(v["deltalake"], want, "the deltalake package's read");
+    assert_eq!(v["duckdb"], want, "DuckDB delta_scan's read");
 }
 
 /// Starts `binlake run` with `failpoint` armed; returns once it streams.
@@ -625,6 +698,41 @@ async fn run_keeps_invisible_columns() {
 /// it visible, and the restart loses and repeats nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn run_commits_a_large_transaction_in_parts_exactly_once_across_crashes() {
+    large_transaction_in_parts("").await;
+}
+
+/// The same in a merge-on-read replica (parts stage deletion vectors and index changes),
+/// then a crash between a replica commit and its key index update: the restart's index
+/// catches up from the table and the replica stays equal to the primary.
+#[tokio::test(flavor = "multi_thread")]
+async fn merge_on_read_commits_parts_once_and_survives_a_crash_before_the_index_update() {
+    let (db, cfg, root, mut c) =
+        large_transaction_in_parts(r#"replica_mode = "merge_on_read""#).await;
+    let fp = "lake.after_replica_commit=1";
+    let armed = start_armed(&cfg, fp);
+    c.query_drop("UPDATE t SET v = v + 1 WHERE id % 7 = 0")
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || crashed_at(armed, fp))
+        .await
+        .unwrap();
+    let p = start("run", &cfg);
+    c.query_drop("UPDATE t SET v = v * 2 WHERE id % 5 = 0")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM t WHERE id % 11 = 0")
+        .await
+        .unwrap();
+    wait_equal(&lake_at(&root), &db, "t", "id", Duration::from_secs(60)).await;
+    tokio::task::spawn_blocking(move || crate::verify::assert_verified(&cfg, 1))
+        .await
+        .unwrap();
+    drop(p);
+}
+
+/// A 10,000-row insert and update each committed in parts across crashes, with `[lake]
+/// extra`; returns the database, config, lake root and a connection.
+async fn large_transaction_in_parts(extra: &str) -> (String, PathBuf, PathBuf, mysql_async::Conn) {
     let db = unique("it_lake_bigtxn");
     let name = unique("itlakebigtxn");
     let root = std::env::temp_dir().join(unique("binlake-lake"));
@@ -634,7 +742,12 @@ async fn run_commits_a_large_transaction_in_parts_exactly_once_across_crashes() 
     )
     .await;
     // 1 MiB: a part about every 2,000 changes of this table.
-    let cfg = lake_config(&name, &db, &root, "max_batch_bytes = 1048576");
+    let cfg = lake_config(
+        &name,
+        &db,
+        &root,
+        &format!("max_batch_bytes = 1048576\n{extra}"),
+    );
     let lake = lake_at(&root);
     let count = |sql: String| {
         let lake = &lake;
@@ -708,6 +821,7 @@ async fn run_commits_a_large_transaction_in_parts_exactly_once_across_crashes() 
     )
     .await;
     drop(p);
+    (db, cfg, root, c)
 }
 
 #[tokio::test(flavor = "multi_thread")]

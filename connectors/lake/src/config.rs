@@ -30,6 +30,32 @@ fn default_vacuum_retention() -> Duration {
 fn default_compact_min_files() -> usize {
     32
 }
+fn default_index_cache_mb() -> usize {
+    64
+}
+
+/// How a replica is written ([`LakeConfig::replica_mode`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaMode {
+    /// A batch rewrites the key buckets it touches (every reader reads it).
+    #[default]
+    CopyOnWrite,
+    /// A batch appends its new rows and marks the rows they replace deleted with Delta
+    /// deletion vectors, found through a key index: a change costs the same whatever the
+    /// table's size. Readers must support the `deletionVectors` table feature.
+    MergeOnRead,
+}
+
+impl ReplicaMode {
+    /// The name used in configs and table properties.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaMode::CopyOnWrite => "copy_on_write",
+            ReplicaMode::MergeOnRead => "merge_on_read",
+        }
+    }
+}
 
 /// The `[lake]` section of the config.
 ///
@@ -84,6 +110,20 @@ pub struct LakeConfig {
     /// A change-log date partition is compacted when it has at least this many files.
     #[serde(default = "default_compact_min_files")]
     pub compact_min_files: usize,
+    /// How new replicas are written: `copy_on_write` (default) or `merge_on_read`. An
+    /// existing replica keeps the mode it was created with.
+    #[serde(default)]
+    pub replica_mode: ReplicaMode,
+    /// Local folder of the key indexes of merge-on-read replicas (one file per table and
+    /// writer; a cache, rebuilt from the table when missing). Default: `_binlake/index`
+    /// under a local `root`, else `index` under binlake's cache folder
+    /// (`$XDG_CACHE_HOME/binlake` or `~/.cache/binlake`).
+    #[serde(default)]
+    pub index_dir: Option<String>,
+    /// Page cache of each key index, in MiB: what an index holds in memory, whatever the
+    /// table's size.
+    #[serde(default = "default_index_cache_mb")]
+    pub index_cache_mb: usize,
 }
 
 impl Default for LakeConfig {
@@ -99,6 +139,9 @@ impl Default for LakeConfig {
             maintenance_interval: default_maintenance_interval(),
             vacuum_retention: default_vacuum_retention(),
             compact_min_files: default_compact_min_files(),
+            replica_mode: ReplicaMode::default(),
+            index_dir: None,
+            index_cache_mb: default_index_cache_mb(),
         }
     }
 }
@@ -113,6 +156,7 @@ impl std::fmt::Debug for LakeConfig {
             .field("max_batch_rows", &self.max_batch_rows)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("before_images", &self.before_images)
+            .field("replica_mode", &self.replica_mode)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +207,7 @@ impl LakeConfig {
             Duration::ZERO..=Duration::from_secs(3650 * 86_400),
             "",
         );
+        problems.check_range(path, "index_cache_mb", self.index_cache_mb, 1..=65_536, "");
         problems.check_range(
             path,
             "compact_min_files",

@@ -8,8 +8,11 @@
 //!
 //! ```text
 //! <root>/<db>/<table>/changes/   Delta table, append-only, partitioned by __commit_date
-//! <root>/<db>/<table>/replica/   Delta table, the current rows, one file per key bucket
-//! <root>/_binlake/               binlake's own state (the `run` checkpoint)
+//! <root>/<db>/<table>/replica/   Delta table, the current rows: one file per key bucket
+//!                                (copy-on-write), or appended files with deletion
+//!                                vectors (merge-on-read, see `table/mor.rs`)
+//! <root>/_binlake/               binlake's own state (the `run` checkpoint; the key
+//!                                indexes of merge-on-read replicas of a local lake)
 //! ```
 //!
 //! # Why binlake writes the Delta actions itself
@@ -37,14 +40,16 @@
 pub mod arrow_map;
 pub mod config;
 pub mod coverage;
+pub mod dv;
 mod error;
+pub mod key_index;
 pub mod query;
 pub mod status;
 pub mod store;
 pub mod table;
 pub mod verify;
 
-pub use config::LakeConfig;
+pub use config::{LakeConfig, ReplicaMode};
 pub use error::{Error, Result};
 pub use store::Lake;
 pub use table::{Applied, Progress, TableSink};

@@ -126,6 +126,7 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     cfg: LakeConfig,
+    writer: String,
 }
 
 impl std::fmt::Debug for Lake {
@@ -167,6 +168,7 @@ impl Lake {
             store: Arc::from(store),
             prefix,
             cfg: cfg.clone(),
+            writer: "binlake".to_string(),
         })
     }
 
@@ -178,6 +180,48 @@ impl Lake {
     /// The root URL.
     pub fn root(&self) -> &Url {
         &self.root
+    }
+
+    /// This lake handle as used by `writer` (`run`, a materialize worker's instance id):
+    /// names its key index files apart from other writers'.
+    pub fn with_writer(mut self, writer: impl Into<String>) -> Lake {
+        self.writer = writer.into();
+        self
+    }
+
+    /// The writer named by [`Lake::with_writer`].
+    pub fn writer(&self) -> &str {
+        &self.writer
+    }
+
+    /// The local folder of merge-on-read key indexes ([`LakeConfig::index_dir`]).
+    pub fn index_dir(&self) -> std::path::PathBuf {
+        if let Some(d) = &self.cfg.index_dir {
+            return std::path::PathBuf::from(d);
+        }
+        if self.root.scheme() == "file"
+            && let Ok(p) = self.root.to_file_path()
+        {
+            return p.join("_binlake").join("index");
+        }
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })
+            .unwrap_or_else(std::env::temp_dir);
+        // One folder per lake root, named by a hash of its URL.
+        let h = self
+            .root
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
+        cache
+            .join("binlake")
+            .join("index")
+            .join(format!("{h:016x}"))
     }
 
     /// Object-store options for delta-rs and DataFusion.

@@ -47,6 +47,7 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::arrow_map::{ColumnBuilder, arrow_field, relabeled, replica_schema};
+use crate::config::ReplicaMode;
 use crate::store::{Lake, TableKind};
 use crate::{Error, Result};
 
@@ -80,6 +81,10 @@ const CHANGE_LOG_META: [&str; 10] = [
 /// Commit-info key of binlake's freshness record.
 pub const FRESHNESS_KEY: &str = "binlake";
 const BUCKETS_PROPERTY: &str = "binlake.buckets";
+/// Table property naming how the replica is written (`copy_on_write`, `merge_on_read`).
+const MODE_PROPERTY: &str = "binlake.replica_mode";
+
+mod mor;
 
 /// One change and, when it came through Kafka, where from.
 #[derive(Debug, Clone)]
@@ -215,6 +220,9 @@ pub struct TableSink {
     staged: Staged,
     /// Whether values left NULL for want of their absent columns were reported.
     warned_absent: bool,
+    /// The key index and deletion vectors of a merge-on-read replica; `None` for
+    /// copy-on-write.
+    mor: Option<mor::Mor>,
 }
 
 /// The parts of a source transaction written to storage but not committed yet
@@ -250,11 +258,16 @@ struct StagedReplica {
     removed: Vec<(String, i64)>,
     /// Files the parts wrote that are still current: path → (size, rows).
     added: HashMap<String, (i64, usize)>,
+    /// What the parts did to a merge-on-read replica.
+    mor: mor::StagedMor,
 }
 
 impl StagedReplica {
     fn is_empty(&self) -> bool {
-        self.buckets.is_empty() && self.removed.is_empty() && self.added.is_empty()
+        self.buckets.is_empty()
+            && self.removed.is_empty()
+            && self.added.is_empty()
+            && self.mor.is_empty()
     }
 }
 
@@ -428,25 +441,62 @@ impl TableSink {
         let replica = match lake.load(&replica_url).await? {
             Some(t) => t,
             None => {
+                let mut props = vec![
+                    ("binlake.table", name.clone()),
+                    (BUCKETS_PROPERTY, cfg.buckets.to_string()),
+                    ("binlake.primary_key", key_names.join(",")),
+                    (MODE_PROPERTY, cfg.replica_mode.as_str().to_string()),
+                ];
+                if cfg.replica_mode == ReplicaMode::MergeOnRead {
+                    // Reader 3 / writer 7 with the `deletionVectors` feature.
+                    props.push(("delta.enableDeletionVectors", "true".to_string()));
+                }
                 create(
                     lake,
                     &replica_url,
                     &replica_schema(table),
                     &[],
                     &name,
-                    &[
-                        ("binlake.table", name.clone()),
-                        (BUCKETS_PROPERTY, cfg.buckets.to_string()),
-                        ("binlake.primary_key", key_names.join(",")),
-                    ],
+                    &props,
                 )
                 .await?
             }
         };
-        let buckets = replica
+        let table_config = replica
             .snapshot()
             .ok()
-            .and_then(|s| s.metadata().configuration().get(BUCKETS_PROPERTY).cloned())
+            .map(|s| s.metadata().configuration().clone())
+            .unwrap_or_default();
+        let mode = match table_config.get(MODE_PROPERTY).map(String::as_str) {
+            Some("merge_on_read") => ReplicaMode::MergeOnRead,
+            _ => ReplicaMode::CopyOnWrite,
+        };
+        if mode != cfg.replica_mode {
+            tracing::warn!(table = %name, table_mode = mode.as_str(), configured = cfg.replica_mode.as_str(), "the replica keeps the mode it was created with; [lake] replica_mode applies to new replicas (drop the replica folder to re-snapshot it in the other mode)");
+        }
+        let mor = match mode {
+            ReplicaMode::CopyOnWrite => None,
+            ReplicaMode::MergeOnRead => {
+                let table_id = replica
+                    .snapshot()
+                    .map_err(|e| Error::delta(replica_url.as_str(), "snapshot", e, true))?
+                    .metadata()
+                    .id()
+                    .to_string();
+                let dir = lake.index_dir();
+                crate::key_index::sweep_dead(&dir, &name);
+                let path = crate::key_index::index_path(&dir, &name, lake.writer());
+                let cache = cfg.index_cache_mb << 20;
+                let index = tokio::task::spawn_blocking(move || {
+                    crate::key_index::KeyIndex::open(&path, &table_id, cache)
+                })
+                .await
+                .map_err(|e| Error::storage("open the key index", e))??;
+                Some(mor::Mor::new(index))
+            }
+        };
+        let buckets = table_config
+            .get(BUCKETS_PROPERTY)
             .and_then(|v| v.parse::<u32>().ok())
             .filter(|b| *b > 0)
             .unwrap_or(cfg.buckets);
@@ -464,6 +514,7 @@ impl TableSink {
             key_bound: KeyBound::Unknown,
             staged: Staged::default(),
             warned_absent: false,
+            mor,
         };
         sink.refresh_schemas()?;
         // A change log written before `__seq` or `__absent` existed: its older rows have
@@ -984,6 +1035,7 @@ impl TableSink {
             key_bound,
             staged,
             warned_absent,
+            mor,
         } = self;
         let Staged {
             changes: staged_changes,
@@ -1006,6 +1058,7 @@ impl TableSink {
             applied: applied_replica,
             key_bound,
             warned_absent,
+            mor: mor.as_mut(),
         };
         let (mut sc, mut sr) = (ApplyStats::default(), ApplyStats::default());
         let (a, b) = tokio::join!(
@@ -1311,6 +1364,7 @@ struct ReplicaView<'a> {
     applied: &'a mut Applied,
     key_bound: &'a mut KeyBound,
     warned_absent: &'a mut bool,
+    mor: Option<&'a mut mor::Mor>,
 }
 
 impl ReplicaView<'_> {
@@ -1465,6 +1519,49 @@ impl ReplicaView<'_> {
         // Only new keys, all above what the replica holds: the rows go into new files,
         // nothing is read or rewritten (see `KeyBound`).
         let inserts_only = !truncated && ops.iter().all(|(_, _, upsert)| upsert.is_some());
+        if self.mor.is_some() {
+            // Merge-on-read: keys above every stored one need no lookup (see `KeyBound`);
+            // not while parts are staged, whose keys the bound may not know after a
+            // TRUNCATE.
+            let fresh = staged.is_empty();
+            if inserts_only && fresh && matches!(self.key_bound, KeyBound::Unknown) {
+                let types: Vec<DataType> = key_idx
+                    .iter()
+                    .map(|&i| schema.field(i).data_type().clone())
+                    .collect();
+                *self.key_bound = self.scan_key_bound(&key_fields, types, None).await?;
+            }
+            let append = inserts_only
+                && fresh
+                && match &*self.key_bound {
+                    KeyBound::Empty => true,
+                    KeyBound::Max(m) => last.values().all(|&i| keys.row(i) > m.row()),
+                    KeyBound::Unknown => false,
+                };
+            let prepared = mor::Prepared {
+                ops: &ops,
+                keys: &keys,
+                last: &last,
+                resolved: &resolved,
+                truncated,
+                value_at: &value_at,
+                key_idx: &key_idx,
+                key_fields: &key_fields,
+            };
+            self.write_mor(
+                prepared,
+                append,
+                progress,
+                freshness,
+                stats,
+                committed,
+                (staged, stage),
+            )
+            .await?;
+            self.warn_absent(stats);
+            self.cover_keys(truncated, &last, &ops, &keys);
+            return Ok(());
+        }
         // The files of each bucket: the committed ones, with what staged parts left.
         let mut files = files_by(self.table, bucket_of)?;
         for (b, fs) in &staged.buckets {
@@ -1623,14 +1720,7 @@ impl ReplicaView<'_> {
         for (b, now) in kept {
             staged.buckets.insert(b, now);
         }
-        if stats.absent_unknown > 0 && !*self.warned_absent {
-            *self.warned_absent = true;
-            tracing::warn!(
-                table = %self.name,
-                values = stats.absent_unknown,
-                "replica values left NULL: the row images (binlog_row_image = MINIMAL or NOBLOB) left their columns out and no earlier row holds them (an INSERT's columns whose default binlake does not know exactly, e.g. CURRENT_TIMESTAMP); set binlog_row_image = FULL on the primary, or re-snapshot the table to correct them"
-            );
-        }
+        self.warn_absent(stats);
         if !stage {
             let now = now_us() / 1000;
             let mut actions: Vec<Action> = std::mem::take(&mut staged.removed)
@@ -1658,6 +1748,30 @@ impl ReplicaView<'_> {
             }
             apply_progress(self.applied, progress, freshness);
         }
+        self.cover_keys(truncated, &last, &ops, &keys);
+        Ok(())
+    }
+
+    /// Reports, once per sink, values left NULL for want of their absent columns.
+    fn warn_absent(&mut self, stats: &ApplyStats) {
+        if stats.absent_unknown > 0 && !*self.warned_absent {
+            *self.warned_absent = true;
+            tracing::warn!(
+                table = %self.name,
+                values = stats.absent_unknown,
+                "replica values left NULL: the row images (binlog_row_image = MINIMAL or NOBLOB) left their columns out and no earlier row holds them (an INSERT's columns whose default binlake does not know exactly, e.g. CURRENT_TIMESTAMP); set binlog_row_image = FULL on the primary, or re-snapshot the table to correct them"
+            );
+        }
+    }
+
+    /// Raises the key bound over the batch's upserts (or forgets it after a TRUNCATE).
+    fn cover_keys(
+        &mut self,
+        truncated: bool,
+        last: &HashMap<&[u8], usize>,
+        ops: &[KeyOp<'_>],
+        keys: &arrow::row::Rows,
+    ) {
         if truncated {
             *self.key_bound = KeyBound::Unknown;
         } else {
@@ -1667,7 +1781,6 @@ impl ReplicaView<'_> {
                 }
             }
         }
-        Ok(())
     }
 
     /// The stored rows (in `files`, before this batch) of the `wanted` keys, aligned to
@@ -2207,7 +2320,9 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
     let partition_cols: Vec<String> = snapshot.metadata().partition_columns().to_vec();
     let file_schema = without_columns(&new_schema, &partition_cols);
     type PartitionValues = HashMap<String, Option<String>>;
-    let files: Vec<(String, i64, Option<PartitionValues>)> = snapshot
+    // A deletion vector stays with its file's rewrite: rows keep their positions.
+    type Dv = Option<deltalake::kernel::DeletionVectorDescriptor>;
+    let files: Vec<(String, i64, Option<PartitionValues>, Dv)> = snapshot
         .log_data()
         .iter()
         .map(|f| {
@@ -2225,14 +2340,19 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
                     })
                     .collect::<HashMap<_, _>>()
             });
-            (f.path().to_string(), f.size(), pv)
+            (
+                f.path().to_string(),
+                f.size(),
+                pv,
+                f.deletion_vector_descriptor(),
+            )
         })
         .collect();
     let store = t.log_store().object_store(None);
     let now = now_us() / 1000;
     let next_version = snapshot.version() + 1;
     let mut actions = Vec::new();
-    for (path, size, pv) in files {
+    for (path, size, pv, dv) in files {
         let bytes = read_object(&store, &path).await?;
         let fs = file_schema.clone();
         let (encoded, rows) = tokio::task::spawn_blocking(move || -> Result<(Bytes, usize)> {
@@ -2287,8 +2407,11 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
         );
         a.partition_values = pv.clone().unwrap_or_default();
         a.data_change = false;
+        a.deletion_vector = dv.clone();
         actions.push(Action::Add(a));
-        actions.push(Action::Remove(remove(path, size, pv, false, now)));
+        let mut r = remove(path, size, pv, false, now);
+        r.deletion_vector = dv;
+        actions.push(Action::Remove(r));
     }
     let metadata = snapshot
         .metadata()
@@ -2604,13 +2727,16 @@ pub async fn read_applied(t: &DeltaTable, app_ids: &[String]) -> Result<Applied>
     Ok(applied)
 }
 
-/// Row count of a Delta table, from its files' statistics.
+/// Row count of a Delta table, from its files' statistics less their deletion vectors.
 pub fn row_count(t: &DeltaTable) -> Option<u64> {
     let snap = t.snapshot().ok()?;
     let mut n = 0u64;
     for f in snap.log_data().iter() {
         let stats: serde_json::Value = serde_json::from_str(&f.stats()?).ok()?;
-        n += stats.get("numRecords")?.as_u64()?;
+        let deleted = f
+            .deletion_vector_descriptor()
+            .map_or(0, |d| d.cardinality as u64);
+        n += stats.get("numRecords")?.as_u64()?.saturating_sub(deleted);
     }
     Some(n)
 }

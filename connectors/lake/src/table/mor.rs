@@ -1,0 +1,837 @@
+//! Merge-on-read replicas: a batch appends its keys' new rows as one new file and marks
+//! the rows they supersede deleted with Delta deletion vectors ([`crate::dv`]), found
+//! through the key index ([`crate::key_index`]). Nothing already written is read or
+//! rewritten, so a batch costs what it changes, whatever the table's size.
+//!
+//! # One batch
+//!
+//! 1. The index catches up with the table: files of the snapshot it has not indexed (a
+//!    commit whose index update a crash lost, another writer's, maintenance's) have their
+//!    live rows indexed.
+//! 2. Each changed key's current row is looked up (pending index changes of staged parts
+//!    first, then the index); a location is believed only if its file is live and its row
+//!    not deleted (index rule 1).
+//! 3. Absent values of MINIMAL/NOBLOB images are read from the stored rows found, by
+//!    position.
+//! 4. The batch's upserts go to one new file; the superseded rows are added to their
+//!    files' deletion vectors. A file whose every row is deleted is removed instead.
+//! 5. Commit (unless staging a part of a transaction): the DVs of the commit in one DV
+//!    file, then one Delta commit with, per changed file, a `remove` of its old
+//!    descriptor and an `add` of the same path with the new one, the new files' `add`s,
+//!    the `txn` actions and the freshness record. Exactly once as in copy-on-write: it
+//!    all lands or none of it does.
+//! 6. Then the index records the new locations (one durable redb transaction).
+//!
+//! A TRUNCATE removes every file and empties the index.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use arrow::row::{RowConverter, Rows, SortField};
+use binlake_core::Value;
+use deltalake::DeltaTable;
+use deltalake::kernel::{Action, DeletionVectorDescriptor, Remove};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::basic::Compression;
+use roaring::RoaringTreemap;
+
+use super::*;
+use crate::dv::{self, DvFile};
+use crate::key_index::{IndexUpdate, KeyIndex};
+
+/// A merge-on-read replica's state kept between batches.
+#[derive(Debug)]
+pub(super) struct Mor {
+    pub(super) index: KeyIndex,
+    /// Committed deletion vectors read or written: path → (descriptor id, rows).
+    dvs: HashMap<String, (String, RoaringTreemap)>,
+}
+
+impl Mor {
+    pub(super) fn new(index: KeyIndex) -> Mor {
+        Mor {
+            index,
+            dvs: HashMap::new(),
+        }
+    }
+}
+
+/// What the staged parts of a transaction did to a merge-on-read replica.
+#[derive(Debug, Default)]
+pub(super) struct StagedMor {
+    /// Rows of committed or staged files the parts marked deleted.
+    deleted: HashMap<String, RoaringTreemap>,
+    /// The parts' index changes: key → its new (file, row), or `None` when deleted.
+    overlay: HashMap<Vec<u8>, Option<(String, u64)>>,
+    /// A TRUNCATE among the parts: every committed file goes.
+    truncated: bool,
+}
+
+impl StagedMor {
+    pub(super) fn is_empty(&self) -> bool {
+        self.deleted.is_empty() && self.overlay.is_empty() && !self.truncated
+    }
+}
+
+/// A live file of the replica.
+struct Live {
+    rows: u64,
+    dv: Option<DeletionVectorDescriptor>,
+    remove: Remove,
+}
+
+fn dv_id(d: &DeletionVectorDescriptor) -> String {
+    format!("{}{}@{:?}", d.storage_type, d.path_or_inline_dv, d.offset)
+}
+
+fn live_files(t: &DeltaTable) -> Result<HashMap<String, Live>> {
+    let snapshot = t
+        .snapshot()
+        .map_err(|e| Error::delta(t.table_url().as_str(), "snapshot", e, true))?;
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .map(|f| {
+            (
+                f.path().to_string(),
+                Live {
+                    rows: f.num_records().map_or(u64::MAX, |n| n as u64),
+                    dv: f.deletion_vector_descriptor(),
+                    remove: f.remove_action(true),
+                },
+            )
+        })
+        .collect())
+}
+
+async fn read_dv(
+    store: &Arc<dyn ObjectStore>,
+    d: &DeletionVectorDescriptor,
+) -> Result<RoaringTreemap> {
+    match dv::location(d)? {
+        None => dv::decode(d, None),
+        Some((path, range)) => {
+            let bytes = store
+                .get_range(&Path::from(path.as_str()), range)
+                .await
+                .map_err(|e| Error::storage(format!("read the deletion vector {path}"), e))?;
+            dv::decode(d, Some(&bytes))
+        }
+    }
+}
+
+/// The deleted rows of a committed file, from the cache or its DV.
+async fn committed_dv<'m>(
+    mor: &'m mut Mor,
+    store: &Arc<dyn ObjectStore>,
+    path: &str,
+    live: &Live,
+) -> Result<&'m RoaringTreemap> {
+    let want = live.dv.as_ref().map(dv_id).unwrap_or_default();
+    let fresh = mor.dvs.get(path).is_some_and(|(id, _)| *id == want);
+    if !fresh {
+        let rows = match &live.dv {
+            Some(d) => read_dv(store, d).await?,
+            None => RoaringTreemap::new(),
+        };
+        mor.dvs.insert(path.to_string(), (want, rows));
+    }
+    mor.dvs
+        .get(path)
+        .map(|(_, r)| r)
+        .ok_or_else(|| Error::storage("deletion vector cache", path.to_string()))
+}
+
+/// The key rows of a file's columns `key_idx` of `schema`, read from `bytes`.
+fn file_keys(
+    bytes: Bytes,
+    path: &str,
+    schema: &SchemaRef,
+    key_idx: &[usize],
+    key_fields: &[SortField],
+) -> Result<Vec<Vec<u8>>> {
+    let err = |e: &dyn std::fmt::Display| Error::storage(format!("read {path}"), e.to_string());
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
+    let names: Vec<&str> = key_idx
+        .iter()
+        .map(|&i| schema.field(i).name().as_str())
+        .collect();
+    let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(65536)
+        .build()
+        .map_err(|e| err(&e))?;
+    let converter =
+        RowConverter::new(key_fields.to_vec()).map_err(|e| Error::storage("key encoding", e))?;
+    let mut out = Vec::new();
+    for rb in reader {
+        let rb = rb.map_err(|e| err(&e))?;
+        let cols: Vec<ArrayRef> = key_idx
+            .iter()
+            .map(|&i| {
+                let f = schema.field(i);
+                let c = rb
+                    .column_by_name(f.name())
+                    .ok_or_else(|| err(&format!("the key column {} is missing", f.name())))?;
+                arrow::compute::cast(c, f.data_type()).map_err(|e| err(&e))
+            })
+            .collect::<Result<_>>()?;
+        let rows = converter
+            .convert_columns(&cols)
+            .map_err(|e| Error::storage("key encoding", e))?;
+        out.extend(rows.iter().map(|r| r.data().to_vec()));
+    }
+    Ok(out)
+}
+
+/// The rows at `positions` (ascending) of a file, aligned to `schema`.
+fn rows_at(bytes: Bytes, path: &str, schema: &SchemaRef, positions: &[u64]) -> Result<RecordBatch> {
+    let err = |e: &dyn std::fmt::Display| Error::storage(format!("read {path}"), e.to_string());
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| err(&e))?;
+    let total = builder.metadata().file_metadata().num_rows() as usize;
+    let ranges = positions.iter().map(|&p| p as usize..p as usize + 1);
+    let selection = RowSelection::from_consecutive_ranges(ranges, total);
+    let reader = builder
+        .with_row_selection(selection)
+        .build()
+        .map_err(|e| err(&e))?;
+    let mut parts = Vec::new();
+    for rb in reader {
+        parts.push(align(&rb.map_err(|e| err(&e))?, schema)?);
+    }
+    arrow::compute::concat_batches(schema, &parts).map_err(|e| err(&e))
+}
+
+/// A new merge-on-read data file's name (`part-m-…`: no bucket, see [`bucket_of`]).
+fn mor_file(version: u64) -> String {
+    format!(
+        "part-m-v{version:012}-{}.parquet",
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The batch as [`ReplicaView::write`] prepared it.
+pub(super) struct Prepared<'b, 'o> {
+    pub ops: &'b [KeyOp<'o>],
+    pub keys: &'b Rows,
+    pub last: &'b HashMap<&'b [u8], usize>,
+    pub resolved: &'b HashMap<usize, Resolved>,
+    pub truncated: bool,
+    pub value_at: &'b (dyn Fn(&Arc<TableSchema>, usize) -> Option<usize> + Sync),
+    pub key_idx: &'b [usize],
+    pub key_fields: &'b [SortField],
+}
+
+impl ReplicaView<'_> {
+    /// Index rule 2: indexes the live rows of every live file the index has not seen, and
+    /// forgets files that left the table.
+    async fn catch_up(
+        &mut self,
+        live: &HashMap<String, Live>,
+        store: &Arc<dyn ObjectStore>,
+        key_idx: &[usize],
+        key_fields: &[SortField],
+    ) -> Result<()> {
+        let Some(mor) = self.mor.as_deref_mut() else {
+            return Ok(());
+        };
+        let dropped: Vec<String> = mor
+            .index
+            .indexed_files()
+            .filter(|p| !live.contains_key(*p))
+            .map(str::to_string)
+            .collect();
+        let missing: Vec<&String> = live.keys().filter(|p| !mor.index.has_file(p)).collect();
+        if missing.is_empty() && dropped.is_empty() {
+            return Ok(());
+        }
+        let mut update = IndexUpdate {
+            dropped,
+            ..Default::default()
+        };
+        for path in missing {
+            let l = &live[path];
+            let deleted = committed_dv(mor, store, path, l).await?.clone();
+            let bytes = read_object(store, path).await?;
+            let (schema, key_idx, key_fields, p) = (
+                self.schema.clone(),
+                key_idx.to_vec(),
+                key_fields.to_vec(),
+                path.clone(),
+            );
+            let keys = tokio::task::spawn_blocking(move || {
+                file_keys(bytes, &p, &schema, &key_idx, &key_fields)
+            })
+            .await
+            .map_err(|e| Error::storage("index a file", e))??;
+            let rows = keys
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !deleted.contains(*i as u64))
+                .map(|(i, k)| (k, i as u64))
+                .collect();
+            update.files.push((path.clone(), rows));
+        }
+        tracing::info!(table = %self.name, files = update.files.len(), dropped = update.dropped.len(), "key index caught up with the replica");
+        mor.index.apply(update)
+    }
+
+    /// Writes a batch to a merge-on-read replica (see the module docs).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn write_mor(
+        &mut self,
+        p: Prepared<'_, '_>,
+        append: bool,
+        progress: &Progress,
+        freshness: &Freshness,
+        stats: &mut ApplyStats,
+        committed: Option<tokio::sync::oneshot::Sender<()>>,
+        (staged, stage): (&mut StagedReplica, bool),
+    ) -> Result<()> {
+        let schema = self.schema.clone();
+        let store = self.table.log_store().object_store(None);
+        let live = live_files(self.table)?;
+        if staged.mor.is_empty() && staged.added.is_empty() {
+            self.catch_up(&live, &store, p.key_idx, p.key_fields)
+                .await?;
+        }
+        let Some(mor) = self.mor.as_deref_mut() else {
+            return Err(Error::storage("merge-on-read write", "no key index"));
+        };
+        let sm = &mut staged.mor;
+        if p.truncated {
+            // Files of earlier parts are never committed; vacuum deletes them.
+            sm.truncated = true;
+            sm.deleted.clear();
+            sm.overlay.clear();
+            staged.added.clear();
+        }
+
+        // Where each key's current row is, before this batch: the parts' changes first,
+        // then the index, validated (index rule 1).
+        let mut wanted: Vec<&[u8]> = Vec::new();
+        if !append {
+            wanted.extend(p.last.keys().copied());
+        }
+        // Keys whose stored row fills absent values (their own, or a key change's old key).
+        for &i in p.last.values() {
+            if let Some((_, Some(origin))) = p.resolved.get(&i) {
+                wanted.push(origin.as_slice());
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let from_index: Vec<&[u8]> = wanted
+            .iter()
+            .copied()
+            .filter(|k| !sm.overlay.contains_key(*k) && !sm.truncated)
+            .collect();
+        let found = mor.index.get_many(from_index.iter().copied())?;
+        let mut at: HashMap<&[u8], (String, u64)> = HashMap::new();
+        for &k in &wanted {
+            if let Some(Some(l)) = sm.overlay.get(k) {
+                at.insert(k, l.clone());
+            }
+        }
+        for (&k, loc) in from_index.iter().zip(found) {
+            let Some(loc) = loc else { continue };
+            let Some(path) = mor.index.path_of(loc.file).map(str::to_string) else {
+                continue;
+            };
+            let Some(l) = live.get(&path) else { continue };
+            if committed_dv(mor, &store, &path, l).await?.contains(loc.row)
+                || sm.deleted.get(&path).is_some_and(|d| d.contains(loc.row))
+            {
+                continue;
+            }
+            at.insert(k, (path, loc.row));
+        }
+
+        // Stored rows for absent values, read by position.
+        let mut stored_at: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut stored_parts = Vec::new();
+        let mut by_file: BTreeMap<&str, Vec<(u64, &[u8])>> = BTreeMap::new();
+        for &i in p.last.values() {
+            if let Some((_, Some(origin))) = p.resolved.get(&i)
+                && let Some((path, row)) = at.get(origin.as_slice())
+            {
+                by_file
+                    .entry(path.as_str())
+                    .or_default()
+                    .push((*row, origin.as_slice()));
+            }
+        }
+        let mut n = 0;
+        for (path, mut rows) in by_file {
+            rows.sort_unstable();
+            rows.dedup();
+            let bytes = read_object(&store, path).await?;
+            let positions: Vec<u64> = rows.iter().map(|r| r.0).collect();
+            let rb = rows_at(bytes, path, &schema, &positions)?;
+            for (_, k) in &rows {
+                stored_at.insert(k.to_vec(), n);
+                n += 1;
+            }
+            stored_parts.push(rb);
+        }
+        let stored = arrow::compute::concat_batches(&schema, &stored_parts)
+            .map_err(|e| Error::storage("concat", e))?;
+
+        // The new rows: each upsert's last image, absent values patched from stored rows.
+        let mut changed: Vec<usize> = p.last.values().copied().collect();
+        changed.sort_unstable();
+        let mut builders: Vec<ColumnBuilder> = schema
+            .fields()
+            .iter()
+            .map(|f| builder_for(f, changed.len()))
+            .collect();
+        let mut patches: Vec<(usize, usize, usize)> = Vec::new();
+        let mut new_keys: Vec<&[u8]> = Vec::new();
+        let mut gone: Vec<&[u8]> = Vec::new();
+        for &i in &changed {
+            let k = p.keys.row(i).data();
+            let (_, table, upsert) = &p.ops[i];
+            let Some(row) = upsert else {
+                gone.push(k);
+                continue;
+            };
+            let merged = p.resolved.get(&i);
+            let row_no = new_keys.len();
+            for (field, (b, f)) in builders.iter_mut().zip(schema.fields()).enumerate() {
+                let v = match merged {
+                    Some((vals, _)) => &vals[field],
+                    None => (p.value_at)(table, field)
+                        .map(|i| &row[i])
+                        .unwrap_or(&Value::Null),
+                };
+                if v.is_absent() {
+                    match merged
+                        .and_then(|(_, o)| o.as_ref())
+                        .and_then(|o| stored_at.get(o))
+                    {
+                        Some(&j) => patches.push((row_no, field, j)),
+                        None => stats.absent_unknown += 1,
+                    }
+                }
+                b.append(v).map_err(|reason| Error::Value {
+                    table: self.name.to_string(),
+                    column: f.name().clone(),
+                    reason,
+                })?;
+            }
+            new_keys.push(k);
+        }
+        let mut new_rows = RecordBatch::try_new(
+            schema.clone(),
+            builders.iter_mut().map(|b| b.finish()).collect(),
+        )
+        .map_err(|e| Error::storage("build the replica batch", e))?;
+        if !patches.is_empty() {
+            new_rows = take_patches(&new_rows, &stored, &patches)?;
+        }
+
+        // Mark what the batch supersedes, and note the new locations.
+        for k in new_keys.iter().chain(&gone) {
+            if let Some((path, row)) = at.get(k) {
+                sm.deleted.entry(path.clone()).or_default().insert(*row);
+            }
+        }
+        for k in &gone {
+            sm.overlay.insert(k.to_vec(), None);
+        }
+        if !new_keys.is_empty() {
+            let version = self.table.version().unwrap_or(0) + 1;
+            let path = mor_file(version);
+            let rows = new_rows.num_rows();
+            let bytes = tokio::task::spawn_blocking(move || {
+                encode_parquet(&new_rows, Vec::new(), Compression::SNAPPY)
+            })
+            .await
+            .map_err(|e| Error::storage("encode Parquet", e))??;
+            let size = bytes.len() as i64;
+            store
+                .put(&Path::from(path.as_str()), bytes.into())
+                .await
+                .map_err(|e| Error::storage(format!("write {path}"), e))?;
+            stats.bytes_written += size as u64;
+            stats.rows_rewritten += rows as u64;
+            for (row, k) in new_keys.iter().enumerate() {
+                sm.overlay
+                    .insert(k.to_vec(), Some((path.clone(), row as u64)));
+            }
+            staged.added.insert(path, (size, rows));
+        }
+        stats.buckets += 1;
+        if stage {
+            return Ok(());
+        }
+
+        // The commit: deletion vectors, removes and adds, in one Delta commit.
+        let mut actions: Vec<Action> = Vec::new();
+        let mut dv_file = DvFile::new();
+        let mut new_dvs: Vec<(String, DeletionVectorDescriptor, RoaringTreemap)> = Vec::new();
+        let mut dropped: Vec<String> = Vec::new();
+        if sm.truncated {
+            for (path, l) in &live {
+                actions.push(Action::Remove(l.remove.clone()));
+                dropped.push(path.clone());
+            }
+        }
+        let mut adds: HashMap<String, Add> = std::mem::take(&mut staged.added)
+            .into_iter()
+            .map(|(path, (size, rows))| {
+                let a = add(
+                    path.clone(),
+                    size,
+                    rows,
+                    std::iter::empty::<(&str, Option<String>)>(),
+                );
+                (path, a)
+            })
+            .collect();
+        let deleted = std::mem::take(&mut sm.deleted);
+        let mut deleted: Vec<(String, RoaringTreemap)> = deleted.into_iter().collect();
+        deleted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (path, rows) in deleted {
+            if let Some(a) = adds.get_mut(&path) {
+                // A file of this transaction: it is added with its DV.
+                let total = a
+                    .stats
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                    .and_then(|v| v["numRecords"].as_u64())
+                    .unwrap_or(u64::MAX);
+                if rows.len() >= total {
+                    adds.remove(&path);
+                    dropped.push(path);
+                    continue;
+                }
+                let d = dv_file.push(&rows)?;
+                a.deletion_vector = Some(d.clone());
+                new_dvs.push((path, d, rows));
+                continue;
+            }
+            let Some(l) = live.get(&path) else { continue };
+            if sm.truncated {
+                continue;
+            }
+            let all = committed_dv(mor, &store, &path, l).await? | &rows;
+            actions.push(Action::Remove(l.remove.clone()));
+            if all.len() >= l.rows {
+                dropped.push(path);
+                continue;
+            }
+            let d = dv_file.push(&all)?;
+            let mut a = add(
+                path.clone(),
+                l.remove.size.unwrap_or_default(),
+                l.rows as usize,
+                std::iter::empty::<(&str, Option<String>)>(),
+            );
+            a.deletion_vector = Some(d.clone());
+            actions.push(Action::Add(a));
+            new_dvs.push((path, d, all));
+        }
+        let added_paths: HashSet<String> = adds.keys().cloned().collect();
+        actions.extend(adds.into_values().map(Action::Add));
+        if !dv_file.is_empty() {
+            let path = dv_file.path();
+            let bytes = dv_file.into_bytes();
+            stats.bytes_written += bytes.len() as u64;
+            store
+                .put(&Path::from(path.as_str()), bytes.into())
+                .await
+                .map_err(|e| Error::storage(format!("write {path}"), e))?;
+        }
+        stats.commits += 1;
+        commit(self.table, actions, progress, freshness, "apply changes").await?;
+        binlake_core::failpoint::hit("lake.after_replica_commit");
+        if let Some(c) = committed {
+            let _ = c.send(());
+        }
+        apply_progress(self.applied, progress, freshness);
+
+        // The index follows the commit (a crash before this is repaired by `catch_up`).
+        let mut update = IndexUpdate {
+            clear: sm.truncated,
+            dropped,
+            ..Default::default()
+        };
+        let mut files: HashMap<String, crate::key_index::FileRows> = HashMap::new();
+        for (k, l) in std::mem::take(&mut sm.overlay) {
+            match l {
+                Some((path, row)) => files.entry(path).or_default().push((k, row)),
+                None => update.removed.push(k),
+            }
+        }
+        update.files = files
+            .into_iter()
+            .filter(|(path, _)| added_paths.contains(path))
+            .collect();
+        for (path, d, rows) in new_dvs {
+            mor.dvs.insert(path, (dv_id(&d), rows));
+        }
+        sm.truncated = false;
+        mor.index.apply(update)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arrow::array::{Array, StringArray};
+    use binlake_core::schema::StringKind;
+    use binlake_core::{
+        ChangeEvent, Column, ColumnType, EventPosition, Op, SourceInfo, TableSchema, Value,
+    };
+
+    use super::*;
+    use crate::LakeConfig;
+    use crate::config::ReplicaMode;
+
+    fn table() -> Arc<TableSchema> {
+        Arc::new(TableSchema {
+            database: "d".into(),
+            table: "t".into(),
+            columns: vec![
+                Column::new(
+                    "id",
+                    ColumnType::Integer {
+                        bits: 32,
+                        unsigned: false,
+                    },
+                    false,
+                ),
+                Column::new(
+                    "v",
+                    ColumnType::String {
+                        kind: StringKind::Text,
+                        length: 255,
+                        charset: "utf8mb4".into(),
+                        json: false,
+                    },
+                    true,
+                ),
+            ],
+            primary_key: vec![0],
+        })
+    }
+
+    fn change(
+        t: &Arc<TableSchema>,
+        op: Op,
+        before: Option<Vec<Value>>,
+        after: Option<Vec<Value>>,
+        pos: u64,
+    ) -> Change {
+        Change {
+            event: ChangeEvent {
+                op,
+                table: t.clone(),
+                before,
+                after,
+                source: SourceInfo {
+                    server_id: 1,
+                    gtid: None,
+                    position: EventPosition {
+                        file: "bin.000001".into(),
+                        pos,
+                        row: 0,
+                    },
+                    ts_us: 1_700_000_000_000_000,
+                    snapshot: Default::default(),
+                    thread: None,
+                    query: None,
+                },
+                transaction: None,
+            },
+            kafka: None,
+        }
+    }
+
+    fn row(id: i64, v: &Option<String>) -> Vec<Value> {
+        vec![Value::Int(id), v.clone().map_or(Value::Null, Value::String)]
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    async fn replica_rows(lake: &Lake) -> BTreeMap<i64, Option<String>> {
+        let ctx = crate::query::session(lake, None).await.unwrap();
+        let batches = crate::query::run(&ctx, "SELECT CAST(id AS VARCHAR) AS id, v FROM d.t")
+            .await
+            .unwrap();
+        let mut out = BTreeMap::new();
+        for b in batches {
+            let id = arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+            let v = arrow::compute::cast(b.column(1), &DataType::Utf8).unwrap();
+            let id = id.as_any().downcast_ref::<StringArray>().unwrap();
+            let v = v.as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..b.num_rows() {
+                let k: i64 = id.value(i).parse().unwrap();
+                let val = (!v.is_null(i)).then(|| v.value(i).to_string());
+                assert!(out.insert(k, val).is_none(), "key {k} twice in the replica");
+            }
+        }
+        out
+    }
+
+    /// Random batches of inserts, updates (some with the value left out, as MINIMAL
+    /// images do), deletes, key changes and TRUNCATEs, some in staged parts, with the
+    /// index losing its last update (a kill -9 between the Delta commit and the index
+    /// commit) or disappearing: after every batch the merge-on-read replica, read through
+    /// its deletion vectors, equals a model of the table.
+    #[tokio::test]
+    async fn a_merge_on_read_replica_equals_the_model_through_lost_index_updates() {
+        let dir = std::env::temp_dir().join(format!("binlake-mor-{}", uuid::Uuid::new_v4()));
+        let lake = Lake::open(&LakeConfig {
+            root: dir.display().to_string(),
+            replica_mode: ReplicaMode::MergeOnRead,
+            ..Default::default()
+        })
+        .unwrap()
+        .with_writer("test");
+        let t = table();
+        let index_file = crate::key_index::index_path(&lake.index_dir(), "d.t", "test");
+        let mut sink = TableSink::open(&lake, &t).await.unwrap();
+        assert!(sink.mor.is_some(), "the replica is merge-on-read");
+        let mut model: BTreeMap<i64, Option<String>> = BTreeMap::new();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut pos = 4;
+        let mut txn = 0;
+        let mut deletes = 0;
+        for round in 0..60 {
+            let mut batch = Vec::new();
+            for _ in 0..1 + rng.below(25) {
+                pos += 1;
+                let free = |rng: &mut Rng, m: &BTreeMap<i64, Option<String>>| loop {
+                    let k = rng.below(1000) as i64;
+                    if !m.contains_key(&k) {
+                        break k;
+                    }
+                };
+                let existing = |rng: &mut Rng, m: &BTreeMap<i64, Option<String>>| {
+                    let n = m.len() as u64;
+                    (n > 0).then(|| *m.keys().nth(rng.below(n) as usize).unwrap_or(&0))
+                };
+                let val = |rng: &mut Rng| match rng.below(5) {
+                    0 => None,
+                    _ => Some(format!("v{}", rng.below(1000))),
+                };
+                let dice = rng.below(100);
+                if dice < 2 && round % 7 == 3 {
+                    batch.push(change(&t, Op::Truncate, None, None, pos));
+                    model.clear();
+                } else if (dice < 45 && model.len() < 400) || model.is_empty() {
+                    let k = free(&mut rng, &model);
+                    let v = val(&mut rng);
+                    batch.push(change(&t, Op::Create, None, Some(row(k, &v)), pos));
+                    model.insert(k, v);
+                } else if dice < 75 {
+                    let k = existing(&mut rng, &model).unwrap_or_default();
+                    let old = model[&k].clone();
+                    if rng.below(3) == 0 {
+                        // The image leaves `v` out: the stored value stays.
+                        let after = vec![Value::Int(k), Value::Absent];
+                        batch.push(change(
+                            &t,
+                            Op::Update,
+                            Some(after.clone()),
+                            Some(after),
+                            pos,
+                        ));
+                    } else {
+                        let v = val(&mut rng);
+                        batch.push(change(
+                            &t,
+                            Op::Update,
+                            Some(row(k, &old)),
+                            Some(row(k, &v)),
+                            pos,
+                        ));
+                        model.insert(k, v);
+                    }
+                } else if dice < 90 {
+                    let k = existing(&mut rng, &model).unwrap_or_default();
+                    let old = model.remove(&k).unwrap_or_default();
+                    batch.push(change(&t, Op::Delete, Some(row(k, &old)), None, pos));
+                    deletes += 1;
+                } else {
+                    // A key change.
+                    let k = existing(&mut rng, &model).unwrap_or_default();
+                    let old = model.remove(&k).unwrap_or_default();
+                    let to = free(&mut rng, &model);
+                    batch.push(change(
+                        &t,
+                        Op::Update,
+                        Some(row(k, &old)),
+                        Some(row(to, &old)),
+                        pos,
+                    ));
+                    model.insert(to, old);
+                }
+            }
+            let lose_index_update = round % 5 == 2;
+            let saved = lose_index_update.then(|| std::fs::read(&index_file).unwrap());
+            let progress = |n: i64| Progress {
+                txns: vec![("test".into(), n)],
+                file_token: format!("b{n}"),
+                ..Progress::default()
+            };
+            txn += 1;
+            if round % 4 == 1 && batch.len() > 2 {
+                // A transaction committed in parts.
+                let (a, b) = batch.split_at(batch.len() / 2);
+                sink.stage(a, &progress(txn), false, true).await.unwrap();
+                sink.apply(b, &progress(txn), false, true).await.unwrap();
+            } else {
+                sink.apply(&batch, &progress(txn), false, true)
+                    .await
+                    .unwrap();
+            }
+            if let Some(saved) = saved {
+                // kill -9 after the Delta commit, before the index's: the index as it was.
+                drop(sink);
+                std::fs::write(&index_file, saved).unwrap();
+                sink = TableSink::open(&lake, &t).await.unwrap();
+            } else if round % 11 == 6 {
+                drop(sink);
+                std::fs::remove_file(&index_file).unwrap();
+                sink = TableSink::open(&lake, &t).await.unwrap();
+            }
+            assert_eq!(replica_rows(&lake).await, model, "after round {round}");
+            assert_eq!(
+                row_count(&sink.replica),
+                Some(model.len() as u64),
+                "row count after round {round}"
+            );
+        }
+        assert!(deletes > 20, "the test deleted rows ({deletes})");
+        // Deletion vectors were written (updates superseded rows in earlier files).
+        let has_dv = live_files(&sink.replica)
+            .unwrap()
+            .values()
+            .any(|l| l.dv.is_some());
+        assert!(has_dv, "some file carries a deletion vector");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
