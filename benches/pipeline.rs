@@ -20,11 +20,15 @@
 //!   replica 800,000. Reported: rows/s, and write amplification: bytes of Parquet + Delta
 //!   log written (no vacuum) per byte of changed rows (188 bytes per row image: INT, INT,
 //!   CHAR(120), CHAR(60)), for the change log and the replica.
-//! - `run_freshness`: a 1,000,000-row table, `binlake run` with default lake settings
-//!   (after its snapshot), then a steady 2,000 rows/s of updates (10-row transactions
-//!   every 5 ms, 30 s), each setting a sequence number; visible = the first Delta commit
-//!   of the replica whose files hold that sequence number (its commit timestamp): p50/p99
-//!   of primary commit → visible in the replica.
+//! - `run_freshness`: a table of N rows, `binlake run` with default lake settings and
+//!   each replica mode (after its snapshot), then a steady 2,000 rows/s of updates of
+//!   random keys (10-row transactions every 5 ms, 30 s), each setting a sequence number;
+//!   visible = the first Delta commit of the replica whose files hold that sequence number
+//!   (its commit timestamp): p50/p99 of primary commit → visible in the replica, and the
+//!   replica bytes written per updated row (files and log, no vacuum) against the row's
+//!   size in the replica's Parquet. `BINLAKE_BENCH_FRESH_ROWS="1000000 10000000"` (default
+//!   1,000,000), `BINLAKE_BENCH_FRESH_MODES="copy_on_write merge_on_read"` (default both),
+//!   `BINLAKE_BENCH_FRESH_SECS` (default 30).
 //!
 //! - `snapshot`: a 5,000,000-row sysbench-shaped table (filled with `INSERT … SELECT`
 //!   from MariaDB's sequence engine); then `binlake capture` with
@@ -835,6 +839,25 @@ fn first_visible(table: &std::path::Path) -> HashMap<i64, i64> {
 }
 
 async fn run_freshness() {
+    let sizes: Vec<u64> = std::env::var("BINLAKE_BENCH_FRESH_ROWS")
+        .unwrap_or_else(|_| "1000000".into())
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let modes = std::env::var("BINLAKE_BENCH_FRESH_MODES")
+        .unwrap_or_else(|_| "copy_on_write merge_on_read".into());
+    let secs: u64 = std::env::var("BINLAKE_BENCH_FRESH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    for rows in sizes {
+        for mode in modes.split_whitespace() {
+            run_freshness_at(rows, mode, secs).await;
+        }
+    }
+}
+
+async fn run_freshness_at(rows: u64, mode: &str, secs: u64) {
     let db = format!("bench_fresh_{}", stamp());
     let name = format!("benchfresh_{}", stamp());
     let mut c = admin().await;
@@ -843,46 +866,49 @@ async fn run_freshness() {
     c.query_drop("CREATE TABLE sbtest1 (id INT NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL)")
         .await
         .unwrap();
-    for chunk in 0..10u64 {
-        let lo = chunk * 100_000 + 1;
+    let mut lo = 1;
+    while lo <= rows {
+        let hi = (lo + 99_999).min(rows);
         c.query_drop(format!(
-            "INSERT INTO sbtest1 SELECT seq, -1, REPEAT('c', 120), REPEAT('p', 60) FROM seq_{lo}_to_{}",
-            lo + 99_999
+            "INSERT INTO sbtest1 SELECT seq, -1, REPEAT('c', 120), REPEAT('p', 60) FROM seq_{lo}_to_{hi}"
         ))
         .await
         .unwrap();
+        lo = hi + 1;
     }
     let root = std::env::temp_dir().join(format!("bench-fresh-{}", stamp()));
-    let cfg = lake_config(&name, &db, &root, "");
+    let cfg = lake_config(&name, &db, &root, &format!("replica_mode = \"{mode}\""));
     let mut child = start_binlake("run", &cfg);
     let replica = root.join(&db).join("sbtest1").join("replica");
     let t0 = Instant::now();
-    while delta_rows(&replica) < 1_000_000 {
+    while delta_rows(&replica) < rows {
         std::thread::sleep(Duration::from_millis(500));
         assert!(
-            t0.elapsed() < Duration::from_secs(600),
+            t0.elapsed() < Duration::from_secs(3600),
             "snapshot did not finish"
         );
     }
     eprintln!(
-        "  snapshot of 1,000,000 rows in the replica after {:.1} s",
+        "  {mode}: snapshot of {rows} rows in the replica after {:.1} s",
         t0.elapsed().as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // 10-row transactions every 5 ms for 30 s = 2,000 rows/s of updates.
+    let bytes_before = dir_bytes(&replica);
+    let row_bytes = bytes_before as f64 / rows as f64;
+    // 10-row transactions every 5 ms = 2,000 rows/s of updates.
     let mut committed: HashMap<i64, i64> = HashMap::new();
     let mut seq = 0i64;
     let mut x = 12345u64;
     let t0 = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(5));
-    while t0.elapsed() < Duration::from_secs(30) {
+    while t0.elapsed() < Duration::from_secs(secs) {
         tick.tick().await;
         let mut sql = String::from("BEGIN;");
         for _ in 0..10 {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let id = (x >> 33) % 1_000_000 + 1;
+            let id = (x >> 33) % rows + 1;
             sql.push_str(&format!("UPDATE sbtest1 SET seq = {seq} WHERE id = {id};"));
             seq += 1;
         }
@@ -897,8 +923,10 @@ async fn run_freshness() {
         }
     }
     tokio::time::sleep(Duration::from_secs(15)).await;
+    let peak = peak_rss_mb(child.id());
     let _ = child.kill();
     let _ = child.wait();
+    let written = dir_bytes(&replica).saturating_sub(bytes_before);
     let visible = first_visible(&replica);
     let mut lat: Vec<f64> = committed
         .iter()
@@ -910,13 +938,18 @@ async fn run_freshness() {
             .copied()
             .unwrap_or(f64::NAN)
     };
+    let per_row = written as f64 / committed.len().max(1) as f64;
     println!(
-        "run_freshness: {} of {} updates seen in the replica (the rest were superseded within a batch) at 2,000 rows/s on a 1,000,000-row table: primary commit → visible in the replica p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "run_freshness {mode} {rows} rows: {} of {} updates seen in the replica (the rest were superseded within a batch) at 2,000 rows/s for {secs} s: primary commit → visible in the replica p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; replica bytes written per updated row {:.0} ({:.1}× the row's {:.0} bytes in the replica); peak RSS {:.0} MB",
         lat.len(),
         committed.len(),
         pct(0.5),
         pct(0.99),
-        lat.last().copied().unwrap_or(f64::NAN)
+        lat.last().copied().unwrap_or(f64::NAN),
+        per_row,
+        per_row / row_bytes,
+        row_bytes,
+        peak,
     );
     let _ = std::fs::remove_dir_all(&root);
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();

@@ -33,6 +33,9 @@ fn default_compact_min_files() -> usize {
 fn default_index_cache_mb() -> usize {
     64
 }
+fn default_max_deleted_fraction() -> f64 {
+    0.2
+}
 
 /// How a replica is written ([`LakeConfig::replica_mode`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -124,6 +127,12 @@ pub struct LakeConfig {
     /// table's size.
     #[serde(default = "default_index_cache_mb")]
     pub index_cache_mb: usize,
+    /// Merge-on-read maintenance rewrites a file (without its deleted rows) once more than
+    /// this fraction of its rows is deleted, and merges small files; readers then never
+    /// skip more than about this fraction of what they read. Each maintenance pass
+    /// rewrites at most `max_batch_bytes` of files.
+    #[serde(default = "default_max_deleted_fraction")]
+    pub max_deleted_fraction: f64,
 }
 
 impl Default for LakeConfig {
@@ -142,6 +151,7 @@ impl Default for LakeConfig {
             replica_mode: ReplicaMode::default(),
             index_dir: None,
             index_cache_mb: default_index_cache_mb(),
+            max_deleted_fraction: default_max_deleted_fraction(),
         }
     }
 }

@@ -492,7 +492,11 @@ impl TableSink {
                 })
                 .await
                 .map_err(|e| Error::storage("open the key index", e))??;
-                Some(mor::Mor::new(index))
+                Some(mor::Mor::new(
+                    index,
+                    cfg.max_deleted_fraction,
+                    cfg.max_batch_bytes as u64,
+                ))
             }
         };
         let buckets = table_config
@@ -804,7 +808,10 @@ impl TableSink {
             .await?;
             compacted += 1;
         }
-        compacted += self.compact_replica(min_files).await?;
+        compacted += match self.mor.is_some() {
+            true => self.compact_merge_on_read(min_files).await?,
+            false => self.compact_replica(min_files).await?,
+        };
         let mut deleted = 0u64;
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
         for t in [&mut self.changes, &mut self.replica] {

@@ -50,14 +50,172 @@ pub(super) struct Mor {
     pub(super) index: KeyIndex,
     /// Committed deletion vectors read or written: path → (descriptor id, rows).
     dvs: HashMap<String, (String, RoaringTreemap)>,
+    /// Maintenance rewrites a file with more of its rows deleted than this.
+    max_deleted: f64,
+    /// Bytes of files one maintenance pass rewrites at most.
+    budget: u64,
 }
 
 impl Mor {
-    pub(super) fn new(index: KeyIndex) -> Mor {
+    pub(super) fn new(index: KeyIndex, max_deleted: f64, budget: u64) -> Mor {
         Mor {
             index,
             dvs: HashMap::new(),
+            max_deleted,
+            budget,
         }
+    }
+}
+
+/// Files smaller than this are merged by maintenance (when there are `compact_min_files`
+/// of them).
+const SMALL_FILE_BYTES: i64 = 32 << 20;
+
+impl TableSink {
+    /// Merge-on-read maintenance: rewrites files whose deleted fraction passed
+    /// `max_deleted_fraction`, and merges small files, without their deleted rows, into
+    /// one new file (at most `budget` bytes of files per pass), in one commit that
+    /// changes no data; the index learns the new file's rows in the same step. Returns
+    /// how many files were rewritten.
+    pub(super) async fn compact_merge_on_read(&mut self, min_files: usize) -> Result<u64> {
+        let Some(mor) = self.mor.as_mut() else {
+            return Ok(0);
+        };
+        let live = live_files(&self.replica)?;
+        let store = self.replica.log_store().object_store(None);
+        let mut heavy: Vec<(f64, &String)> = Vec::new();
+        let mut small: Vec<(i64, &String)> = Vec::new();
+        for (path, l) in &live {
+            let deleted = l.dv.as_ref().map_or(0, |d| d.cardinality) as f64;
+            let fraction = deleted / l.rows.max(1) as f64;
+            if fraction > mor.max_deleted {
+                heavy.push((fraction, path));
+            } else if l.remove.size.unwrap_or_default() < SMALL_FILE_BYTES {
+                small.push((l.remove.size.unwrap_or_default(), path));
+            }
+        }
+        heavy.sort_by(|a, b| b.0.total_cmp(&a.0));
+        small.sort();
+        if small.len() < min_files.max(2) {
+            small.clear();
+        }
+        let mut picked: Vec<&String> = Vec::new();
+        let mut bytes = 0u64;
+        for path in heavy.iter().map(|h| h.1).chain(small.iter().map(|s| s.1)) {
+            let size = live[path].remove.size.unwrap_or_default() as u64;
+            if !picked.is_empty() && bytes + size > mor.budget {
+                break;
+            }
+            bytes += size;
+            picked.push(path);
+        }
+        if picked.is_empty() || (picked.len() == 1 && heavy.is_empty()) {
+            return Ok(0);
+        }
+        let schema = self.replica_schema.clone();
+        let key_idx: Vec<usize> = self
+            .key_names
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::storage("compact the replica", e))?;
+        let mut parts = Vec::new();
+        for path in &picked {
+            let deleted = committed_dv(mor, &store, path, &live[*path]).await?.clone();
+            let raw = read_object(&store, path).await?;
+            let (schema, p) = (schema.clone(), (*path).clone());
+            let rb = tokio::task::spawn_blocking(move || -> Result<RecordBatch> {
+                let err =
+                    |e: &dyn std::fmt::Display| Error::storage(format!("read {p}"), e.to_string());
+                let reader = ParquetRecordBatchReaderBuilder::try_new(raw)
+                    .and_then(|b| b.with_batch_size(65536).build())
+                    .map_err(|e| err(&e))?;
+                let mut kept = Vec::new();
+                let mut at = 0u64;
+                for rb in reader {
+                    let rb = align(&rb.map_err(|e| err(&e))?, &schema)?;
+                    let keep: arrow::array::BooleanArray = (0..rb.num_rows() as u64)
+                        .map(|i| Some(!deleted.contains(at + i)))
+                        .collect();
+                    at += rb.num_rows() as u64;
+                    kept.push(filter_record_batch(&rb, &keep).map_err(|e| err(&e))?);
+                }
+                arrow::compute::concat_batches(&schema, &kept).map_err(|e| err(&e))
+            })
+            .await
+            .map_err(|e| Error::storage("compact the replica", e))??;
+            parts.push(rb);
+        }
+        let all = arrow::compute::concat_batches(&schema, &parts)
+            .map_err(|e| Error::storage("compact the replica", e))?;
+        let version = self.replica.version().unwrap_or(0) + 1;
+        let path = mor_file(version);
+        let rows = all.num_rows();
+        let key_fields: Vec<SortField> = key_idx
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect();
+        let (encoded, keys) = tokio::task::spawn_blocking(move || -> Result<(Bytes, Rows)> {
+            let converter =
+                RowConverter::new(key_fields).map_err(|e| Error::storage("key encoding", e))?;
+            let cols: Vec<ArrayRef> = key_idx.iter().map(|&i| all.column(i).clone()).collect();
+            let keys = converter
+                .convert_columns(&cols)
+                .map_err(|e| Error::storage("key encoding", e))?;
+            Ok((encode_parquet(&all, Vec::new(), Compression::SNAPPY)?, keys))
+        })
+        .await
+        .map_err(|e| Error::storage("compact the replica", e))??;
+        let mut actions = Vec::new();
+        if rows > 0 {
+            let size = encoded.len() as i64;
+            store
+                .put(&Path::from(path.as_str()), encoded.into())
+                .await
+                .map_err(|e| Error::storage(format!("write {path}"), e))?;
+            let mut a = add(
+                path.clone(),
+                size,
+                rows,
+                std::iter::empty::<(&str, Option<String>)>(),
+            );
+            a.data_change = false;
+            actions.push(Action::Add(a));
+        }
+        for p in &picked {
+            let mut r = live[*p].remove.clone();
+            r.data_change = false;
+            actions.push(Action::Remove(r));
+        }
+        let freshness = self.applied_replica.freshness.clone().unwrap_or_default();
+        commit_as(
+            &mut self.replica,
+            actions,
+            &Progress::default(),
+            &freshness,
+            "compact",
+            DeltaOperation::Optimize {
+                predicate: None,
+                target_size: 0,
+            },
+        )
+        .await?;
+        let update = IndexUpdate {
+            files: match rows {
+                0 => Vec::new(),
+                _ => vec![(
+                    path,
+                    keys.iter()
+                        .enumerate()
+                        .map(|(i, k)| (k.data().to_vec(), i as u64))
+                        .collect(),
+                )],
+            },
+            dropped: picked.iter().map(|p| (*p).clone()).collect(),
+            ..Default::default()
+        };
+        mor.index.apply(update)?;
+        Ok(picked.len() as u64)
     }
 }
 
@@ -698,8 +856,9 @@ mod tests {
     /// Random batches of inserts, updates (some with the value left out, as MINIMAL
     /// images do), deletes, key changes and TRUNCATEs, some in staged parts, with the
     /// index losing its last update (a kill -9 between the Delta commit and the index
-    /// commit) or disappearing: after every batch the merge-on-read replica, read through
-    /// its deletion vectors, equals a model of the table.
+    /// commit) or disappearing, and maintenance every ten batches: after every batch the
+    /// merge-on-read replica, read through its deletion vectors, equals a model of the
+    /// table.
     #[tokio::test]
     async fn a_merge_on_read_replica_equals_the_model_through_lost_index_updates() {
         let dir = std::env::temp_dir().join(format!("binlake-mor-{}", uuid::Uuid::new_v4()));
@@ -719,6 +878,8 @@ mod tests {
         let mut pos = 4;
         let mut txn = 0;
         let mut deletes = 0;
+        let mut maintained = 0;
+        let mut saw_dv = false;
         for round in 0..60 {
             let mut batch = Vec::new();
             for _ in 0..1 + rng.below(25) {
@@ -818,6 +979,30 @@ mod tests {
                 std::fs::remove_file(&index_file).unwrap();
                 sink = TableSink::open(&lake, &t).await.unwrap();
             }
+            saw_dv |= live_files(&sink.replica)
+                .unwrap()
+                .values()
+                .any(|l| l.dv.is_some());
+            if round % 10 == 9 {
+                // Maintenance folds the deletion vectors and merges the small files.
+                let before = live_files(&sink.replica).unwrap().len();
+                let rewritten = sink.maintain(2, std::time::Duration::ZERO).await.unwrap().0;
+                let after = live_files(&sink.replica).unwrap();
+                assert!(
+                    rewritten > 0 && after.len() < before,
+                    "{before} files → {}",
+                    after.len()
+                );
+                for (path, l) in &after {
+                    let deleted = l.dv.as_ref().map_or(0, |d| d.cardinality) as f64;
+                    assert!(
+                        deleted / l.rows as f64 <= 0.2,
+                        "{path}: {deleted} of {} deleted",
+                        l.rows
+                    );
+                }
+                maintained += 1;
+            }
             assert_eq!(replica_rows(&lake).await, model, "after round {round}");
             assert_eq!(
                 row_count(&sink.replica),
@@ -826,12 +1011,9 @@ mod tests {
             );
         }
         assert!(deletes > 20, "the test deleted rows ({deletes})");
+        assert_eq!(maintained, 6);
         // Deletion vectors were written (updates superseded rows in earlier files).
-        let has_dv = live_files(&sink.replica)
-            .unwrap()
-            .values()
-            .any(|l| l.dv.is_some());
-        assert!(has_dv, "some file carries a deletion vector");
+        assert!(saw_dv, "no file ever carried a deletion vector");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
