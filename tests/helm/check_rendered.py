@@ -211,6 +211,10 @@ def expected_config(v, comp):
             "maintenance_interval": lk["maintenanceInterval"],
             "compact_min_files": lk["compactMinFiles"],
             "vacuum_retention": lk["vacuumRetention"],
+            "replica_mode": lk["replicaMode"],
+            "index_dir": lk["indexDir"],
+            "index_cache_mb": lk["indexCacheMb"],
+            "max_deleted_fraction": lk["maxDeletedFraction"],
         }
         if lk["storage"]:
             # Every option is a reference, never the value itself.

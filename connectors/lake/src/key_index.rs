@@ -126,11 +126,12 @@ impl KeyIndex {
                 .set_cache_size(cache_bytes)
                 .create(path)
                 .map_err(|e| match e {
-                    redb::DatabaseError::DatabaseAlreadyOpen => ierr(
-                        path,
-                        "open",
-                        "another binlake process has it open; give each writer of a table its own [lake] index_dir or materialize instance_id",
-                    ),
+                    // Two writers with one index file: a setup mistake, not a transient
+                    // error, so it stops the writer.
+                    redb::DatabaseError::DatabaseAlreadyOpen => Error::Config {
+                        location: path.display().to_string(),
+                        reason: "another binlake process has this key index open; give each writer of a table its own [lake] index_dir or materialize instance_id".into(),
+                    },
                     e => ierr(path, "open", e),
                 })?;
             let r = db.begin_read().map_err(|e| ierr(path, "read", e))?;
@@ -147,7 +148,8 @@ impl KeyIndex {
         };
         let (db, same) = match open() {
             Ok(x) => x,
-            Err(e) if path.exists() && !e.to_string().contains("another binlake process") => {
+            Err(e @ Error::Config { .. }) => return Err(e),
+            Err(e) if path.exists() => {
                 tracing::warn!(index = %path.display(), error = %e, "key index unreadable: rebuilding it from the table");
                 std::fs::remove_file(path).map_err(|e| ierr(path, "remove", e))?;
                 open()?

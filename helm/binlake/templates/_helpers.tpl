@@ -396,6 +396,10 @@ before_images = {{ $l.beforeImages }}
 maintenance_interval = {{ $l.maintenanceInterval | toRawJson }}
 compact_min_files = {{ $l.compactMinFiles | int64 }}
 vacuum_retention = {{ $l.vacuumRetention | toRawJson }}
+replica_mode = {{ $l.replicaMode | toRawJson }}
+index_dir = {{ $l.indexDir | toRawJson }}
+index_cache_mb = {{ $l.indexCacheMb | int64 }}
+max_deleted_fraction = {{ $l.maxDeletedFraction | float64 }}
 {{- if $l.storage }}
 
 [lake.storage]

@@ -630,12 +630,16 @@ impl ReplicaView<'_> {
             return Ok(());
         }
 
-        // The commit: deletion vectors, removes and adds, in one Delta commit.
+        // The commit: deletion vectors, removes and adds, in one Delta commit. The staged
+        // state is taken first: after a failed commit nothing of it is left to mislead
+        // the next batch (the caller reads the batch again).
+        let overlay = std::mem::take(&mut sm.overlay);
+        let truncated = std::mem::take(&mut sm.truncated);
         let mut actions: Vec<Action> = Vec::new();
         let mut dv_file = DvFile::new();
         let mut new_dvs: Vec<(String, DeletionVectorDescriptor, RoaringTreemap)> = Vec::new();
         let mut dropped: Vec<String> = Vec::new();
-        if sm.truncated {
+        if truncated {
             for (path, l) in &live {
                 actions.push(Action::Remove(l.remove.clone()));
                 dropped.push(path.clone());
@@ -676,7 +680,7 @@ impl ReplicaView<'_> {
                 continue;
             }
             let Some(l) = live.get(&path) else { continue };
-            if sm.truncated {
+            if truncated {
                 continue;
             }
             let all = committed_dv(mor, &store, &path, l).await? | &rows;
@@ -717,12 +721,12 @@ impl ReplicaView<'_> {
 
         // The index follows the commit (a crash before this is repaired by `catch_up`).
         let mut update = IndexUpdate {
-            clear: sm.truncated,
+            clear: truncated,
             dropped,
             ..Default::default()
         };
         let mut files: HashMap<String, crate::key_index::FileRows> = HashMap::new();
-        for (k, l) in std::mem::take(&mut sm.overlay) {
+        for (k, l) in overlay {
             match l {
                 Some((path, row)) => files.entry(path).or_default().push((k, row)),
                 None => update.removed.push(k),
@@ -735,7 +739,6 @@ impl ReplicaView<'_> {
         for (path, d, rows) in new_dvs {
             mor.dvs.insert(path, (dv_id(&d), rows));
         }
-        sm.truncated = false;
         mor.index.apply(update)?;
         Ok(())
     }
