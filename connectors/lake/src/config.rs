@@ -113,8 +113,9 @@ pub struct LakeConfig {
     /// A change-log date partition is compacted when it has at least this many files.
     #[serde(default = "default_compact_min_files")]
     pub compact_min_files: usize,
-    /// How new replicas are written: `copy_on_write` (default) or `merge_on_read`. An
-    /// existing replica keeps the mode it was created with.
+    /// How replicas are written: `copy_on_write` (default) or `merge_on_read`, which
+    /// also switches existing copy-on-write replicas in place; a merge-on-read replica
+    /// stays so.
     #[serde(default)]
     pub replica_mode: ReplicaMode,
     /// Local folder of the key indexes of merge-on-read replicas (one file per table and

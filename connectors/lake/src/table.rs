@@ -223,6 +223,8 @@ pub struct TableSink {
     /// The key index and deletion vectors of a merge-on-read replica; `None` for
     /// copy-on-write.
     mor: Option<mor::Mor>,
+    /// Where and how a key index is kept, should the replica become merge-on-read.
+    mor_settings: mor::Settings,
 }
 
 /// The parts of a source transaction written to storage but not committed yet
@@ -462,42 +464,47 @@ impl TableSink {
                 .await?
             }
         };
+        let mut replica = replica;
+        if cfg.replica_mode == ReplicaMode::MergeOnRead
+            && mode_of(&replica) == ReplicaMode::CopyOnWrite
+        {
+            // In place: one commit upgrades the protocol (deletionVectors) and marks the
+            // mode; the bucket files stay, and the key index reads them once.
+            replica = replica
+                .set_tbl_properties()
+                .with_properties(HashMap::from([
+                    (
+                        "delta.enableDeletionVectors".to_string(),
+                        "true".to_string(),
+                    ),
+                    (MODE_PROPERTY.to_string(), "merge_on_read".to_string()),
+                ]))
+                .with_raise_if_not_exists(false)
+                .await
+                .map_err(|e| {
+                    Error::delta(replica_url.as_str(), "switch to merge-on-read", e, true)
+                })?;
+            tracing::info!(table = %name, "replica switched to merge-on-read");
+        }
         let table_config = replica
             .snapshot()
             .ok()
             .map(|s| s.metadata().configuration().clone())
             .unwrap_or_default();
-        let mode = match table_config.get(MODE_PROPERTY).map(String::as_str) {
-            Some("merge_on_read") => ReplicaMode::MergeOnRead,
-            _ => ReplicaMode::CopyOnWrite,
-        };
+        let mode = mode_of(&replica);
         if mode != cfg.replica_mode {
-            tracing::warn!(table = %name, table_mode = mode.as_str(), configured = cfg.replica_mode.as_str(), "the replica keeps the mode it was created with; [lake] replica_mode applies to new replicas (drop the replica folder to re-snapshot it in the other mode)");
+            tracing::warn!(table = %name, "the replica is merge-on-read and stays so ([lake] replica_mode = \"copy_on_write\" applies to new replicas; delete the replica's folder to have it snapshotted again as copy-on-write)");
         }
+        let mor_settings = mor::Settings {
+            dir: lake.index_dir(),
+            writer: lake.writer().to_string(),
+            cache_bytes: cfg.index_cache_mb << 20,
+            max_deleted: cfg.max_deleted_fraction,
+            budget: cfg.max_batch_bytes as u64,
+        };
         let mor = match mode {
             ReplicaMode::CopyOnWrite => None,
-            ReplicaMode::MergeOnRead => {
-                let table_id = replica
-                    .snapshot()
-                    .map_err(|e| Error::delta(replica_url.as_str(), "snapshot", e, true))?
-                    .metadata()
-                    .id()
-                    .to_string();
-                let dir = lake.index_dir();
-                crate::key_index::sweep_dead(&dir, &name);
-                let path = crate::key_index::index_path(&dir, &name, lake.writer());
-                let cache = cfg.index_cache_mb << 20;
-                let index = tokio::task::spawn_blocking(move || {
-                    crate::key_index::KeyIndex::open(&path, &table_id, cache)
-                })
-                .await
-                .map_err(|e| Error::storage("open the key index", e))??;
-                Some(mor::Mor::new(
-                    index,
-                    cfg.max_deleted_fraction,
-                    cfg.max_batch_bytes as u64,
-                ))
-            }
+            ReplicaMode::MergeOnRead => Some(mor::Mor::open(&mor_settings, &name, &replica).await?),
         };
         let buckets = table_config
             .get(BUCKETS_PROPERTY)
@@ -519,6 +526,7 @@ impl TableSink {
             staged: Staged::default(),
             warned_absent: false,
             mor,
+            mor_settings,
         };
         sink.refresh_schemas()?;
         // A change log written before `__seq` or `__absent` existed: its older rows have
@@ -591,6 +599,10 @@ impl TableSink {
             .collect();
         self.applied_changes = read_applied(&self.changes, &apps).await?;
         self.applied_replica = read_applied(&self.replica, &apps).await?;
+        if self.mor.is_none() && mode_of(&self.replica) == ReplicaMode::MergeOnRead {
+            // Another writer switched the replica to merge-on-read.
+            self.mor = Some(mor::Mor::open(&self.mor_settings, &self.name, &self.replica).await?);
+        }
         Ok(())
     }
 
@@ -1043,6 +1055,7 @@ impl TableSink {
             staged,
             warned_absent,
             mor,
+            ..
         } = self;
         let Staged {
             changes: staged_changes,
@@ -2616,6 +2629,20 @@ async fn create(
     b = b.with_configuration(props.iter().map(|(k, v)| (k.to_string(), Some(v.clone()))));
     b.await
         .map_err(|e| Error::delta(url.as_str(), "create", e, true))
+}
+
+/// How a replica is written, by its table property.
+fn mode_of(t: &DeltaTable) -> ReplicaMode {
+    let merge_on_read = t.snapshot().ok().is_some_and(|s| {
+        s.metadata()
+            .configuration()
+            .get(MODE_PROPERTY)
+            .is_some_and(|m| m == ReplicaMode::MergeOnRead.as_str())
+    });
+    match merge_on_read {
+        true => ReplicaMode::MergeOnRead,
+        false => ReplicaMode::CopyOnWrite,
+    }
 }
 
 fn arrow_schema_of(t: &DeltaTable) -> Result<SchemaRef> {

@@ -56,14 +56,37 @@ pub(super) struct Mor {
     budget: u64,
 }
 
+/// Where and how a table's key index is kept (from `[lake]`).
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub dir: std::path::PathBuf,
+    pub writer: String,
+    pub cache_bytes: usize,
+    pub max_deleted: f64,
+    pub budget: u64,
+}
+
 impl Mor {
-    pub(super) fn new(index: KeyIndex, max_deleted: f64, budget: u64) -> Mor {
-        Mor {
+    /// Opens the key index of `replica` (table `name`).
+    pub(super) async fn open(s: &Settings, name: &str, replica: &DeltaTable) -> Result<Mor> {
+        let table_id = replica
+            .snapshot()
+            .map_err(|e| Error::delta(replica.table_url().as_str(), "snapshot", e, true))?
+            .metadata()
+            .id()
+            .to_string();
+        crate::key_index::sweep_dead(&s.dir, name);
+        let path = crate::key_index::index_path(&s.dir, name, &s.writer);
+        let cache = s.cache_bytes;
+        let index = tokio::task::spawn_blocking(move || KeyIndex::open(&path, &table_id, cache))
+            .await
+            .map_err(|e| Error::storage("open the key index", e))??;
+        Ok(Mor {
             index,
             dvs: HashMap::new(),
-            max_deleted,
-            budget,
-        }
+            max_deleted: s.max_deleted,
+            budget: s.budget,
+        })
     }
 }
 
@@ -1017,6 +1040,89 @@ mod tests {
         assert_eq!(maintained, 6);
         // Deletion vectors were written (updates superseded rows in earlier files).
         assert!(saw_dv, "no file ever carried a deletion vector");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A copy-on-write replica switched to merge-on-read in place (the config changed):
+    /// one commit upgrades the protocol, the bucket files stay and are indexed, and the
+    /// rows stay the primary's. A writer that opened it before the switch cannot commit
+    /// a bucket rewrite over it, and writes merge-on-read after reloading.
+    #[tokio::test]
+    async fn a_copy_on_write_replica_switches_to_merge_on_read_in_place() {
+        let dir = std::env::temp_dir().join(format!("binlake-mor-{}", uuid::Uuid::new_v4()));
+        let cfg = |mode| LakeConfig {
+            root: dir.display().to_string(),
+            replica_mode: mode,
+            buckets: 4,
+            ..Default::default()
+        };
+        let cow_lake = Lake::open(&cfg(ReplicaMode::CopyOnWrite))
+            .unwrap()
+            .with_writer("old");
+        let mor_lake = Lake::open(&cfg(ReplicaMode::MergeOnRead))
+            .unwrap()
+            .with_writer("new");
+        let t = table();
+        let progress = |n: i64| Progress {
+            txns: vec![("test".into(), n)],
+            file_token: format!("b{n}"),
+            ..Progress::default()
+        };
+        let v = |s: &str| Some(s.to_string());
+        let mut model = BTreeMap::new();
+        let mut old = TableSink::open(&cow_lake, &t).await.unwrap();
+        let batch: Vec<Change> = (0..40)
+            .map(|k| change(&t, Op::Create, None, Some(row(k, &v("a"))), 10 + k as u64))
+            .collect();
+        model.extend((0..40).map(|k| (k, v("a"))));
+        old.apply(&batch, &progress(1), false, true).await.unwrap();
+        assert!(old.mor.is_none());
+
+        let mut new = TableSink::open(&mor_lake, &t).await.unwrap();
+        assert!(new.mor.is_some(), "switched to merge-on-read");
+        let log = std::fs::read_dir(dir.join("d/t/replica/_delta_log"))
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<String>();
+        assert!(
+            log.contains("\"readerFeatures\":[\"deletionVectors\"]"),
+            "{log}"
+        );
+        let batch = vec![
+            change(
+                &t,
+                Op::Update,
+                Some(row(3, &v("a"))),
+                Some(row(3, &v("b"))),
+                100,
+            ),
+            change(&t, Op::Delete, Some(row(7, &v("a"))), None, 101),
+            change(&t, Op::Create, None, Some(row(99, &v("c"))), 102),
+        ];
+        model.insert(3, v("b"));
+        model.remove(&7);
+        model.insert(99, v("c"));
+        new.apply(&batch, &progress(2), false, true).await.unwrap();
+        assert_eq!(replica_rows(&mor_lake).await, model);
+        drop(new);
+
+        // The writer opened before the switch: its bucket rewrite, which would ignore the
+        // deletion vectors, is built on the old table version and cannot commit.
+        let batch = vec![change(
+            &t,
+            Op::Update,
+            Some(row(5, &v("a"))),
+            Some(row(5, &v("d"))),
+            103,
+        )];
+        assert!(old.apply(&batch, &progress(3), false, true).await.is_err());
+        assert_eq!(replica_rows(&mor_lake).await, model);
+        old.reload().await.unwrap();
+        assert!(old.mor.is_some(), "the reload sees the switch");
+        old.apply(&batch, &progress(3), false, true).await.unwrap();
+        model.insert(5, v("d"));
+        assert_eq!(replica_rows(&mor_lake).await, model);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
