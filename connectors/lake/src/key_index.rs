@@ -38,6 +38,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -88,7 +89,7 @@ pub struct IndexUpdate {
 
 /// A replica's key index (see the module docs).
 pub struct KeyIndex {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
     /// Indexed files still believed live: path → id.
     files: HashMap<String, u32>,
@@ -157,7 +158,7 @@ impl KeyIndex {
             Err(e) => return Err(e),
         };
         let mut index = KeyIndex {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             files: HashMap::new(),
             paths: HashMap::new(),
@@ -219,79 +220,39 @@ impl KeyIndex {
         self.paths.get(&id).map(String::as_str)
     }
 
-    /// Where each of `keys` was last indexed (to be validated by the caller).
-    pub fn get_many<'a>(
-        &self,
-        keys: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<Vec<Option<Loc>>> {
-        let path = &self.path;
-        let r = self.db.begin_read().map_err(|e| ierr(path, "read", e))?;
-        let t = r.open_table(KEYS).map_err(|e| ierr(path, "read", e))?;
-        keys.into_iter()
-            .map(|k| {
-                Ok(t.get(k)
-                    .map_err(|e| ierr(path, "read", e))?
-                    .map(|v| Loc::unpack(v.value())))
-            })
-            .collect()
+    /// Where each of `keys` was last indexed (to be validated by the caller); reads on
+    /// a blocking thread.
+    pub async fn get_many(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Loc>>> {
+        let (db, path) = (self.db.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            let r = db.begin_read().map_err(|e| ierr(&path, "read", e))?;
+            let t = r.open_table(KEYS).map_err(|e| ierr(&path, "read", e))?;
+            keys.iter()
+                .map(|k| {
+                    Ok(t.get(k.as_slice())
+                        .map_err(|e| ierr(&path, "read", e))?
+                        .map(|v| Loc::unpack(v.value())))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ierr(&self.path, "read", e))?
     }
 
-    /// Applies a committed batch's changes in one durable transaction.
-    pub fn apply(&mut self, u: IndexUpdate) -> Result<()> {
-        let path = self.path.clone();
-        let w = self.db.begin_write().map_err(|e| ierr(&path, "write", e))?;
-        let mut next_id = self.next_id;
-        let mut added: Vec<(String, u32)> = Vec::with_capacity(u.files.len());
-        {
-            let mut keys = w.open_table(KEYS).map_err(|e| ierr(&path, "write", e))?;
-            let mut files = w.open_table(FILES).map_err(|e| ierr(&path, "write", e))?;
-            if u.clear {
-                keys.retain(|_, _| false)
-                    .map_err(|e| ierr(&path, "write", e))?;
-                files
-                    .retain(|_, _| false)
-                    .map_err(|e| ierr(&path, "write", e))?;
-            }
-            for k in &u.removed {
-                keys.remove(k.as_slice())
-                    .map_err(|e| ierr(&path, "write", e))?;
-            }
-            for p in &u.dropped {
-                if let Some(id) = self.files.get(p) {
-                    files.remove(*id).map_err(|e| ierr(&path, "write", e))?;
-                }
-            }
-            for (p, rows) in &u.files {
-                if next_id > MAX_FILE_ID {
-                    return Err(ierr(
-                        &path,
-                        "write",
-                        "it has numbered 16M files; delete it to have it rebuilt",
-                    ));
-                }
-                let id = next_id;
-                next_id += 1;
-                files
-                    .insert(id, p.as_str())
-                    .map_err(|e| ierr(&path, "write", e))?;
-                for (k, row) in rows {
-                    keys.insert(
-                        k.as_slice(),
-                        Loc {
-                            file: id,
-                            row: *row,
-                        }
-                        .pack(),
-                    )
-                    .map_err(|e| ierr(&path, "write", e))?;
-                }
-                added.push((p.clone(), id));
-            }
-            let mut meta = w.open_table(META).map_err(|e| ierr(&path, "write", e))?;
-            meta.insert("next_id", next_id.to_string().as_str())
-                .map_err(|e| ierr(&path, "write", e))?;
-        }
-        w.commit().map_err(|e| ierr(&path, "write", e))?;
+    /// Applies a committed batch's changes in one durable transaction, on a blocking
+    /// thread.
+    pub async fn apply(&mut self, u: IndexUpdate) -> Result<()> {
+        let dropped_ids: Vec<u32> = u
+            .dropped
+            .iter()
+            .filter_map(|p| self.files.get(p).copied())
+            .collect();
+        let (db, path, first_id) = (self.db.clone(), self.path.clone(), self.next_id);
+        let (u, next_id) = tokio::task::spawn_blocking(move || {
+            write_update(&db, &path, &u, &dropped_ids, first_id).map(|n| (u, n))
+        })
+        .await
+        .map_err(|e| ierr(&self.path, "write", e))??;
         if u.clear {
             self.files.clear();
             self.paths.clear();
@@ -301,13 +262,66 @@ impl KeyIndex {
                 self.paths.remove(&id);
             }
         }
-        for (p, id) in added {
+        for (id, (p, _)) in (first_id..).zip(u.files) {
             self.paths.insert(id, p.clone());
             self.files.insert(p, id);
         }
         self.next_id = next_id;
         Ok(())
     }
+}
+
+/// Writes `u` in one transaction, numbering its files from `next_id`; returns the next
+/// free id.
+fn write_update(
+    db: &Database,
+    path: &Path,
+    u: &IndexUpdate,
+    dropped_ids: &[u32],
+    mut next_id: u32,
+) -> Result<u32> {
+    let werr = |e: &dyn std::fmt::Display| ierr(path, "write", e.to_string());
+    let w = db.begin_write().map_err(|e| werr(&e))?;
+    {
+        let mut keys = w.open_table(KEYS).map_err(|e| werr(&e))?;
+        let mut files = w.open_table(FILES).map_err(|e| werr(&e))?;
+        if u.clear {
+            keys.retain(|_, _| false).map_err(|e| werr(&e))?;
+            files.retain(|_, _| false).map_err(|e| werr(&e))?;
+        }
+        for k in &u.removed {
+            keys.remove(k.as_slice()).map_err(|e| werr(&e))?;
+        }
+        for id in dropped_ids {
+            files.remove(*id).map_err(|e| werr(&e))?;
+        }
+        for (p, rows) in &u.files {
+            if next_id > MAX_FILE_ID {
+                return Err(werr(
+                    &"it has numbered 16M files; delete it to have it rebuilt",
+                ));
+            }
+            let id = next_id;
+            next_id += 1;
+            files.insert(id, p.as_str()).map_err(|e| werr(&e))?;
+            for (k, row) in rows {
+                keys.insert(
+                    k.as_slice(),
+                    Loc {
+                        file: id,
+                        row: *row,
+                    }
+                    .pack(),
+                )
+                .map_err(|e| werr(&e))?;
+            }
+        }
+        let mut meta = w.open_table(META).map_err(|e| werr(&e))?;
+        meta.insert("next_id", next_id.to_string().as_str())
+            .map_err(|e| werr(&e))?;
+    }
+    w.commit().map_err(|e| werr(&e))?;
+    Ok(next_id)
 }
 
 /// The index file of a table's replica for `writer` under `dir`.
@@ -375,25 +389,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn entries_survive_reopening_and_a_foreign_index_starts_over() {
+    #[tokio::test]
+    async fn entries_survive_reopening_and_a_foreign_index_starts_over() {
         let dir = std::env::temp_dir().join(format!("binlake-ki-{}", uuid::Uuid::new_v4()));
         let path = index_path(&dir, "db.t", "run");
         {
             let mut ix = KeyIndex::open(&path, "table-1", 1 << 20).unwrap();
             ix.apply(upd(vec![("a.parquet", vec![(b"k1", 0), (b"k2", 1)])]))
+                .await
                 .unwrap();
             ix.apply(upd(vec![("b.parquet", vec![(b"k2", 0)])]))
+                .await
                 .unwrap();
             ix.apply(IndexUpdate {
                 removed: vec![b"k1".to_vec()],
                 dropped: vec!["a.parquet".into()],
                 ..Default::default()
             })
+            .await
             .unwrap();
         }
         let ix = KeyIndex::open(&path, "table-1", 1 << 20).unwrap();
-        let got = ix.get_many([&b"k1"[..], b"k2", b"k3"]).unwrap();
+        let keys = ["k1", "k2", "k3"].map(|k| k.as_bytes().to_vec()).to_vec();
+        let got = ix.get_many(keys).await.unwrap();
         assert_eq!(got[0], None);
         let k2 = got[1].unwrap();
         assert_eq!((ix.path_of(k2.file), k2.row), (Some("b.parquet"), 0));
@@ -401,7 +419,7 @@ mod tests {
         assert!(ix.has_file("b.parquet") && !ix.has_file("a.parquet"));
         drop(ix);
         let ix = KeyIndex::open(&path, "table-2", 1 << 20).unwrap();
-        assert_eq!(ix.get_many([&b"k2"[..]]).unwrap()[0], None);
+        assert_eq!(ix.get_many(vec![b"k2".to_vec()]).await.unwrap()[0], None);
         assert_eq!(ix.indexed_files().count(), 0);
         drop(ix);
         // A damaged file is rebuilt, not trusted.

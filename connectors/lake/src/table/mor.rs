@@ -237,7 +237,7 @@ impl TableSink {
             dropped: picked.iter().map(|p| (*p).clone()).collect(),
             ..Default::default()
         };
-        mor.index.apply(update)?;
+        mor.index.apply(update).await?;
         Ok(picked.len() as u64)
     }
 }
@@ -460,7 +460,7 @@ impl ReplicaView<'_> {
             update.files.push((path.clone(), rows));
         }
         tracing::info!(table = %self.name, files = update.files.len(), dropped = update.dropped.len(), "key index caught up with the replica");
-        mor.index.apply(update)
+        mor.index.apply(update).await
     }
 
     /// Writes a batch to a merge-on-read replica (see the module docs).
@@ -513,7 +513,10 @@ impl ReplicaView<'_> {
             .copied()
             .filter(|k| !sm.overlay.contains_key(*k) && !sm.truncated)
             .collect();
-        let found = mor.index.get_many(from_index.iter().copied())?;
+        let found = mor
+            .index
+            .get_many(from_index.iter().map(|k| k.to_vec()).collect())
+            .await?;
         let mut at: HashMap<&[u8], (String, u64)> = HashMap::new();
         for &k in &wanted {
             if let Some(Some(l)) = sm.overlay.get(k) {
@@ -762,7 +765,7 @@ impl ReplicaView<'_> {
         for (path, d, rows) in new_dvs {
             mor.dvs.insert(path, (dv_id(&d), rows));
         }
-        mor.index.apply(update)?;
+        mor.index.apply(update).await?;
         Ok(())
     }
 }
