@@ -902,6 +902,18 @@ mod tests {
         let index_file = crate::key_index::index_path(&lake.index_dir(), "d.t", "test");
         let mut sink = TableSink::open(&lake, &t).await.unwrap();
         assert!(sink.mor.is_some(), "the replica is merge-on-read");
+        // Checkpoints every few commits: deletion vectors must survive them (reopening
+        // the sink and reading the replica load the latest checkpoint).
+        sink.replica = sink
+            .replica
+            .clone()
+            .set_tbl_properties()
+            .with_properties(HashMap::from([(
+                "delta.checkpointInterval".to_string(),
+                "7".to_string(),
+            )]))
+            .await
+            .unwrap();
         let mut model: BTreeMap<i64, Option<String>> = BTreeMap::new();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut pos = 4;
@@ -1043,6 +1055,16 @@ mod tests {
         assert_eq!(maintained, 6);
         // Deletion vectors were written (updates superseded rows in earlier files).
         assert!(saw_dv, "no file ever carried a deletion vector");
+        let checkpoints = std::fs::read_dir(dir.join("d/t/replica/_delta_log"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(".checkpoint.parquet")
+            })
+            .count();
+        assert!(checkpoints >= 5, "{checkpoints} checkpoints");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
