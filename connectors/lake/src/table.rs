@@ -2776,7 +2776,7 @@ pub fn row_count(t: &DeltaTable) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -2878,14 +2878,21 @@ mod tests {
         assert_eq!(r[&3].1, None);
     }
 
-    fn insert(table: &Arc<TableSchema>, id: i64, pos: u64) -> Change {
-        use binlake_core::{ChangeEvent, EventPosition, SourceInfo, Value};
+    /// A change of `table` at `pos` of `bin.000001`, as the unit tests build them.
+    pub(super) fn change(
+        table: &Arc<TableSchema>,
+        op: Op,
+        before: Option<Vec<Value>>,
+        after: Option<Vec<Value>>,
+        pos: u64,
+    ) -> Change {
+        use binlake_core::{ChangeEvent, EventPosition, SourceInfo};
         Change {
             event: ChangeEvent {
-                op: Op::Create,
+                op,
                 table: table.clone(),
-                before: None,
-                after: Some(vec![Value::Int(id)]),
+                before,
+                after,
                 source: SourceInfo {
                     server_id: 1,
                     gtid: None,
@@ -2903,6 +2910,10 @@ mod tests {
             },
             kafka: None,
         }
+    }
+
+    fn insert(table: &Arc<TableSchema>, id: i64, pos: u64) -> Change {
+        change(table, Op::Create, None, Some(vec![Value::Int(id)]), pos)
     }
 
     /// A change log written before `__seq` existed gets the column when opened; its old

@@ -776,13 +776,12 @@ mod tests {
 
     use arrow::array::{Array, StringArray};
     use binlake_core::schema::StringKind;
-    use binlake_core::{
-        ChangeEvent, Column, ColumnType, EventPosition, Op, SourceInfo, TableSchema, Value,
-    };
+    use binlake_core::{Column, ColumnType, Op, TableSchema, Value};
 
     use super::*;
     use crate::LakeConfig;
     use crate::config::ReplicaMode;
+    use crate::table::tests::change;
 
     fn table() -> Arc<TableSchema> {
         Arc::new(TableSchema {
@@ -810,38 +809,6 @@ mod tests {
             ],
             primary_key: vec![0],
         })
-    }
-
-    fn change(
-        t: &Arc<TableSchema>,
-        op: Op,
-        before: Option<Vec<Value>>,
-        after: Option<Vec<Value>>,
-        pos: u64,
-    ) -> Change {
-        Change {
-            event: ChangeEvent {
-                op,
-                table: t.clone(),
-                before,
-                after,
-                source: SourceInfo {
-                    server_id: 1,
-                    gtid: None,
-                    position: EventPosition {
-                        file: "bin.000001".into(),
-                        pos,
-                        row: 0,
-                    },
-                    ts_us: 1_700_000_000_000_000,
-                    snapshot: Default::default(),
-                    thread: None,
-                    query: None,
-                },
-                transaction: None,
-            },
-            kafka: None,
-        }
     }
 
     fn row(id: i64, v: &Option<String>) -> Vec<Value> {
