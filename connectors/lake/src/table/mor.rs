@@ -432,10 +432,15 @@ impl ReplicaView<'_> {
         if missing.is_empty() && dropped.is_empty() {
             return Ok(());
         }
-        let mut update = IndexUpdate {
-            dropped,
-            ..Default::default()
-        };
+        let files = missing.len();
+        // Files that left the table first, then one file per index transaction: memory
+        // holds one file's keys, not the table's, when the index is built anew.
+        mor.index
+            .apply(IndexUpdate {
+                dropped,
+                ..Default::default()
+            })
+            .await?;
         for path in missing {
             let l = &live[path];
             let deleted = committed_dv(mor, store, path, l).await?.clone();
@@ -457,10 +462,15 @@ impl ReplicaView<'_> {
                 .filter(|(i, _)| !deleted.contains(*i as u64))
                 .map(|(i, k)| (k, i as u64))
                 .collect();
-            update.files.push((path.clone(), rows));
+            mor.index
+                .apply(IndexUpdate {
+                    files: vec![(path.clone(), rows)],
+                    ..Default::default()
+                })
+                .await?;
         }
-        tracing::info!(table = %self.name, files = update.files.len(), dropped = update.dropped.len(), "key index caught up with the replica");
-        mor.index.apply(update).await
+        tracing::info!(table = %self.name, files, "key index caught up with the replica");
+        Ok(())
     }
 
     /// Writes a batch to a merge-on-read replica (see the module docs).
