@@ -326,32 +326,24 @@ fn write_update(
 
 /// The index file of a table's replica for `writer` under `dir`.
 pub fn index_path(dir: &Path, table: &str, writer: &str) -> PathBuf {
-    let safe = |s: &str| -> String {
-        s.chars()
-            .map(|c| match c {
-                'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
-                _ => '_',
-            })
-            .collect()
-    };
-    dir.join(format!("{}.{}.redb", safe(table), safe(writer)))
+    dir.join(format!("{}.{}.redb", file_safe(table), file_safe(writer)))
+}
+
+/// `s` with every character but letters, digits, `.`, `_` and `-` turned into `_`.
+fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect()
 }
 
 /// Removes the index files of `table` under `dir` left by writers named by a process id
 /// (`…-pid<N>`) whose process is gone (Linux: no `/proc/<N>`).
 pub fn sweep_dead(dir: &Path, table: &str) {
-    let Some(prefix) = index_path(dir, table, "")
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".redb"))
-        .map(str::to_string)
-    else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
+    let prefix = format!("{}.", file_safe(table));
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         let pid = name
             .strip_prefix(&prefix)
@@ -446,5 +438,26 @@ mod tests {
             row: (1 << ROW_BITS) - 1,
         };
         assert_eq!(Loc::unpack(l.pack()), l);
+    }
+
+    #[test]
+    fn indexes_of_writers_whose_process_is_gone_are_swept() {
+        let dir = std::env::temp_dir().join(format!("binlake-ki-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let me = format!("materialize-pid{}", std::process::id());
+        // Above the kernel's pid_max: no such process.
+        let files = [
+            index_path(&dir, "db.t", "materialize-pid4999999"),
+            index_path(&dir, "db.t", &me),
+            index_path(&dir, "db.t", "run"),
+            index_path(&dir, "db.other", "materialize-pid4999999"),
+        ];
+        for f in &files {
+            std::fs::write(f, b"").unwrap();
+        }
+        sweep_dead(&dir, "db.t");
+        let left: Vec<bool> = files.iter().map(|f| f.exists()).collect();
+        assert_eq!(left, [false, true, true, true]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
