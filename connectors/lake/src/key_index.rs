@@ -93,8 +93,8 @@ pub struct KeyIndex {
     path: PathBuf,
     /// Indexed files still believed live: path → id.
     files: HashMap<String, u32>,
-    /// Id → path of the same files.
-    paths: HashMap<u32, String>,
+    /// Id → path of the same files (shared with the writer's per-row maps).
+    paths: HashMap<u32, Arc<str>>,
     next_id: u32,
 }
 
@@ -172,7 +172,7 @@ impl KeyIndex {
         for entry in files.iter().map_err(|e| ierr(path, "read", e))? {
             let (id, p) = entry.map_err(|e| ierr(path, "read", e))?;
             index.files.insert(p.value().to_string(), id.value());
-            index.paths.insert(id.value(), p.value().to_string());
+            index.paths.insert(id.value(), p.value().into());
         }
         let meta = r.open_table(META).map_err(|e| ierr(path, "read", e))?;
         index.next_id = meta
@@ -216,8 +216,8 @@ impl KeyIndex {
     }
 
     /// The path of file `id`, if it is still indexed.
-    pub fn path_of(&self, id: u32) -> Option<&str> {
-        self.paths.get(&id).map(String::as_str)
+    pub fn path_of(&self, id: u32) -> Option<&Arc<str>> {
+        self.paths.get(&id)
     }
 
     /// Where each of `keys` was last indexed (to be validated by the caller); reads on
@@ -263,7 +263,7 @@ impl KeyIndex {
             }
         }
         for (id, (p, _)) in (first_id..).zip(u.files) {
-            self.paths.insert(id, p.clone());
+            self.paths.insert(id, p.as_str().into());
             self.files.insert(p, id);
         }
         self.next_id = next_id;
@@ -406,7 +406,10 @@ mod tests {
         let got = ix.get_many(keys).await.unwrap();
         assert_eq!(got[0], None);
         let k2 = got[1].unwrap();
-        assert_eq!((ix.path_of(k2.file), k2.row), (Some("b.parquet"), 0));
+        assert_eq!(
+            (ix.path_of(k2.file).map(|p| &**p), k2.row),
+            (Some("b.parquet"), 0)
+        );
         assert_eq!(got[2], None);
         assert!(ix.has_file("b.parquet") && !ix.has_file("a.parquet"));
         drop(ix);

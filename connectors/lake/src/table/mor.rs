@@ -246,9 +246,9 @@ impl TableSink {
 #[derive(Debug, Default)]
 pub(super) struct StagedMor {
     /// Rows of committed or staged files the parts marked deleted.
-    deleted: HashMap<String, RoaringTreemap>,
+    deleted: HashMap<Arc<str>, RoaringTreemap>,
     /// The parts' index changes: key → its new (file, row), or `None` when deleted.
-    overlay: HashMap<Vec<u8>, Option<(String, u64)>>,
+    overlay: HashMap<Vec<u8>, Option<(Arc<str>, u64)>>,
     /// A TRUNCATE among the parts: every committed file goes.
     truncated: bool,
 }
@@ -527,7 +527,8 @@ impl ReplicaView<'_> {
             .index
             .get_many(from_index.iter().map(|k| k.to_vec()).collect())
             .await?;
-        let mut at: HashMap<&[u8], (String, u64)> = HashMap::new();
+        // Paths are shared (`Arc<str>`): a batch names a handful of files for many rows.
+        let mut at: HashMap<&[u8], (Arc<str>, u64)> = HashMap::new();
         for &k in &wanted {
             if let Some(Some(l)) = sm.overlay.get(k) {
                 at.insert(k, l.clone());
@@ -535,10 +536,10 @@ impl ReplicaView<'_> {
         }
         for (&k, loc) in from_index.iter().zip(found) {
             let Some(loc) = loc else { continue };
-            let Some(path) = mor.index.path_of(loc.file).map(str::to_string) else {
+            let Some(path) = mor.index.path_of(loc.file).cloned() else {
                 continue;
             };
-            let Some(l) = live.get(&path) else { continue };
+            let Some(l) = live.get(&*path) else { continue };
             if committed_dv(mor, &store, &path, l).await?.contains(loc.row)
                 || sm.deleted.get(&path).is_some_and(|d| d.contains(loc.row))
             {
@@ -556,7 +557,7 @@ impl ReplicaView<'_> {
                 && let Some((path, row)) = at.get(origin.as_slice())
             {
                 by_file
-                    .entry(path.as_str())
+                    .entry(&**path)
                     .or_default()
                     .push((*row, origin.as_slice()));
             }
@@ -641,7 +642,7 @@ impl ReplicaView<'_> {
         }
         if !new_keys.is_empty() {
             let version = self.table.version().unwrap_or(0) + 1;
-            let path = mor_file(version);
+            let path: Arc<str> = mor_file(version).into();
             let rows = new_rows.num_rows();
             let bytes = tokio::task::spawn_blocking(move || {
                 encode_parquet(&new_rows, Vec::new(), Compression::SNAPPY)
@@ -650,7 +651,7 @@ impl ReplicaView<'_> {
             .map_err(|e| Error::storage("encode Parquet", e))??;
             let size = bytes.len() as i64;
             store
-                .put(&Path::from(path.as_str()), bytes.into())
+                .put(&Path::from(&*path), bytes.into())
                 .await
                 .map_err(|e| Error::storage(format!("write {path}"), e))?;
             stats.bytes_written += size as u64;
@@ -659,7 +660,7 @@ impl ReplicaView<'_> {
                 sm.overlay
                     .insert(k.to_vec(), Some((path.clone(), row as u64)));
             }
-            staged.added.insert(path, (size, rows));
+            staged.added.insert(path.to_string(), (size, rows));
         }
         stats.buckets += 1;
         if stage {
@@ -681,7 +682,7 @@ impl ReplicaView<'_> {
                 dropped.push(path.clone());
             }
         }
-        let mut adds: HashMap<String, Add> = std::mem::take(&mut staged.added)
+        let mut adds: HashMap<String, (Add, usize)> = std::mem::take(&mut staged.added)
             .into_iter()
             .map(|(path, (size, rows))| {
                 let a = add(
@@ -690,22 +691,17 @@ impl ReplicaView<'_> {
                     rows,
                     std::iter::empty::<(&str, Option<String>)>(),
                 );
-                (path, a)
+                (path, (a, rows))
             })
             .collect();
         let deleted = std::mem::take(&mut sm.deleted);
-        let mut deleted: Vec<(String, RoaringTreemap)> = deleted.into_iter().collect();
+        let mut deleted: Vec<(Arc<str>, RoaringTreemap)> = deleted.into_iter().collect();
         deleted.sort_by(|a, b| a.0.cmp(&b.0));
         for (path, rows) in deleted {
-            if let Some(a) = adds.get_mut(&path) {
+            let path = path.to_string();
+            if let Some((a, total)) = adds.get_mut(&path) {
                 // A file of this transaction: it is added with its DV.
-                let total = a
-                    .stats
-                    .as_deref()
-                    .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-                    .and_then(|v| v["numRecords"].as_u64())
-                    .unwrap_or(u64::MAX);
-                if rows.len() >= total {
+                if rows.len() >= *total as u64 {
                     adds.remove(&path);
                     dropped.push(path);
                     continue;
@@ -737,7 +733,7 @@ impl ReplicaView<'_> {
             new_dvs.push((path, d, all));
         }
         let added_paths: HashSet<String> = adds.keys().cloned().collect();
-        actions.extend(adds.into_values().map(Action::Add));
+        actions.extend(adds.into_values().map(|(a, _)| Action::Add(a)));
         if !dv_file.is_empty() {
             let path = dv_file.path();
             let bytes = dv_file.into_bytes();
@@ -761,7 +757,7 @@ impl ReplicaView<'_> {
             dropped,
             ..Default::default()
         };
-        let mut files: HashMap<String, crate::key_index::FileRows> = HashMap::new();
+        let mut files: HashMap<Arc<str>, crate::key_index::FileRows> = HashMap::new();
         for (k, l) in overlay {
             match l {
                 Some((path, row)) => files.entry(path).or_default().push((k, row)),
@@ -770,7 +766,8 @@ impl ReplicaView<'_> {
         }
         update.files = files
             .into_iter()
-            .filter(|(path, _)| added_paths.contains(path))
+            .filter(|(path, _)| added_paths.contains(&**path))
+            .map(|(path, rows)| (path.to_string(), rows))
             .collect();
         for (path, d, rows) in new_dvs {
             mor.dvs.insert(path, (dv_id(&d), rows));
