@@ -462,11 +462,7 @@ async fn merge_on_read_run_survives_kill_9_and_duckdb_and_deltalake_read_it() {
     let replica = root.join(&db).join("t").join("replica");
     // The replica is merge-on-read: its protocol has the feature and its files carry
     // deletion vectors.
-    let log: String = walk(&replica.join("_delta_log"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
+    let log = delta_log_text(&replica);
     assert!(
         log.contains("\"readerFeatures\":[\"deletionVectors\"]"),
         "protocol: {}",
@@ -497,21 +493,7 @@ print(json.dumps({{"deltalake": [[cell(r["id"]), cell(r["v"]), cell(r["s"])] for
         replica = replica.display(),
         ext = std::env::var("BINLAKE_DUCKDB_EXTENSION_DIR").unwrap_or_default(),
     );
-    let out = match std::process::Command::new(python())
-        .args(["-c", &script])
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            crate::services::unavailable("the Python venv (tests/services/python.sh start)", e)
-        }
-    };
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = python_json(&script);
     let want = serde_json::json!(want);
     assert_eq!(v["deltalake"], want, "the deltalake package's read");
     assert_eq!(v["duckdb"], want, "DuckDB delta_scan's read");
@@ -1319,6 +1301,22 @@ fn python() -> String {
     })
 }
 
+/// Runs `script` with that Python; what it prints, parsed as JSON.
+fn python_json(script: &str) -> serde_json::Value {
+    let out = std::process::Command::new(python())
+        .args(["-c", script])
+        .output()
+        .unwrap_or_else(|e| {
+            crate::services::unavailable("the Python venv (tests/services/python.sh start)", e)
+        });
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Two materialize workers on a merge-on-read replica, the table's partitions spread
 /// over both, kill -9s and maintenance every second: each worker's key index catches up
 /// with the other's files and its maintenance, and conflicting commits retry. Every
@@ -1393,11 +1391,7 @@ async fn merge_on_read_materialize_with_two_workers_kill_9_and_maintenance_stays
         "duplicate changes in the change log",
     )
     .await;
-    let log: String = walk(&root.join(&db).join("t").join("replica").join("_delta_log"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
+    let log = delta_log_text(&root.join(&db).join("t").join("replica"));
     assert!(
         log.contains("\"deletionVector\":{"),
         "no deletion vector was written"
@@ -1496,21 +1490,7 @@ print(json.dumps(out, default=str))
         replica = replica.display(),
         ext = std::env::var("BINLAKE_DUCKDB_EXTENSION_DIR").unwrap_or_default(),
     );
-    let out = std::process::Command::new(python())
-        .args(["-c", &script])
-        .output();
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            crate::services::unavailable("the Python venv (tests/services/python.sh start)", e)
-        }
-    };
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = python_json(&script);
     let expect: Vec<serde_json::Value> = want
         .iter()
         .map(|r| {
@@ -1764,6 +1744,15 @@ async fn maintenance_compacts_the_change_log_and_replica_and_vacuums_without_cha
         "the change log lost or gained rows in compaction"
     );
     drop(p);
+}
+
+/// The commit files of a Delta table's log, concatenated.
+fn delta_log_text(table: &Path) -> String {
+    walk(&table.join("_delta_log"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -2121,18 +2110,7 @@ print(json.dumps({{"pandas": [None if pd.isna(v) else int(v) for v in df["s"].he
 "#,
         replica = replica.display(),
     );
-    let out = std::process::Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .unwrap_or_else(|e| {
-            crate::services::unavailable("the Python venv (tests/services/python.sh start)", e)
-        });
-    assert!(
-        out.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = python_json(&script);
     assert_eq!(
         v,
         serde_json::json!({"pandas": [9007199254740993u64, null], "n": 3000, "sum": (1500u128 * 9007199254740993).to_string()})
