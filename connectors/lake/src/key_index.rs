@@ -31,8 +31,14 @@
 //!    exactly one live row among a replica's files, so files can be indexed in any order.
 //!
 //! The writer updates the index only after its Delta commit succeeded, in one redb
-//! transaction (durable when it returns). A crash between the two leaves the index behind
-//! the table, which rule 2 repairs; the index is never ahead of the table. A missing,
+//! transaction. The transaction runs on a blocking thread while the writer prepares its
+//! next batch ([`KeyIndex::apply`] returns at once); the next lookup, update or check of
+//! indexed files waits for it first ([`KeyIndex::settle`]), and dropping the index waits
+//! for it too, so the file is closed when the index is gone. A crash before the
+//! transaction is durable leaves the index behind the table, which rule 2 repairs; the
+//! index is never ahead of the table. A failed transaction is reported by the next call
+//! that waits for it, and the in-memory view (files, ids) is read back from what is
+//! durable. A missing,
 //! damaged or foreign index file (another table's: the Delta table id is recorded) is
 //! rebuilt from the table.
 
@@ -96,6 +102,27 @@ pub struct KeyIndex {
     /// Id → path of the same files (shared with the writer's per-row maps).
     paths: HashMap<u32, Arc<str>>,
     next_id: u32,
+    /// The last update's transaction, still running on a blocking thread.
+    pending: Option<Pending>,
+}
+
+/// The transaction's task, and a channel its thread closes on letting go of the
+/// database (in a mutex only to make the index `Sync`).
+type Pending = (
+    tokio::task::JoinHandle<Result<()>>,
+    std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+);
+
+impl Drop for KeyIndex {
+    /// Waits for a running update (milliseconds; it cannot be awaited here), so that the
+    /// file is closed and can be opened again when the index is gone.
+    fn drop(&mut self) {
+        if let Some((_, closed)) = self.pending.take()
+            && let Ok(closed) = closed.into_inner()
+        {
+            let _ = closed.recv();
+        }
+    }
 }
 
 impl std::fmt::Debug for KeyIndex {
@@ -163,24 +190,50 @@ impl KeyIndex {
             files: HashMap::new(),
             paths: HashMap::new(),
             next_id: 0,
+            pending: None,
         };
         if !same {
             index.reset(table_id)?;
         }
-        let r = index.db.begin_read().map_err(|e| ierr(path, "read", e))?;
+        index.load()?;
+        Ok(index)
+    }
+
+    /// Reads the indexed files and the next free id from the file.
+    fn load(&mut self) -> Result<()> {
+        let path = &self.path;
+        let r = self.db.begin_read().map_err(|e| ierr(path, "read", e))?;
         let files = r.open_table(FILES).map_err(|e| ierr(path, "read", e))?;
+        self.files.clear();
+        self.paths.clear();
         for entry in files.iter().map_err(|e| ierr(path, "read", e))? {
             let (id, p) = entry.map_err(|e| ierr(path, "read", e))?;
-            index.files.insert(p.value().to_string(), id.value());
-            index.paths.insert(id.value(), p.value().into());
+            self.files.insert(p.value().to_string(), id.value());
+            self.paths.insert(id.value(), p.value().into());
         }
         let meta = r.open_table(META).map_err(|e| ierr(path, "read", e))?;
-        index.next_id = meta
+        self.next_id = meta
             .get("next_id")
             .map_err(|e| ierr(path, "read", e))?
             .and_then(|v| v.value().parse().ok())
             .unwrap_or(0);
-        Ok(index)
+        Ok(())
+    }
+
+    /// Waits for the last update's transaction; when it failed, reads the in-memory view
+    /// back from the file and returns the error.
+    pub async fn settle(&mut self) -> Result<()> {
+        if let Some((write, _)) = self.pending.take() {
+            let done = match write.await {
+                Ok(r) => r,
+                Err(e) => Err(ierr(&self.path, "write", e)),
+            };
+            if let Err(e) = done {
+                self.load()?;
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Empties the index and records `table_id`.
@@ -205,7 +258,8 @@ impl KeyIndex {
         Ok(())
     }
 
-    /// Whether `path` has been indexed.
+    /// Whether `path` has been indexed (by an update that may still be running: call
+    /// [`KeyIndex::settle`] first to know it is durable).
     pub fn has_file(&self, path: &str) -> bool {
         self.files.contains_key(path)
     }
@@ -220,9 +274,10 @@ impl KeyIndex {
         self.paths.get(&id)
     }
 
-    /// Where each of `keys` was last indexed (to be validated by the caller); reads on
-    /// a blocking thread.
-    pub async fn get_many(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Loc>>> {
+    /// Where each of `keys` was last indexed (to be validated by the caller), after the
+    /// last update; reads on a blocking thread.
+    pub async fn get_many(&mut self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Loc>>> {
+        self.settle().await?;
         let (db, path) = (self.db.clone(), self.path.clone());
         tokio::task::spawn_blocking(move || {
             let r = db.begin_read().map_err(|e| ierr(&path, "read", e))?;
@@ -239,20 +294,25 @@ impl KeyIndex {
         .map_err(|e| ierr(&self.path, "read", e))?
     }
 
-    /// Applies a committed batch's changes in one durable transaction, on a blocking
-    /// thread.
+    /// Applies a committed batch's changes in one transaction, on a blocking thread,
+    /// after the previous one: returns once the in-memory view is updated, while the
+    /// transaction runs (see the module docs).
     pub async fn apply(&mut self, u: IndexUpdate) -> Result<()> {
+        self.settle().await?;
+        let first_id = self.next_id;
+        let next_id = first_id as u64 + u.files.len() as u64;
+        if next_id > MAX_FILE_ID as u64 + 1 {
+            return Err(ierr(
+                &self.path,
+                "write",
+                "it has numbered 16M files; delete it to have it rebuilt",
+            ));
+        }
         let dropped_ids: Vec<u32> = u
             .dropped
             .iter()
             .filter_map(|p| self.files.get(p).copied())
             .collect();
-        let (db, path, first_id) = (self.db.clone(), self.path.clone(), self.next_id);
-        let (u, next_id) = tokio::task::spawn_blocking(move || {
-            write_update(&db, &path, &u, &dropped_ids, first_id).map(|n| (u, n))
-        })
-        .await
-        .map_err(|e| ierr(&self.path, "write", e))??;
         if u.clear {
             self.files.clear();
             self.paths.clear();
@@ -262,24 +322,33 @@ impl KeyIndex {
                 self.paths.remove(&id);
             }
         }
-        for (id, (p, _)) in (first_id..).zip(u.files) {
+        for (id, (p, _)) in (first_id..).zip(&u.files) {
             self.paths.insert(id, p.as_str().into());
-            self.files.insert(p, id);
+            self.files.insert(p.clone(), id);
         }
-        self.next_id = next_id;
+        self.next_id = next_id as u32;
+        let (db, path) = (self.db.clone(), self.path.clone());
+        let (closed_tx, closed) = std::sync::mpsc::sync_channel(0);
+        let write = tokio::task::spawn_blocking(move || {
+            let r = write_update(&db, &path, &u, &dropped_ids, first_id);
+            drop(db);
+            drop(closed_tx);
+            r
+        });
+        self.pending = Some((write, std::sync::Mutex::new(closed)));
         Ok(())
     }
 }
 
-/// Writes `u` in one transaction, numbering its files from `next_id`; returns the next
-/// free id.
+/// Writes `u` in one transaction, numbering its files from `next_id` (checked by the
+/// caller to fit).
 fn write_update(
     db: &Database,
     path: &Path,
     u: &IndexUpdate,
     dropped_ids: &[u32],
     mut next_id: u32,
-) -> Result<u32> {
+) -> Result<()> {
     let werr = |e: &dyn std::fmt::Display| ierr(path, "write", e.to_string());
     let w = db.begin_write().map_err(|e| werr(&e))?;
     {
@@ -296,11 +365,6 @@ fn write_update(
             files.remove(*id).map_err(|e| werr(&e))?;
         }
         for (p, rows) in &u.files {
-            if next_id > MAX_FILE_ID {
-                return Err(werr(
-                    &"it has numbered 16M files; delete it to have it rebuilt",
-                ));
-            }
             let id = next_id;
             next_id += 1;
             files.insert(id, p.as_str()).map_err(|e| werr(&e))?;
@@ -321,7 +385,7 @@ fn write_update(
             .map_err(|e| werr(&e))?;
     }
     w.commit().map_err(|e| werr(&e))?;
-    Ok(next_id)
+    Ok(())
 }
 
 /// The index file of a table's replica for `writer` under `dir`.
@@ -401,7 +465,7 @@ mod tests {
             .await
             .unwrap();
         }
-        let ix = KeyIndex::open(&path, "table-1", 1 << 20).unwrap();
+        let mut ix = KeyIndex::open(&path, "table-1", 1 << 20).unwrap();
         let keys = ["k1", "k2", "k3"].map(|k| k.as_bytes().to_vec()).to_vec();
         let got = ix.get_many(keys).await.unwrap();
         assert_eq!(got[0], None);
@@ -413,7 +477,7 @@ mod tests {
         assert_eq!(got[2], None);
         assert!(ix.has_file("b.parquet") && !ix.has_file("a.parquet"));
         drop(ix);
-        let ix = KeyIndex::open(&path, "table-2", 1 << 20).unwrap();
+        let mut ix = KeyIndex::open(&path, "table-2", 1 << 20).unwrap();
         assert_eq!(ix.get_many(vec![b"k2".to_vec()]).await.unwrap()[0], None);
         assert_eq!(ix.indexed_files().count(), 0);
         drop(ix);
@@ -422,6 +486,32 @@ mod tests {
         let ix = KeyIndex::open(&path, "table-2", 1 << 20).unwrap();
         assert_eq!(ix.indexed_files().count(), 0);
         drop(ix);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_index_dropped_while_its_update_runs_can_be_opened_again_with_the_update() {
+        let dir = std::env::temp_dir().join(format!("binlake-ki-{}", uuid::Uuid::new_v4()));
+        let path = index_path(&dir, "db.t", "run");
+        let keys: Vec<Vec<u8>> = (0..200_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        for round in 0..3u64 {
+            let mut ix = KeyIndex::open(&path, "t", 1 << 20).unwrap();
+            let rows = keys.iter().map(|k| (k.clone(), round)).collect();
+            ix.apply(IndexUpdate {
+                files: vec![(format!("f{round}.parquet"), rows)],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            // Dropped with the transaction running; opening it again must find it done.
+            drop(ix);
+            let mut ix = KeyIndex::open(&path, "t", 1 << 20).unwrap();
+            let got = ix.get_many(vec![keys[199_999].clone()]).await.unwrap()[0].unwrap();
+            assert_eq!(
+                (ix.path_of(got.file).map(|p| p.to_string()), got.row),
+                (Some(format!("f{round}.parquet")), round)
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

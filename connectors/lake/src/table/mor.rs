@@ -248,7 +248,7 @@ pub(super) struct StagedMor {
     /// Rows of committed or staged files the parts marked deleted.
     deleted: HashMap<Arc<str>, RoaringTreemap>,
     /// The parts' index changes: key → its new (file, row), or `None` when deleted.
-    overlay: HashMap<Vec<u8>, Option<(Arc<str>, u64)>>,
+    overlay: KeyMap<Vec<u8>, Option<(Arc<str>, u64)>>,
     /// A TRUNCATE among the parts: every committed file goes.
     truncated: bool,
 }
@@ -401,7 +401,7 @@ fn mor_file(version: u64) -> String {
 pub(super) struct Prepared<'b, 'o> {
     pub ops: &'b [KeyOp<'o>],
     pub keys: &'b Rows,
-    pub last: &'b HashMap<&'b [u8], usize>,
+    pub last: &'b KeyMap<&'b [u8], usize>,
     pub resolved: &'b HashMap<usize, Resolved>,
     pub truncated: bool,
     pub value_at: &'b (dyn Fn(&Arc<TableSchema>, usize) -> Option<usize> + Sync),
@@ -422,6 +422,7 @@ impl ReplicaView<'_> {
         let Some(mor) = self.mor.as_deref_mut() else {
             return Ok(());
         };
+        mor.index.settle().await?;
         let dropped: Vec<String> = mor
             .index
             .indexed_files()
@@ -528,7 +529,7 @@ impl ReplicaView<'_> {
             .get_many(from_index.iter().map(|k| k.to_vec()).collect())
             .await?;
         // Paths are shared (`Arc<str>`): a batch names a handful of files for many rows.
-        let mut at: HashMap<&[u8], (Arc<str>, u64)> = HashMap::new();
+        let mut at: KeyMap<&[u8], (Arc<str>, u64)> = KeyMap::default();
         for &k in &wanted {
             if let Some(Some(l)) = sm.overlay.get(k) {
                 at.insert(k, l.clone());
@@ -549,7 +550,7 @@ impl ReplicaView<'_> {
         }
 
         // Stored rows for absent values, read by position.
-        let mut stored_at: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut stored_at: KeyMap<Vec<u8>, usize> = KeyMap::default();
         let mut stored_parts = Vec::new();
         let mut by_file: BTreeMap<&str, Vec<(u64, &[u8])>> = BTreeMap::new();
         for &i in p.last.values() {
@@ -637,8 +638,16 @@ impl ReplicaView<'_> {
                 sm.deleted.entry(path.clone()).or_default().insert(*row);
             }
         }
+        // A batch that commits now, with no staged parts before it, hands its index
+        // changes to the update directly: there is no overlay to merge them with.
+        let direct = !stage && sm.overlay.is_empty();
+        let mut direct_update = IndexUpdate::default();
         for k in &gone {
-            sm.overlay.insert(k.to_vec(), None);
+            if direct {
+                direct_update.removed.push(k.to_vec());
+            } else {
+                sm.overlay.insert(k.to_vec(), None);
+            }
         }
         if !new_keys.is_empty() {
             let version = self.table.version().unwrap_or(0) + 1;
@@ -656,9 +665,17 @@ impl ReplicaView<'_> {
                 .map_err(|e| Error::storage(format!("write {path}"), e))?;
             stats.bytes_written += size as u64;
             stats.rows_rewritten += rows as u64;
-            for (row, k) in new_keys.iter().enumerate() {
-                sm.overlay
-                    .insert(k.to_vec(), Some((path.clone(), row as u64)));
+            if direct {
+                let rows = (new_keys.iter().enumerate())
+                    .map(|(row, k)| (k.to_vec(), row as u64))
+                    .collect();
+                direct_update.files.push((path.to_string(), rows));
+            } else {
+                sm.overlay.reserve(new_keys.len());
+                for (row, k) in new_keys.iter().enumerate() {
+                    sm.overlay
+                        .insert(k.to_vec(), Some((path.clone(), row as u64)));
+                }
             }
             staged.added.insert(path.to_string(), (size, rows));
         }
@@ -755,19 +772,30 @@ impl ReplicaView<'_> {
         let mut update = IndexUpdate {
             clear: truncated,
             dropped,
+            removed: direct_update.removed,
             ..Default::default()
         };
-        let mut files: HashMap<Arc<str>, crate::key_index::FileRows> = HashMap::new();
+        // Grouped by file: a batch adds a file per part, so a short list, found by the
+        // shared path's pointer (hashing each row's path showed in the profile).
+        let mut files: Vec<(Arc<str>, crate::key_index::FileRows)> = Vec::new();
         for (k, l) in overlay {
-            match l {
-                Some((path, row)) => files.entry(path).or_default().push((k, row)),
-                None => update.removed.push(k),
+            let Some((path, row)) = l else {
+                update.removed.push(k);
+                continue;
+            };
+            match files
+                .iter_mut()
+                .find(|(p, _)| Arc::ptr_eq(p, &path) || *p == path)
+            {
+                Some((_, rows)) => rows.push((k, row)),
+                None => files.push((path, vec![(k, row)])),
             }
         }
         update.files = files
             .into_iter()
-            .filter(|(path, _)| added_paths.contains(&**path))
             .map(|(path, rows)| (path.to_string(), rows))
+            .chain(direct_update.files)
+            .filter(|(path, _)| added_paths.contains(path))
             .collect();
         for (path, d, rows) in new_dvs {
             mor.dvs.insert(path, (dv_id(&d), rows));
