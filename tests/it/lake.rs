@@ -251,7 +251,10 @@ pub(crate) fn status_json(config: &Path) -> serde_json::Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty());
+    serde_json::from_str(last.unwrap_or_default())
+        .unwrap_or_else(|e| panic!("python printed no JSON last ({e}):\n{stdout}"))
 }
 
 pub(crate) fn start(command: &str, config: &Path) -> CaptureProcess {
@@ -453,11 +456,11 @@ async fn kill_9_run(extra: &str) -> (String, PathBuf) {
 }
 
 /// A merge-on-read replica (deletion vectors and a key index) through ten kill -9s:
-/// every change once, `binlake verify` equal, and DuckDB's `delta_scan` and the
-/// `deltalake` Python package (its `QueryBuilder`) read exactly the primary's rows
-/// through its deletion vectors.
+/// every change once, `binlake verify` equal, and DuckDB's `delta_scan`, the
+/// `deltalake` Python package (its `QueryBuilder`) and Apache Spark with delta-spark read
+/// exactly the primary's rows through its deletion vectors.
 #[tokio::test(flavor = "multi_thread")]
-async fn merge_on_read_run_survives_kill_9_and_duckdb_and_deltalake_read_it() {
+async fn merge_on_read_run_survives_kill_9_and_duckdb_deltalake_and_spark_read_it() {
     let (db, root) = kill_9_run(r#"replica_mode = "merge_on_read""#).await;
     let replica = root.join(&db).join("t").join("replica");
     // The replica is merge-on-read: its protocol has the feature and its files carry
@@ -497,6 +500,37 @@ print(json.dumps({{"deltalake": [[cell(r["id"]), cell(r["v"]), cell(r["s"])] for
     let want = serde_json::json!(want);
     assert_eq!(v["deltalake"], want, "the deltalake package's read");
     assert_eq!(v["duckdb"], want, "DuckDB delta_scan's read");
+    // Apache Spark with Delta Lake (delta-spark), Delta's jars from the venv's Ivy cache.
+    let script = format!(
+        r#"
+import json
+from pyspark.sql import SparkSession
+from delta import configure_spark_with_delta_pip
+b = (SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
+     .config("spark.ui.showConsoleProgress", "false").config("spark.sql.shuffle.partitions", "1")
+     .config("spark.databricks.delta.snapshotPartitions", "1")
+     .config("spark.jars.ivy", "{ivy}")
+     .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+     .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"))
+spark = configure_spark_with_delta_pip(b).getOrCreate()
+rows = spark.read.format("delta").load("{replica}").orderBy("id").collect()
+cell = lambda x: "NULL" if x is None else str(x)
+print(json.dumps({{"spark": [[cell(r["id"]), cell(r["v"]), cell(r["s"])] for r in rows]}}))
+spark.stop()
+"#,
+        replica = replica.display(),
+        ivy = spark_ivy(),
+    );
+    let v = python_json(&script);
+    assert_eq!(v["spark"], want, "Spark's read (delta-spark)");
+}
+
+/// Spark's Ivy home, where tests/services/python.sh fetched Delta's jars.
+fn spark_ivy() -> String {
+    std::env::var("BINLAKE_SPARK_IVY").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/binlake/ivy")
+    })
 }
 
 /// Starts `binlake run` with `failpoint` armed; returns once it streams.
@@ -1301,7 +1335,8 @@ fn python() -> String {
     })
 }
 
-/// Runs `script` with that Python; what it prints, parsed as JSON.
+/// Runs `script` with that Python; the last line it prints, parsed as JSON (Spark's Ivy
+/// prints its resolution report before it).
 fn python_json(script: &str) -> serde_json::Value {
     let out = std::process::Command::new(python())
         .args(["-c", script])
@@ -1314,7 +1349,10 @@ fn python_json(script: &str) -> serde_json::Value {
         "python: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty());
+    serde_json::from_str(last.unwrap_or_default())
+        .unwrap_or_else(|e| panic!("python printed no JSON last ({e}):\n{stdout}"))
 }
 
 /// Two materialize workers on a merge-on-read replica, the table's partitions spread

@@ -20,6 +20,16 @@
 #   con.sql("SELECT * FROM delta_scan('s3://binlake-test/some/table')")
 # The deltalake package reads Delta tables without DuckDB: DeltaTable(uri).to_pyarrow_table().
 #
+# Apache Spark (pyspark) with Delta Lake (delta-spark) reads them too; Spark runs on the
+# machine's Java (17, which Kafka needs too). Delta's JVM jars come from Maven Central
+# through Spark's Ivy, into $BINLAKE_SPARK_IVY (in the cache), fetched once by the smoke
+# test here and found there by tests:
+#   from delta import configure_spark_with_delta_pip
+#   b = SparkSession.builder.master("local[1]").config("spark.jars.ivy", os.environ["BINLAKE_SPARK_IVY"])
+#   b = b.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+#   spark = configure_spark_with_delta_pip(b).getOrCreate()
+#   spark.read.format("delta").load("/path/to/table")
+#
 # `stop` is a no-op: nothing runs.
 set -euo pipefail
 
@@ -37,13 +47,19 @@ PKGS=(
     "pandas==3.1.1"
     "numpy==2.4.6"
     "deltalake==1.6.6"
+    # delta-spark X.Y goes with pyspark X.Y; its jars (delta-spark_2.13) are fetched by
+    # Spark at session start, into IVY below.
+    "pyspark==4.0.1"
+    "delta-spark==4.0.0"
 )
+DELTA_SPARK_JAR=io.delta_delta-spark_2.13-4.0.0.jar
 
 CACHE=${BINLAKE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/binlake}
 VENV=${BINLAKE_VENV:-$CACHE/venv}
 PY=$VENV/bin/python
 STAMP=$VENV/.binlake-test-packages # the pinned list the venv was last installed with
 EXT_DIR=$VENV/duckdb-extensions     # DuckDB extension_directory: v<version>/<platform>/NAME.duckdb_extension
+IVY=$CACHE/ivy                      # Spark's Ivy home: Delta's jars from Maven Central
 LOCK=$CACHE/.venv.lock
 PIP_LOG=$CACHE/venv-pip.log
 
@@ -76,7 +92,7 @@ installed() {
         ver=${p#*==}
         compgen -G "$site/${name//-/_}-$ver.dist-info" >/dev/null || return 1
     done
-    extensions_installed
+    extensions_installed && [[ -f $IVY/jars/$DELTA_SPARK_JAR ]]
 }
 
 # Copy the extensions that the pip packages ship into EXT_DIR (DuckDB's INSTALL '<file>').
@@ -97,23 +113,39 @@ for name in names:
 EOF
 }
 
-# Imports everything, writes a Delta table with deltalake, reads it back with deltalake and
-# with DuckDB's delta_scan (autoloaded from EXT_DIR, never downloaded), loads httpfs.
+# Imports everything, writes a Delta table with deltalake, reads it back with deltalake,
+# with DuckDB's delta_scan (autoloaded from EXT_DIR, never downloaded) and, with `spark`,
+# with Spark (fetching Delta's jars into IVY the first time), loads httpfs.
 smoke_test() {
     local tmp rc=0
     tmp=$(mktemp -d)
-    PYTHONDONTWRITEBYTECODE=1 "$PY" - "$tmp/t" "$EXT_DIR" <<'EOF' || rc=$?
+    PYTHONDONTWRITEBYTECODE=1 "$PY" - "$tmp/t" "$EXT_DIR" "$IVY" "${1:-}" <<'EOF' || rc=$?
 import sys
 import duckdb, pandas, pyarrow, deltalake
-path, ext_dir = sys.argv[1], sys.argv[2]
+path, ext_dir, ivy, spark = sys.argv[1:5]
 deltalake.write_deltalake(path, pyarrow.table({"id": [1, 2, 3], "v": ["a", "b", "c"]}))
 assert deltalake.DeltaTable(path).to_pyarrow_table().num_rows == 3
 con = duckdb.connect(config={"extension_directory": ext_dir, "autoinstall_known_extensions": False})
 n = con.sql(f"SELECT count(*) FROM delta_scan('{path}')").fetchone()[0]
 assert n == 3, n
 con.sql("LOAD httpfs")
+import pyspark
+if spark:
+    from pyspark.sql import SparkSession
+    from delta import configure_spark_with_delta_pip
+    b = (SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false").config("spark.sql.shuffle.partitions", "1")
+         .config("spark.databricks.delta.snapshotPartitions", "1")
+         .config("spark.jars.ivy", ivy)
+         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"))
+    s = configure_spark_with_delta_pip(b).getOrCreate()
+    n = s.read.format("delta").load(path).count()
+    assert n == 3, n
+    s.stop()
 print(f"duckdb {duckdb.__version__} (delta and httpfs load), pyarrow {pyarrow.__version__}, "
-      f"pandas {pandas.__version__}, deltalake {deltalake.__version__}")
+      f"pandas {pandas.__version__}, deltalake {deltalake.__version__}, pyspark {pyspark.__version__}"
+      + (" (read it with Delta)" if spark else ""))
 EOF
     rm -rf "$tmp"
     return "$rc"
@@ -146,7 +178,9 @@ cmd_start() {
         exit 1
     fi
     install_extensions || die "installing the DuckDB extensions into $EXT_DIR failed"
-    smoke_test >&2 || die "packages installed but the smoke test failed (see above)"
+    log "reading a Delta table with Spark (fetches Delta's jars from Maven Central into $IVY the first time)"
+    java -version >/dev/null 2>&1 || die "java not found: Spark needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)"
+    smoke_test spark >&2 || die "packages installed but the smoke test failed (see above)"
     wanted >"$STAMP"
     installed || die "installed, but a pinned package's metadata or an extension in $EXT_DIR is missing"
     log "ready: $PY"
@@ -166,6 +200,7 @@ cmd_status() {
 cmd_env() {
     echo "export BINLAKE_PYTHON=$PY"
     echo "export BINLAKE_DUCKDB_EXTENSION_DIR=$EXT_DIR"
+    echo "export BINLAKE_SPARK_IVY=$IVY"
 }
 
 case ${1:-} in
