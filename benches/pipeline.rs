@@ -21,20 +21,23 @@
 //!   log written (no vacuum) per byte of changed rows (188 bytes per row image: INT, INT,
 //!   CHAR(120), CHAR(60)), for the change log and the replica.
 //! - `run_freshness`: a table of N rows, `binlake run` with default lake settings and
-//!   each replica mode (after its snapshot), then a steady 2,000 rows/s of updates of
-//!   random keys (10-row transactions every 5 ms, 30 s), each setting a sequence number;
+//!   each replica mode (after its snapshot), then a steady rate of updates of random
+//!   keys (2,000 rows/s: 10-row transactions every 5 ms, 30 s), each setting a sequence number;
 //!   visible = the first Delta commit of the replica whose files hold that sequence number
 //!   (its commit timestamp): p50/p99 of primary commit → visible in the replica, and the
 //!   replica bytes written per updated row (files and log, no vacuum) against the row's
 //!   size in the replica's Parquet. `BINLAKE_BENCH_FRESH_ROWS="1000000 10000000"` (default
 //!   1,000,000), `BINLAKE_BENCH_FRESH_MODES="copy_on_write merge_on_read"` (default both),
-//!   `BINLAKE_BENCH_FRESH_SECS` (default 30).
+//!   `BINLAKE_BENCH_FRESH_SECS` (default 30), `BINLAKE_BENCH_FRESH_RATES="2000 10000"`
+//!   (updates/s, default 2,000; transactions of rate/200 rows every 5 ms, one rate after
+//!   the other on the same process, the rate done is printed beside the one asked).
 //!
 //! - `snapshot`: a 5,000,000-row sysbench-shaped table (filled with `INSERT … SELECT`
 //!   from MariaDB's sequence engine); then `binlake capture` with
 //!   `snapshot.mode = "initial_only"` (snapshot, commit, exit 0) into Kafka (4 partitions),
-//!   and `binlake run` with the same mode into a fresh lake folder. Reported: rows/s from
-//!   process start to its exit, peak RSS; the replica's row count is checked.
+//!   and `binlake run` with the same mode into a fresh lake folder, once per replica mode
+//!   (`BINLAKE_BENCH_SNAP_MODES`, default both). Reported: rows/s from process start to
+//!   its exit, peak RSS; the replica's row count is checked.
 //!   `BINLAKE_BENCH_READERS="1 2 4"` repeats both for each number of chunk readers.
 //!
 //! - `run_large_transaction`: `binlake run` on an empty sysbench-shaped table, then one
@@ -800,6 +803,9 @@ fn first_visible(table: &std::path::Path) -> HashMap<i64, i64> {
         })
         .unwrap_or_default();
     logs.sort();
+    // A file's rows are all there from the first commit that adds it; later adds of the
+    // same path (a merge-on-read deletion vector) are skipped.
+    let mut seen = std::collections::HashSet::new();
     for l in logs {
         let text = std::fs::read_to_string(&l).unwrap_or_default();
         let mut ts = 0i64;
@@ -810,7 +816,10 @@ fn first_visible(table: &std::path::Path) -> HashMap<i64, i64> {
                 ts = ci["timestamp"].as_i64().unwrap_or(0);
             }
             if let Some(a) = v.get("add") {
-                adds.push(a["path"].as_str().unwrap_or_default().to_string());
+                let path = a["path"].as_str().unwrap_or_default().to_string();
+                if seen.insert(path.clone()) {
+                    adds.push(path);
+                }
             }
         }
         for a in adds {
@@ -850,14 +859,20 @@ async fn run_freshness() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
+    let rates: Vec<u64> = std::env::var("BINLAKE_BENCH_FRESH_RATES")
+        .unwrap_or_else(|_| "2000".into())
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .filter(|r| *r >= 200)
+        .collect();
     for rows in sizes {
         for mode in modes.split_whitespace() {
-            run_freshness_at(rows, mode, secs).await;
+            run_freshness_at(rows, mode, secs, &rates).await;
         }
     }
 }
 
-async fn run_freshness_at(rows: u64, mode: &str, secs: u64) {
+async fn run_freshness_at(rows: u64, mode: &str, secs: u64, rates: &[u64]) {
     let db = format!("bench_fresh_{}", stamp());
     let name = format!("benchfresh_{}", stamp());
     let mut c = admin().await;
@@ -884,73 +899,83 @@ async fn run_freshness_at(rows: u64, mode: &str, secs: u64) {
     while delta_rows(&replica) < rows {
         std::thread::sleep(Duration::from_millis(500));
         assert!(
-            t0.elapsed() < Duration::from_secs(3600),
+            t0.elapsed() < Duration::from_secs(3 * 3600),
             "snapshot did not finish"
         );
     }
+    let snap = t0.elapsed().as_secs_f64();
     eprintln!(
-        "  {mode}: snapshot of {rows} rows in the replica after {:.1} s",
-        t0.elapsed().as_secs_f64()
+        "  {mode}: snapshot of {rows} rows in the replica after {snap:.1} s ({:.0} rows/s, polled every 0.5 s)",
+        rows as f64 / snap
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let bytes_before = dir_bytes(&replica);
-    let row_bytes = bytes_before as f64 / rows as f64;
-    // 10-row transactions every 5 ms = 2,000 rows/s of updates.
+    let row_bytes = dir_bytes(&replica) as f64 / rows as f64;
+    // Per rate: transactions of rate/200 rows every 5 ms (10 rows at 2,000 rows/s), each
+    // update setting the next sequence number; then 15 s for the replica to catch up.
     let mut committed: HashMap<i64, i64> = HashMap::new();
+    let mut phases = Vec::new();
     let mut seq = 0i64;
     let mut x = 12345u64;
-    let t0 = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
-    while t0.elapsed() < Duration::from_secs(secs) {
-        tick.tick().await;
-        let mut sql = String::from("BEGIN;");
-        for _ in 0..10 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let id = (x >> 33) % rows + 1;
-            sql.push_str(&format!("UPDATE sbtest1 SET seq = {seq} WHERE id = {id};"));
-            seq += 1;
+    for &rate in rates {
+        let per_txn = (rate / 200) as i64;
+        let (first, bytes_before) = (seq, dir_bytes(&replica));
+        let t0 = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        while t0.elapsed() < Duration::from_secs(secs) {
+            tick.tick().await;
+            let mut sql = String::from("BEGIN;");
+            for _ in 0..per_txn {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let id = (x >> 33) % rows + 1;
+                sql.push_str(&format!("UPDATE sbtest1 SET seq = {seq} WHERE id = {id};"));
+                seq += 1;
+            }
+            sql.push_str("COMMIT;");
+            c.query_drop(sql).await.unwrap();
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            for s in seq - per_txn..seq {
+                committed.insert(s, now_ms);
+            }
         }
-        sql.push_str("COMMIT;");
-        c.query_drop(sql).await.unwrap();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        for s in seq - 10..seq {
-            committed.insert(s, now_ms);
-        }
+        let achieved = (seq - first) as f64 / t0.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let written = dir_bytes(&replica).saturating_sub(bytes_before);
+        phases.push((rate, achieved, first..seq, written));
     }
-    tokio::time::sleep(Duration::from_secs(15)).await;
     let peak = peak_rss_mb(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    let written = dir_bytes(&replica).saturating_sub(bytes_before);
     let visible = first_visible(&replica);
-    let mut lat: Vec<f64> = committed
-        .iter()
-        .filter_map(|(s, t)| visible.get(s).map(|v| (*v - *t) as f64))
-        .collect();
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    let per_row = written as f64 / committed.len().max(1) as f64;
-    println!(
-        "run_freshness {mode} {rows} rows: {} of {} updates seen in the replica (the rest were superseded within a batch) at 2,000 rows/s for {secs} s: primary commit → visible in the replica p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; replica bytes written per updated row {:.0} ({:.1}× the row's {:.0} bytes in the replica); peak RSS {:.0} MB",
-        lat.len(),
-        committed.len(),
-        pct(0.5),
-        pct(0.99),
-        lat.last().copied().unwrap_or(f64::NAN),
-        per_row,
-        per_row / row_bytes,
-        row_bytes,
-        peak,
-    );
+    for (rate, achieved, seqs, written) in phases {
+        let n = (seqs.end - seqs.start).max(1);
+        let mut lat: Vec<f64> = seqs
+            .filter_map(|s| Some((visible.get(&s)? - committed.get(&s)?) as f64))
+            .collect();
+        lat.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        let per_row = written as f64 / n as f64;
+        println!(
+            "run_freshness {mode} {rows} rows, {rate} rows/s asked ({achieved:.0} done) for {secs} s: {} of {n} updates seen in the replica (the rest were superseded within a batch): primary commit → visible in the replica p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; replica bytes written per updated row {:.0} ({:.1}× the row's {:.0} bytes in the replica); peak RSS {:.0} MB (whole run); snapshot {:.0} rows/s",
+            lat.len(),
+            pct(0.5),
+            pct(0.99),
+            lat.last().copied().unwrap_or(f64::NAN),
+            per_row,
+            per_row / row_bytes,
+            row_bytes,
+            peak,
+            rows as f64 / snap,
+        );
+    }
     let _ = std::fs::remove_dir_all(&root);
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
@@ -989,6 +1014,10 @@ async fn snapshot() {
     // BINLAKE_BENCH_READERS="1 2 4" measures each number of chunk readers on the same
     // table; the default is the configured default.
     let readers = std::env::var("BINLAKE_BENCH_READERS").unwrap_or_default();
+    // BINLAKE_BENCH_SNAP_MODES="copy_on_write merge_on_read" (the default) chooses the
+    // replica modes of the `binlake run` part.
+    let replica_modes = std::env::var("BINLAKE_BENCH_SNAP_MODES")
+        .unwrap_or_else(|_| "copy_on_write merge_on_read".into());
     let readers: Vec<&str> = match readers.split_whitespace().collect::<Vec<_>>() {
         r if r.is_empty() => vec![""],
         r => r,
@@ -1017,22 +1046,27 @@ async fn snapshot() {
             "snapshot into Kafka ({label}): {ROWS} rows in {secs:.1} s, {:.0} rows/s, peak RSS {rss:.0} MB (binlake capture, snapshot.mode = initial_only, from process start to exit)",
             ROWS as f64 / secs
         );
-        let root = std::env::temp_dir().join(format!("bench-snap-lake-{}", stamp()));
-        let name = format!("benchsnaprun_{}", stamp());
-        let cfg = config(
-            &name,
-            &db,
-            None,
-            &format!("{mode}[lake]\nroot = \"{}\"\n", root.display()),
-        );
-        let (secs, rss) = run_to_exit("run", &cfg, Duration::from_secs(900));
-        let rows = delta_rows(&root.join(&db).join("sbtest1").join("replica"));
-        assert_eq!(rows, ROWS, "replica rows after the snapshot");
-        println!(
-            "snapshot into the replica ({label}): {ROWS} rows in {secs:.1} s, {:.0} rows/s, peak RSS {rss:.0} MB (binlake run, snapshot.mode = initial_only, change log and replica, from process start to exit)",
-            ROWS as f64 / secs
-        );
-        let _ = std::fs::remove_dir_all(&root);
+        for replica in replica_modes.split_whitespace() {
+            let root = std::env::temp_dir().join(format!("bench-snap-lake-{}", stamp()));
+            let name = format!("benchsnaprun_{}", stamp());
+            let cfg = config(
+                &name,
+                &db,
+                None,
+                &format!(
+                    "{mode}[lake]\nroot = \"{}\"\nreplica_mode = \"{replica}\"\n",
+                    root.display()
+                ),
+            );
+            let (secs, rss) = run_to_exit("run", &cfg, Duration::from_secs(900));
+            let rows = delta_rows(&root.join(&db).join("sbtest1").join("replica"));
+            assert_eq!(rows, ROWS, "replica rows after the snapshot");
+            println!(
+                "snapshot into the replica ({label}, {replica}): {ROWS} rows in {secs:.1} s, {:.0} rows/s, peak RSS {rss:.0} MB (binlake run, snapshot.mode = initial_only, change log and replica, from process start to exit)",
+                ROWS as f64 / secs
+            );
+            let _ = std::fs::remove_dir_all(&root);
+        }
     }
     c.query_drop(format!("DROP DATABASE {db}")).await.unwrap();
 }
