@@ -457,10 +457,10 @@ async fn kill_9_run(extra: &str) -> (String, PathBuf) {
 
 /// A merge-on-read replica (deletion vectors and a key index) through ten kill -9s:
 /// every change once, `binlake verify` equal, and DuckDB's `delta_scan`, the
-/// `deltalake` Python package (its `QueryBuilder`) and Apache Spark with delta-spark read
-/// exactly the primary's rows through its deletion vectors.
+/// `deltalake` Python package (its `QueryBuilder`), polars' `read_delta` and Apache Spark
+/// with delta-spark read exactly the primary's rows through its deletion vectors.
 #[tokio::test(flavor = "multi_thread")]
-async fn merge_on_read_run_survives_kill_9_and_duckdb_deltalake_and_spark_read_it() {
+async fn merge_on_read_run_survives_kill_9_and_five_readers_read_it() {
     let (db, root) = kill_9_run(r#"replica_mode = "merge_on_read""#).await;
     let replica = root.join(&db).join("t").join("replica");
     // The replica is merge-on-read: its protocol has the feature and its files carry
@@ -478,7 +478,7 @@ async fn merge_on_read_run_survives_kill_9_and_duckdb_deltalake_and_spark_read_i
     let (_, want) = primary_rows(&db, "t").await;
     let script = format!(
         r#"
-import duckdb, deltalake, json, pyarrow
+import duckdb, deltalake, json, polars, pyarrow
 # deltalake's DataFusion engine applies deletion vectors (its pyarrow dataset refuses
 # tables that have them).
 t = deltalake.DeltaTable("{replica}")
@@ -489,9 +489,11 @@ ext = "{ext}"
 if ext:
     con.execute(f"SET extension_directory = '{{ext}}'")
 d = con.execute("SELECT id, v, s FROM delta_scan('{replica}') ORDER BY id").fetchall()
+p = polars.read_delta("{replica}").sort("id").select(["id", "v", "s"]).rows()
 cell = lambda x: "NULL" if x is None else str(x)
 print(json.dumps({{"deltalake": [[cell(r["id"]), cell(r["v"]), cell(r["s"])] for r in rows],
-                  "duckdb": [[cell(x) for x in r] for r in d]}}))
+                  "duckdb": [[cell(x) for x in r] for r in d],
+                  "polars": [[cell(x) for x in r] for r in p]}}))
 "#,
         replica = replica.display(),
         ext = std::env::var("BINLAKE_DUCKDB_EXTENSION_DIR").unwrap_or_default(),
@@ -500,6 +502,7 @@ print(json.dumps({{"deltalake": [[cell(r["id"]), cell(r["v"]), cell(r["s"])] for
     let want = serde_json::json!(want);
     assert_eq!(v["deltalake"], want, "the deltalake package's read");
     assert_eq!(v["duckdb"], want, "DuckDB delta_scan's read");
+    assert_eq!(v["polars"], want, "polars read_delta's read");
     // Apache Spark with Delta Lake (delta-spark), Delta's jars from the venv's Ivy cache.
     let script = format!(
         r#"

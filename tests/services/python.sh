@@ -18,7 +18,8 @@
 #   con.sql("CREATE SECRET (TYPE s3, KEY_ID '...', SECRET '...', REGION 'us-east-1',"
 #           " ENDPOINT '127.0.0.1:19000', URL_STYLE 'path', USE_SSL false)")
 #   con.sql("SELECT * FROM delta_scan('s3://binlake-test/some/table')")
-# The deltalake package reads Delta tables without DuckDB: DeltaTable(uri).to_pyarrow_table().
+# The deltalake package reads Delta tables without DuckDB: DeltaTable(uri).to_pyarrow_table();
+# so does polars: polars.read_delta(uri).
 #
 # Apache Spark (pyspark) with Delta Lake (delta-spark) reads them too; Spark runs on the
 # machine's Java (17, which Kafka needs too). Delta's JVM jars come from Maven Central
@@ -47,6 +48,7 @@ PKGS=(
     "pandas==3.1.1"
     "numpy==2.4.6"
     "deltalake==1.6.6"
+    "polars==2.2.0"
     # delta-spark X.Y goes with pyspark X.Y; its jars (delta-spark_2.13) are fetched by
     # Spark at session start, into IVY below.
     "pyspark==4.0.1"
@@ -121,10 +123,11 @@ smoke_test() {
     tmp=$(mktemp -d)
     PYTHONDONTWRITEBYTECODE=1 "$PY" - "$tmp/t" "$EXT_DIR" "$IVY" "${1:-}" <<'EOF' || rc=$?
 import sys
-import duckdb, pandas, pyarrow, deltalake
+import duckdb, pandas, polars, pyarrow, deltalake
 path, ext_dir, ivy, spark = sys.argv[1:5]
 deltalake.write_deltalake(path, pyarrow.table({"id": [1, 2, 3], "v": ["a", "b", "c"]}))
 assert deltalake.DeltaTable(path).to_pyarrow_table().num_rows == 3
+assert polars.read_delta(path).height == 3
 con = duckdb.connect(config={"extension_directory": ext_dir, "autoinstall_known_extensions": False})
 n = con.sql(f"SELECT count(*) FROM delta_scan('{path}')").fetchone()[0]
 assert n == 3, n
@@ -144,7 +147,7 @@ if spark:
     assert n == 3, n
     s.stop()
 print(f"duckdb {duckdb.__version__} (delta and httpfs load), pyarrow {pyarrow.__version__}, "
-      f"pandas {pandas.__version__}, deltalake {deltalake.__version__}, pyspark {pyspark.__version__}"
+      f"pandas {pandas.__version__}, deltalake {deltalake.__version__}, polars {polars.__version__}, pyspark {pyspark.__version__}"
       + (" (read it with Delta)" if spark else ""))
 EOF
     rm -rf "$tmp"
