@@ -733,9 +733,11 @@ impl TableSink {
     /// Table maintenance: compacts change-log date partitions holding at least
     /// `min_files` files into one file each (a `dataChange: false` commit, so readers and
     /// change-data feeds see no change), then deletes files of both tables that are no
-    /// longer part of them and older than `retention` (vacuum). Checkpoints are written by
-    /// the commits themselves (delta-rs' post-commit hook, every 100 versions).
-    /// Returns (partitions compacted, files deleted).
+    /// longer part of them and older than `retention` (vacuum). A copy-on-write replica's
+    /// appended buckets are merged here; a merge-on-read replica is rewritten beside the
+    /// batches (a pass commits the rewrite the previous one started, then starts the
+    /// next). Checkpoints are written by the commits themselves (delta-rs' post-commit
+    /// hook, every 100 versions). Returns (partitions and files compacted, files deleted).
     pub async fn maintain(
         &mut self,
         min_files: usize,
@@ -820,13 +822,20 @@ impl TableSink {
             .await?;
             compacted += 1;
         }
+        // A merge-on-read replica is rewritten beside the batches: the rewrite the last
+        // pass started is committed here if it is done, and the next starts after vacuum
+        // (which must not see its new file before it is committed).
         compacted += match self.mor.is_some() {
-            true => self.compact_merge_on_read(min_files).await?,
+            true => self.commit_finished_rewrite().await?,
             false => self.compact_replica(min_files).await?,
         };
         let mut deleted = 0u64;
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
-        for t in [&mut self.changes, &mut self.replica] {
+        let tables = match self.rewrite_running() {
+            true => vec![&mut self.changes],
+            false => vec![&mut self.changes, &mut self.replica],
+        };
+        for t in tables {
             let url = t.table_url().to_string();
             let (new, metrics) = t
                 .clone()
@@ -838,6 +847,7 @@ impl TableSink {
             deleted += metrics.files_deleted.len() as u64;
             *t = new;
         }
+        self.start_rewrite(min_files).await?;
         Ok((compacted, deleted))
     }
 
@@ -909,8 +919,17 @@ impl TableSink {
         to_changes: bool,
         to_replica: bool,
     ) -> Result<ApplyStats> {
-        self.write_batch(batch, progress, to_changes, to_replica, false)
-            .await
+        let stats = (self.write_batch(batch, progress, to_changes, to_replica, false)).await?;
+        // A merge-on-read maintenance rewrite that finished beside the batches is
+        // committed between them, as soon as it is done (never with parts staged: their
+        // deletion vectors name the files it replaces). It changes no data: a failure
+        // drops it (its file is left to vacuum) and the next maintenance pass tries again.
+        if !self.has_staged()
+            && let Err(e) = self.commit_finished_rewrite().await
+        {
+            tracing::warn!(table = %self.name, error = %e, "maintenance rewrite not committed; the next maintenance pass starts another");
+        }
+        Ok(stats)
     }
 
     /// Writes `batch` like [`TableSink::apply`] as a part of a source transaction, without
