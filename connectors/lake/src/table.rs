@@ -84,6 +84,7 @@ const BUCKETS_PROPERTY: &str = "binlake.buckets";
 /// Table property naming how the replica is written (`copy_on_write`, `merge_on_read`).
 const MODE_PROPERTY: &str = "binlake.replica_mode";
 
+mod compact;
 mod mor;
 
 /// One change and, when it came through Kafka, where from.
@@ -225,6 +226,8 @@ pub struct TableSink {
     mor: Option<mor::Mor>,
     /// Where and how a key index is kept, should the replica become merge-on-read.
     mor_settings: mor::Settings,
+    /// The change-log merges running beside the batches (`compact.rs`).
+    changes_merge: Option<compact::ChangesTask>,
 }
 
 /// The parts of a source transaction written to storage but not committed yet
@@ -527,6 +530,7 @@ impl TableSink {
             warned_absent: false,
             mor,
             mor_settings,
+            changes_merge: None,
         };
         sink.refresh_schemas()?;
         // A change log written before `__seq` or `__absent` existed: its older rows have
@@ -730,111 +734,49 @@ impl TableSink {
         self.refresh_schemas()
     }
 
-    /// Table maintenance: compacts change-log date partitions holding at least
-    /// `min_files` files into one file each (a `dataChange: false` commit, so readers and
-    /// change-data feeds see no change), then deletes files of both tables that are no
-    /// longer part of them and older than `retention` (vacuum). A copy-on-write replica's
-    /// appended buckets are merged here; a merge-on-read replica is rewritten beside the
-    /// batches (a pass commits the rewrite the previous one started, then starts the
-    /// next). Checkpoints are written by the commits themselves (delta-rs' post-commit
-    /// hook, every 100 versions). Returns (partitions and files compacted, files deleted).
+    /// Table maintenance: merges the small files of change-log date partitions holding at
+    /// least `min_files` of them (bounded merges, `compact.rs`) and a merge-on-read
+    /// replica's files (`mor.rs`), both beside the batches, in `dataChange: false` commits
+    /// (readers and change-data feeds see no change); merges a copy-on-write replica's
+    /// appended buckets; then deletes files of both tables that are no longer part of
+    /// them and older than `retention` (vacuum). Checkpoints are written by the commits
+    /// themselves (delta-rs' post-commit hook, every 100 versions). Returns (merged files
+    /// committed, files deleted).
     pub async fn maintain(
         &mut self,
         min_files: usize,
         retention: std::time::Duration,
     ) -> Result<(u64, u64)> {
-        let by_part = files_by(&self.changes, |path| {
-            Some(
-                path.rsplit_once('/')
-                    .map(|(d, _)| d.to_string())
-                    .unwrap_or_default(),
-            )
-        })?;
-        let file_schema = without_columns(&self.changes_schema, &[COMMIT_DATE.to_string()]);
-        let store = self.changes.log_store().object_store(None);
-        let mut compacted = 0u64;
-        for (part, files) in by_part {
-            if files.len() < min_files {
-                continue;
-            }
-            let date = part
-                .strip_prefix(&format!("{COMMIT_DATE}="))
-                .map(str::to_string);
-            let mut blobs = Vec::with_capacity(files.len());
-            for (p, _) in &files {
-                blobs.push(read_object(&store, p).await?);
-            }
-            let fs = file_schema.clone();
-            let (bytes, rows) = tokio::task::spawn_blocking(move || -> Result<(Bytes, usize)> {
-                let mut parts = Vec::new();
-                for b in blobs {
-                    let reader = ParquetRecordBatchReaderBuilder::try_new(b)
-                        .and_then(|b| b.build())
-                        .map_err(|e| Error::storage("read for compaction", e))?;
-                    for rb in reader {
-                        let rb = rb.map_err(|e| Error::storage("read for compaction", e))?;
-                        parts.push(align(&rb, &fs)?);
-                    }
-                }
-                let all = arrow::compute::concat_batches(&fs, &parts)
-                    .map_err(|e| Error::storage("compact", e))?;
-                let rows = all.num_rows();
-                Ok((
-                    encode_parquet(&all, Vec::new(), Compression::ZSTD(Default::default()))?,
-                    rows,
-                ))
-            })
-            .await
-            .map_err(|e| Error::storage("compact", e))??;
-            let path = format!("{part}/compacted-{}.parquet", uuid::Uuid::new_v4().simple());
-            let size = bytes.len() as i64;
-            store
-                .put(&Path::from(path.as_str()), bytes.into())
-                .await
-                .map_err(|e| Error::storage(format!("write {path}"), e))?;
-            let now = now_us() / 1000;
-            let mut actions = Vec::new();
-            let mut a = add(path, size, rows, [(COMMIT_DATE, date.clone())]);
-            a.data_change = false;
-            actions.push(Action::Add(a));
-            for (p, sz) in files {
-                actions.push(Action::Remove(remove(
-                    p,
-                    sz,
-                    Some(HashMap::from([(COMMIT_DATE.to_string(), date.clone())])),
-                    false,
-                    now,
-                )));
-            }
-            let freshness = self.applied_changes.freshness.clone().unwrap_or_default();
-            let progress = Progress::default();
-            commit_as(
-                &mut self.changes,
-                actions,
-                &progress,
-                &freshness,
-                "compact",
-                DeltaOperation::Optimize {
-                    predicate: None,
-                    target_size: 0,
-                },
-            )
-            .await?;
-            compacted += 1;
-        }
-        // A merge-on-read replica is rewritten beside the batches: the rewrite the last
-        // pass started is committed here if it is done, and the next starts after vacuum
-        // (which must not see its new file before it is committed).
+        // Merges run beside the batches (`compact.rs`, `mor.rs`): what the last pass
+        // started is committed if done, the next merges start, and the pass waits a
+        // moment for them (small ones finish at once, so an idle table is merged now;
+        // longer ones are committed between later batches).
+        let mut compacted = self.commit_changes_merge(false).await?;
         compacted += match self.mor.is_some() {
             true => self.commit_finished_rewrite().await?,
             false => self.compact_replica(min_files).await?,
         };
+        self.start_changes_merge(min_files, self.mor_settings.budget)?;
+        self.start_rewrite(min_files).await?;
+        let deadline = tokio::time::Instant::now() + MAINTENANCE_WAIT;
+        while (self.changes_merge.is_some() || self.rewrite_running())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            compacted += self.commit_changes_merge(false).await?;
+            compacted += self.commit_finished_rewrite().await?;
+        }
         let mut deleted = 0u64;
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(7));
-        let tables = match self.rewrite_running() {
-            true => vec![&mut self.changes],
-            false => vec![&mut self.changes, &mut self.replica],
-        };
+        // Vacuum must not see a running merge's file before it is committed.
+        let (merging, rewriting) = (self.changes_merge.is_some(), self.rewrite_running());
+        let mut tables = Vec::new();
+        if !merging {
+            tables.push(&mut self.changes);
+        }
+        if !rewriting {
+            tables.push(&mut self.replica);
+        }
         for t in tables {
             let url = t.table_url().to_string();
             let (new, metrics) = t
@@ -847,7 +789,6 @@ impl TableSink {
             deleted += metrics.files_deleted.len() as u64;
             *t = new;
         }
-        self.start_rewrite(min_files).await?;
         Ok((compacted, deleted))
     }
 
@@ -924,10 +865,13 @@ impl TableSink {
         // committed between them, as soon as it is done (never with parts staged: their
         // deletion vectors name the files it replaces). It changes no data: a failure
         // drops it (its file is left to vacuum) and the next maintenance pass tries again.
-        if !self.has_staged()
-            && let Err(e) = self.commit_finished_rewrite().await
-        {
-            tracing::warn!(table = %self.name, error = %e, "maintenance rewrite not committed; the next maintenance pass starts another");
+        if !self.has_staged() {
+            if let Err(e) = self.commit_finished_rewrite().await {
+                tracing::warn!(table = %self.name, error = %e, "maintenance rewrite not committed; the next maintenance pass starts another");
+            }
+            if let Err(e) = self.commit_changes_merge(false).await {
+                tracing::warn!(table = %self.name, error = %e, "change-log merge not committed; the next maintenance pass starts another");
+            }
         }
         Ok(stats)
     }
@@ -1953,6 +1897,10 @@ impl ReplicaView<'_> {
 
 /// One key's change in a replica write: the row whose key is changed, its schema, and the
 /// new row unless it is a delete.
+/// How long a maintenance pass waits for the merges it started before leaving them to
+/// be committed between later batches.
+const MAINTENANCE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A map keyed by primary-key bytes, with a fast seeded hasher (SipHash showed in the
 /// write path's profile).
 pub(crate) type KeyMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -2580,19 +2528,23 @@ fn builder_for(field: &Field, capacity: usize) -> ColumnBuilder {
     ColumnBuilder::for_arrow(field.data_type(), capacity)
 }
 
-fn encode_parquet(
-    rb: &RecordBatch,
-    meta: Vec<(String, String)>,
-    compression: Compression,
-) -> Result<Bytes> {
-    let props = WriterProperties::builder()
+fn writer_properties(meta: Vec<(String, String)>, compression: Compression) -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(compression)
         .set_key_value_metadata(Some(
             meta.into_iter()
                 .map(|(k, v)| parquet::file::metadata::KeyValue::new(k, v))
                 .collect(),
         ))
-        .build();
+        .build()
+}
+
+fn encode_parquet(
+    rb: &RecordBatch,
+    meta: Vec<(String, String)>,
+    compression: Compression,
+) -> Result<Bytes> {
+    let props = writer_properties(meta, compression);
     let mut buf = Vec::with_capacity(1 << 20);
     let mut w = ArrowWriter::try_new(&mut buf, rb.schema(), Some(props))
         .map_err(|e| Error::storage("encode Parquet", e))?;

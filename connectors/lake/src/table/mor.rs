@@ -110,9 +110,11 @@ impl Mor {
     }
 }
 
-/// Files smaller than this are merged by maintenance (when there are `compact_min_files`
-/// of them).
+/// Files smaller than this, and of fewer than half [`REWRITE_ROWS`] rows, are merged by
+/// maintenance (when there are `compact_min_files` of them).
 const SMALL_FILE_BYTES: i64 = 32 << 20;
+/// Rows one maintenance rewrite writes at most (more when a single file has more).
+const REWRITE_ROWS: u64 = 1_000_000;
 
 /// A maintenance rewrite of a merge-on-read replica, done beside the batches by a task
 /// and committed between them ([`TableSink::finish_rewrite`]).
@@ -168,7 +170,9 @@ impl TableSink {
             let fraction = deleted / l.rows.max(1) as f64;
             if fraction > mor.max_deleted {
                 heavy.push((fraction, path));
-            } else if l.remove.size.unwrap_or_default() < SMALL_FILE_BYTES {
+            } else if l.remove.size.unwrap_or_default() < SMALL_FILE_BYTES
+                && l.rows < REWRITE_ROWS / 2
+            {
                 small.push((l.remove.size.unwrap_or_default(), path));
             }
         }
@@ -177,14 +181,21 @@ impl TableSink {
         if small.len() < min_files.max(2) {
             small.clear();
         }
+        // Bounded by bytes read and by rows written (the rows' keys are held for the
+        // index): a merged file holds at most REWRITE_ROWS rows, so it is not small.
         let mut picked: Vec<&String> = Vec::new();
-        let mut bytes = 0u64;
+        let (mut bytes, mut rows) = (0u64, 0u64);
         for path in heavy.iter().map(|h| h.1).chain(small.iter().map(|s| s.1)) {
-            let size = live[path].remove.size.unwrap_or_default() as u64;
-            if !picked.is_empty() && bytes + size > mor.budget {
+            let l = &live[path];
+            let size = l.remove.size.unwrap_or_default() as u64;
+            let kept = l
+                .rows
+                .saturating_sub(l.dv.as_ref().map_or(0, |d| d.cardinality.max(0) as u64));
+            if !picked.is_empty() && (bytes + size > mor.budget || rows + kept > REWRITE_ROWS) {
                 break;
             }
             bytes += size;
+            rows += kept;
             picked.push(path);
         }
         if picked.is_empty() || (picked.len() == 1 && heavy.is_empty()) {
@@ -316,8 +327,9 @@ impl TableSink {
     }
 }
 
-/// A maintenance rewrite's task: reads `sources` (path, rows deleted), merges their live
-/// rows into one new file at `path`, with the key of each row.
+/// A maintenance rewrite's task: streams the live rows of `sources` (path, rows deleted)
+/// into one new file at `path` (one decoded batch in memory at a time), with the key of
+/// each row.
 async fn rewrite(
     store: Arc<dyn ObjectStore>,
     schema: SchemaRef,
@@ -325,57 +337,60 @@ async fn rewrite(
     sources: Vec<(String, RoaringTreemap)>,
     path: String,
 ) -> Result<Rewritten> {
-    let mut parts = Vec::new();
-    let mut placed = Vec::new();
-    let mut offset = 0u64;
-    for (p, folded) in sources {
-        let raw = read_object(&store, &p).await?;
-        let (schema, deleted, name) = (schema.clone(), folded.clone(), p.clone());
-        let rb = tokio::task::spawn_blocking(move || -> Result<RecordBatch> {
-            let err =
-                |e: &dyn std::fmt::Display| Error::storage(format!("read {name}"), e.to_string());
-            let reader = ParquetRecordBatchReaderBuilder::try_new(raw)
-                .and_then(|b| b.with_batch_size(65536).build())
-                .map_err(|e| err(&e))?;
-            let mut kept = Vec::new();
-            let mut at = 0u64;
-            for rb in reader {
-                let rb = align(&rb.map_err(|e| err(&e))?, &schema)?;
-                let keep: arrow::array::BooleanArray = (0..rb.num_rows() as u64)
-                    .map(|i| Some(!deleted.contains(at + i)))
-                    .collect();
-                at += rb.num_rows() as u64;
-                kept.push(filter_record_batch(&rb, &keep).map_err(|e| err(&e))?);
-            }
-            arrow::compute::concat_batches(&schema, &kept).map_err(|e| err(&e))
-        })
-        .await
-        .map_err(|e| Error::storage("compact the replica", e))??;
-        placed.push((p, folded, offset));
-        offset += rb.num_rows() as u64;
-        parts.push(rb);
-    }
-    let all = arrow::compute::concat_batches(&schema, &parts)
-        .map_err(|e| Error::storage("compact the replica", e))?;
-    let rows = all.num_rows();
     let key_fields: Vec<SortField> = key_idx
         .iter()
         .map(|&i| SortField::new(schema.field(i).data_type().clone()))
         .collect();
-    let (encoded, keys) = tokio::task::spawn_blocking(move || -> Result<(Bytes, Vec<Vec<u8>>)> {
-        let converter =
-            RowConverter::new(key_fields).map_err(|e| Error::storage("key encoding", e))?;
-        let cols: Vec<ArrayRef> = key_idx.iter().map(|&i| all.column(i).clone()).collect();
-        let keys = converter
-            .convert_columns(&cols)
-            .map_err(|e| Error::storage("key encoding", e))?;
-        let keys = keys.iter().map(|k| k.data().to_vec()).collect();
-        Ok((encode_parquet(&all, Vec::new(), Compression::SNAPPY)?, keys))
-    })
-    .await
-    .map_err(|e| Error::storage("compact the replica", e))??;
+    let converter =
+        Arc::new(RowConverter::new(key_fields).map_err(|e| Error::storage("key encoding", e))?);
+    let mut out = Some(compact::ParquetOut::new(
+        schema.clone(),
+        Compression::SNAPPY,
+    )?);
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut placed = Vec::new();
+    for (p, folded) in sources {
+        let raw = read_object(&store, &p).await?;
+        let (schema, deleted, name) = (schema.clone(), folded.clone(), p.clone());
+        let (key_idx, converter, mut w) = (key_idx.clone(), converter.clone(), out.take());
+        let (w, file_keys) = tokio::task::spawn_blocking(
+            move || -> Result<(Option<compact::ParquetOut>, Vec<Vec<u8>>)> {
+                let mut file_keys = Vec::new();
+                let mut at = 0u64;
+                for rb in compact::batches(raw, &name, &schema)? {
+                    let rb = rb?;
+                    let keep: arrow::array::BooleanArray = (0..rb.num_rows() as u64)
+                        .map(|i| Some(!deleted.contains(at + i)))
+                        .collect();
+                    at += rb.num_rows() as u64;
+                    let rb = filter_record_batch(&rb, &keep)
+                        .map_err(|e| Error::storage(format!("read {name}"), e))?;
+                    let cols: Vec<ArrayRef> =
+                        key_idx.iter().map(|&i| rb.column(i).clone()).collect();
+                    let rows = converter
+                        .convert_columns(&cols)
+                        .map_err(|e| Error::storage("key encoding", e))?;
+                    file_keys.extend(rows.iter().map(|k| k.data().to_vec()));
+                    if let Some(w) = w.as_mut() {
+                        w.write(&rb)?;
+                    }
+                }
+                Ok((w, file_keys))
+            },
+        )
+        .await
+        .map_err(|e| Error::storage("compact the replica", e))??;
+        out = w;
+        placed.push((p, folded, keys.len() as u64));
+        keys.extend(file_keys);
+    }
     let mut file = None;
-    if rows > 0 {
+    if let Some(w) = out
+        && !keys.is_empty()
+    {
+        let (encoded, _) = tokio::task::spawn_blocking(move || w.finish())
+            .await
+            .map_err(|e| Error::storage("compact the replica", e))??;
         let size = encoded.len() as i64;
         store
             .put(&Path::from(path.as_str()), encoded.into())
@@ -1075,7 +1090,8 @@ mod tests {
         // started, whether the writer restarted since.
         let (mut heavy, mut files_before) = (Vec::<String>::new(), 0);
         let (mut reopened, mut carried, mut rewritten_before) = (false, 0u64, (0, 0));
-        for round in 0..60 {
+        let mut beside = 0;
+        for round in 0..80 {
             let mut batch = Vec::new();
             let mut truncated = false;
             for _ in 0..1 + rng.below(25) {
@@ -1182,22 +1198,39 @@ mod tests {
                 .unwrap()
                 .values()
                 .any(|l| l.dv.is_some());
-            if round % 10 == 9 {
-                // Maintenance starts a rewrite that folds the deletion vectors and merges
-                // the small files, beside the next round's batch.
-                sink.maintain(2, std::time::Duration::ZERO).await.unwrap();
-                let live = live_files(&sink.replica).unwrap();
-                heavy = (live.iter())
+            let heavy_files = |sink: &TableSink| -> Vec<String> {
+                (live_files(&sink.replica).unwrap().into_iter())
                     .filter(|(_, l)| {
                         l.dv.as_ref().map_or(0, |d| d.cardinality) as f64 / l.rows as f64 > 0.2
                     })
-                    .map(|(p, _)| p.clone())
-                    .collect();
-                files_before = live.len();
+                    .map(|(p, _)| p)
+                    .collect()
+            };
+            if round % 20 == 9 {
+                // A maintenance pass: its rewrite of these few rows is done within the
+                // pass and committed by it.
+                let (before, heavy) =
+                    (live_files(&sink.replica).unwrap().len(), heavy_files(&sink));
+                let rewritten = sink.maintain(2, std::time::Duration::ZERO).await.unwrap().0;
+                let after = live_files(&sink.replica).unwrap();
+                assert!(
+                    rewritten > 0 && after.len() < before && !sink.rewrite_running(),
+                    "{before} files → {}",
+                    after.len()
+                );
+                for p in &heavy {
+                    assert!(!after.contains_key(p), "{p} was not rewritten");
+                }
+                maintained += 1;
+            } else if round % 20 == 19 {
+                // A rewrite that runs beside the next round's batch, committed after it.
+                (heavy, files_before) =
+                    (heavy_files(&sink), live_files(&sink.replica).unwrap().len());
+                sink.start_rewrite(2).await.unwrap();
                 assert!(sink.rewrite_running(), "maintenance started no rewrite");
                 rewritten_before = sink.mor.as_ref().map(|m| m.rewritten).unwrap_or_default();
                 reopened = false;
-            } else if round % 10 == 0 && round > 0 {
+            } else if round % 20 == 0 && round > 0 {
                 // Committed after that batch (by the batch, when the rewrite was done by
                 // then): its deletions in the rewritten files carry over as the new
                 // file's deletion vector.
@@ -1220,7 +1253,7 @@ mod tests {
                     for p in &heavy {
                         assert!(!after.contains_key(p), "{p} was not rewritten");
                     }
-                    maintained += 1;
+                    beside += 1;
                     carried += since;
                 }
             }
@@ -1233,6 +1266,7 @@ mod tests {
         }
         assert!(deletes > 20, "the test deleted rows ({deletes})");
         assert!(maintained >= 4, "{maintained} rewrites committed");
+        assert!(beside >= 3, "{beside} rewrites committed beside a batch");
         // Rows deleted during a rewrite were carried into the new file's deletion vector.
         assert!(carried > 0, "no batch deleted rows while a rewrite ran");
         // Deletion vectors were written (updates superseded rows in earlier files).
