@@ -2351,7 +2351,8 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .and_then(|b| b.build())
                 .map_err(|e| Error::storage("read for widening", e))?;
-            let mut parts = Vec::new();
+            // Streamed: one decoded batch at a time (see `compact.rs`).
+            let mut out = compact::ParquetOut::new(fs.clone(), Compression::SNAPPY)?;
             for rb in reader {
                 let rb = rb.map_err(|e| Error::storage("read for widening", e))?;
                 let cols = fs
@@ -2363,15 +2364,12 @@ async fn rewrite_widened(t: &mut DeltaTable, columns: &[(String, DataType)]) -> 
                         None => Ok(new_null_array(f.data_type(), rb.num_rows())),
                     })
                     .collect::<Result<Vec<_>>>()?;
-                parts.push(
-                    RecordBatch::try_new(fs.clone(), cols)
+                out.write(
+                    &RecordBatch::try_new(fs.clone(), cols)
                         .map_err(|e| Error::storage("widen", e))?,
-                );
+                )?;
             }
-            let all = arrow::compute::concat_batches(&fs, &parts)
-                .map_err(|e| Error::storage("widen", e))?;
-            let rows = all.num_rows();
-            Ok((encode_parquet(&all, Vec::new(), Compression::SNAPPY)?, rows))
+            out.finish()
         })
         .await
         .map_err(|e| Error::storage("widen", e))??;
