@@ -834,19 +834,7 @@ impl TableSink {
             .await?;
             actions.extend(r.actions(false, now));
         }
-        let freshness = self.applied_replica.freshness.clone().unwrap_or_default();
-        commit_as(
-            &mut self.replica,
-            actions,
-            &Progress::default(),
-            &freshness,
-            "compact",
-            DeltaOperation::Optimize {
-                predicate: None,
-                target_size: 0,
-            },
-        )
-        .await?;
+        commit_compaction(&mut self.replica, actions, &self.applied_replica).await?;
         Ok(n)
     }
 
@@ -2645,6 +2633,21 @@ async fn commit(
         predicate: None,
     };
     commit_as(t, actions, progress, freshness, what, op).await
+}
+
+/// Commits a maintenance merge (`dataChange: false` actions) as an OPTIMIZE, with the
+/// table's freshness record as it stands (a merge changes no data).
+async fn commit_compaction(
+    t: &mut DeltaTable,
+    actions: Vec<Action>,
+    applied: &Applied,
+) -> Result<()> {
+    let freshness = applied.freshness.clone().unwrap_or_default();
+    let op = DeltaOperation::Optimize {
+        predicate: None,
+        target_size: 0,
+    };
+    commit_as(t, actions, &Progress::default(), &freshness, "compact", op).await
 }
 
 async fn commit_as(

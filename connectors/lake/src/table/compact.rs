@@ -189,19 +189,7 @@ impl TableSink {
         if merged == 0 {
             return Ok(0);
         }
-        let freshness = self.applied_changes.freshness.clone().unwrap_or_default();
-        commit_as(
-            &mut self.changes,
-            actions,
-            &Progress::default(),
-            &freshness,
-            "compact",
-            DeltaOperation::Optimize {
-                predicate: None,
-                target_size: 0,
-            },
-        )
-        .await?;
+        commit_compaction(&mut self.changes, actions, &self.applied_changes).await?;
         Ok(merged)
     }
 }

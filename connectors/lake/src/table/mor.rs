@@ -285,19 +285,7 @@ impl TableSink {
             rm.data_change = false;
             actions.push(Action::Remove(rm));
         }
-        let freshness = self.applied_replica.freshness.clone().unwrap_or_default();
-        commit_as(
-            &mut self.replica,
-            actions,
-            &Progress::default(),
-            &freshness,
-            "compact",
-            DeltaOperation::Optimize {
-                predicate: None,
-                target_size: 0,
-            },
-        )
-        .await?;
+        commit_compaction(&mut self.replica, actions, &self.applied_replica).await?;
         let dropped: Vec<String> = r.sources.iter().map(|s| s.0.clone()).collect();
         for p in &dropped {
             mor.dvs.remove(p);
