@@ -242,3 +242,42 @@ async fn merge_changes(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, StringArray};
+
+    use super::*;
+
+    /// Batches written one by one come back as one file with every row, in order.
+    #[test]
+    fn a_streamed_file_holds_every_batch_in_order() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let mut out = ParquetOut::new(schema.clone(), Compression::SNAPPY).unwrap();
+        for b in 0..3i64 {
+            let ids: Vec<i64> = (b * 1000..(b + 1) * 1000).collect();
+            let s: Vec<Option<String>> = ids.iter().map(|i| Some(format!("v{i}"))).collect();
+            let rb = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(StringArray::from(s)),
+                ],
+            )
+            .unwrap();
+            out.write(&rb).unwrap();
+        }
+        let (bytes, rows) = out.finish().unwrap();
+        assert_eq!(rows, 3000);
+        let mut ids = Vec::new();
+        for rb in batches(bytes, "t.parquet", &schema).unwrap() {
+            let rb = rb.unwrap();
+            let col = rb.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            ids.extend(col.values().iter().copied());
+        }
+        assert_eq!(ids, (0..3000).collect::<Vec<i64>>());
+    }
+}
