@@ -751,7 +751,7 @@ impl TableSink {
         // started is committed if done, the next merges start, and the pass waits a
         // moment for them (small ones finish at once, so an idle table is merged now;
         // longer ones are committed between later batches).
-        let mut compacted = self.commit_changes_merge(false).await?;
+        let mut compacted = self.commit_changes_merge().await?;
         compacted += match self.mor.is_some() {
             true => self.commit_finished_rewrite().await?,
             false => self.compact_replica(min_files).await?,
@@ -763,7 +763,7 @@ impl TableSink {
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            compacted += self.commit_changes_merge(false).await?;
+            compacted += self.commit_changes_merge().await?;
             compacted += self.commit_finished_rewrite().await?;
         }
         let mut deleted = 0u64;
@@ -857,7 +857,7 @@ impl TableSink {
             if let Err(e) = self.commit_finished_rewrite().await {
                 tracing::warn!(table = %self.name, error = %e, "maintenance rewrite not committed; the next maintenance pass starts another");
             }
-            if let Err(e) = self.commit_changes_merge(false).await {
+            if let Err(e) = self.commit_changes_merge().await {
                 tracing::warn!(table = %self.name, error = %e, "change-log merge not committed; the next maintenance pass starts another");
             }
         }

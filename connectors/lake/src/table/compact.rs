@@ -141,15 +141,11 @@ impl TableSink {
         Ok(())
     }
 
-    /// Commits the change-log merges once their task is done (`wait`: waits for it);
-    /// how many merged files were committed.
-    pub(super) async fn commit_changes_merge(&mut self, wait: bool) -> Result<u64> {
-        if !wait
-            && !self
-                .changes_merge
-                .as_ref()
-                .is_some_and(tokio::task::JoinHandle::is_finished)
-        {
+    /// Commits the change-log merges if their task is done; how many merged files were
+    /// committed.
+    pub(super) async fn commit_changes_merge(&mut self) -> Result<u64> {
+        let done = (self.changes_merge.as_ref()).is_some_and(tokio::task::JoinHandle::is_finished);
+        if !done {
             return Ok(0);
         }
         let Some(task) = self.changes_merge.take() else {
