@@ -151,9 +151,10 @@ impl TableSink {
     }
 
     /// Merge-on-read maintenance, beside the batches: picks files whose deleted fraction
-    /// passed `max_deleted_fraction`, then small files (at most `budget` bytes of files),
-    /// and starts a task that merges their live rows into one new file while batches go
-    /// on. A later pass commits it ([`TableSink::finish_rewrite`]).
+    /// passed `max_deleted_fraction`, then small files (at most `budget` bytes and
+    /// [`REWRITE_ROWS`] rows), and starts a task that merges their live rows into one new
+    /// file while batches go on. The first `apply` after it is done, or the maintenance
+    /// pass waiting for it, commits it ([`TableSink::finish_rewrite`]).
     pub(super) async fn start_rewrite(&mut self, min_files: usize) -> Result<()> {
         let Some(mor) = self.mor.as_mut() else {
             return Ok(());
