@@ -1002,6 +1002,17 @@ mod tests {
         vec![Value::Int(id), v.clone().map_or(Value::Null, Value::String)]
     }
 
+    /// An update of key `k` from `old` to `new`, with full images.
+    fn update(
+        t: &Arc<TableSchema>,
+        k: i64,
+        old: &Option<String>,
+        new: &Option<String>,
+        pos: u64,
+    ) -> crate::table::Change {
+        change(t, Op::Update, Some(row(k, old)), Some(row(k, new)), pos)
+    }
+
     /// A small deterministic generator (xorshift64*).
     struct Rng(u64);
     impl Rng {
@@ -1124,13 +1135,7 @@ mod tests {
                         ));
                     } else {
                         let v = val(&mut rng);
-                        batch.push(change(
-                            &t,
-                            Op::Update,
-                            Some(row(k, &old)),
-                            Some(row(k, &v)),
-                            pos,
-                        ));
+                        batch.push(update(&t, k, &old, &v, pos));
                         model.insert(k, v);
                     }
                 } else if dice < 90 {
@@ -1391,13 +1396,7 @@ mod tests {
                     }
                     (Some(old), _) => {
                         let v = Some(format!("r{round}"));
-                        batch.push(change(
-                            &t,
-                            Op::Update,
-                            Some(row(k, &old)),
-                            Some(row(k, &v)),
-                            pos,
-                        ));
+                        batch.push(update(&t, k, &old, &v, pos));
                         model.insert(k, v);
                     }
                     (None, _) => {
