@@ -100,38 +100,7 @@ impl TableSink {
                     .unwrap_or_default(),
             )
         })?;
-        let mut groups: Vec<(String, Vec<(String, i64)>)> = Vec::new();
-        let mut total = 0u64;
-        'parts: for (part, files) in by_part {
-            let mut small: Vec<(String, i64)> = files
-                .into_iter()
-                .filter(|(_, size)| *size < SMALL_FILE_BYTES)
-                .collect();
-            if small.len() < min_files.max(2) {
-                continue;
-            }
-            small.sort();
-            let mut group: Vec<(String, i64)> = Vec::new();
-            let mut bytes = 0i64;
-            for f in small {
-                if !group.is_empty() && bytes + f.1 > MERGE_BYTES {
-                    if group.len() >= 2 {
-                        groups.push((part.clone(), std::mem::take(&mut group)));
-                    }
-                    group.clear();
-                    bytes = 0;
-                }
-                if total + f.1 as u64 > budget && !groups.is_empty() {
-                    break 'parts;
-                }
-                total += f.1 as u64;
-                bytes += f.1;
-                group.push(f);
-            }
-            if group.len() >= 2 {
-                groups.push((part, group));
-            }
-        }
+        let groups = plan_merges(by_part, min_files, budget, SMALL_FILE_BYTES, MERGE_BYTES);
         if groups.is_empty() {
             return Ok(());
         }
@@ -190,6 +159,54 @@ impl TableSink {
     }
 }
 
+/// Files of a date partition (path, size).
+type PartFiles = Vec<(String, i64)>;
+
+/// The merges of one pass: per partition with at least `min_files` files under `small`
+/// bytes, groups of at least two of them holding at most `merge` bytes each, and about
+/// `budget` bytes in all (the group being filled when the budget runs out is left).
+fn plan_merges(
+    by_part: BTreeMap<String, PartFiles>,
+    min_files: usize,
+    budget: u64,
+    small: i64,
+    merge: i64,
+) -> Vec<(String, PartFiles)> {
+    let mut groups: Vec<(String, Vec<(String, i64)>)> = Vec::new();
+    let mut total = 0u64;
+    'parts: for (part, files) in by_part {
+        let mut picked: Vec<(String, i64)> = files
+            .into_iter()
+            .filter(|(_, size)| *size < small)
+            .collect();
+        if picked.len() < min_files.max(2) {
+            continue;
+        }
+        picked.sort();
+        let mut group: Vec<(String, i64)> = Vec::new();
+        let mut bytes = 0i64;
+        for f in picked {
+            if !group.is_empty() && bytes + f.1 > merge {
+                if group.len() >= 2 {
+                    groups.push((part.clone(), std::mem::take(&mut group)));
+                }
+                group.clear();
+                bytes = 0;
+            }
+            if total + f.1 as u64 > budget && !groups.is_empty() {
+                break 'parts;
+            }
+            total += f.1 as u64;
+            bytes += f.1;
+            group.push(f);
+        }
+        if group.len() >= 2 {
+            groups.push((part, group));
+        }
+    }
+    groups
+}
+
 /// The task: each group's files streamed into one new file of its partition.
 async fn merge_changes(
     store: Arc<dyn ObjectStore>,
@@ -244,6 +261,30 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
 
     use super::*;
+
+    /// A partition of many small files (a large snapshot's change log) is merged in
+    /// groups of at most `merge` bytes, within the pass's budget, never whole; large files
+    /// stay as they are.
+    #[test]
+    fn merges_are_bounded_per_file_and_per_pass() {
+        let files: PartFiles = (0..100)
+            .map(|i| (format!("d=1/f{i:03}.parquet"), 10))
+            .chain([("d=1/big.parquet".to_string(), 1000)])
+            .collect();
+        let by_part = BTreeMap::from([("d=1".to_string(), files)]);
+        let groups = plan_merges(by_part, 3, 400, 100, 40);
+        let sizes: Vec<i64> = groups
+            .iter()
+            .map(|(_, g)| g.iter().map(|f| f.1).sum())
+            .collect();
+        assert_eq!(sizes, vec![40; 10], "{groups:?}");
+        assert!(
+            groups
+                .iter()
+                .flat_map(|g| &g.1)
+                .all(|f| f.0 != "d=1/big.parquet")
+        );
+    }
 
     /// Batches written one by one come back as one file with every row, in order.
     #[test]
